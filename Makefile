@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each creates or refreshes .venv from pyproject.toml before it runs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.symland-installed
+OUT    ?= results/toy
+
+.PHONY: demo test test-all bench setup data clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP) data
+
+# Debian's Fashion-MNIST IDX files, used by the MNIST-style tests and demos.
+# Best effort: needs root and apt; the tests that need it skip cleanly without it.
+data:
+	@if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+	  echo "note: dataset-fashion-mnist could not be installed; tests that need it will skip"; \
+	fi
+
+demo: setup
+	$(VENV)/bin/symland toy --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest -q -n 2
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

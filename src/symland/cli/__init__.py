@@ -1,0 +1,41 @@
+"""The `symland` command line.
+
+Each subcommand lives in its own module of this package and exposes
+`add_parser(subparsers)` (which sets `func` on its parser) plus whatever it
+needs to run. Bad input of any kind ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order `symland --help` lists them.
+COMMANDS = ("toy",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symland",
+        description="Symmetry-induced geometry of neural-network loss landscapes.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"symland.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"symland {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
