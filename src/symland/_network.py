@@ -1,0 +1,151 @@
+"""Multilayer perceptrons in the layout of Brea et al. 2019, eq. 1.
+
+f(x; θ) = W^(d) g(… g(W^(1) x + b^(1)) …) + b^(d), with W^(k) of shape
+n_k × n_{k−1}. Parameters are a plain list of `(W, b)` pairs (a pytree), so
+`jax.jit`, `jax.grad` and `jax.vmap` apply unchanged. With `bias=False` every
+`b` is `None`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+jax.config.update("jax_enable_x64", True)
+
+Params = list  # list of (W, b) pairs, W^(k) of shape n_k × n_{k-1}
+
+
+def _erf_unit(x):
+    return jax.scipy.special.erf(x / math.sqrt(2.0))
+
+
+def _g(x):
+    return jax.nn.sigmoid(4.0 * x) + jax.nn.softplus(x)
+
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": jax.nn.relu,
+    "softplus": jax.nn.softplus,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "erf": _erf_unit,  # erf(x/√2)
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "g": _g,  # sigmoid(4x) + softplus(x)
+}
+
+
+def activation_function(name: str) -> Callable:
+    """The activation called `name`; `ValueError` listing the known ones otherwise."""
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"activation: unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
+        )
+    return ACTIVATIONS[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """A fully connected network with linear output layer (Brea et al. 2019, eq. 1).
+
+    **Arguments:**
+    - `widths`: `(n_0, n_1, …, n_d)`; layers k = 1…d−1 are hidden.
+    - `activation`: one of `relu`, `softplus`, `tanh`, `sigmoid`, `erf`
+      (erf(x/√2)), `gelu`, `g` (sigmoid(4x) + softplus(x)).
+    - `bias`: whether every layer has a bias vector.
+    """
+
+    widths: tuple[int, ...]
+    activation: str = "relu"
+    bias: bool = True
+
+    def __post_init__(self):
+        widths = tuple(self.widths)
+        if len(widths) < 2:
+            raise ValueError(f"widths: need at least input and output widths, got {widths}")
+        for w in widths:
+            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+                raise ValueError(f"widths: every width must be a positive integer, got {widths}")
+        object.__setattr__(self, "widths", widths)
+        activation_function(self.activation)
+
+    @property
+    def depth(self) -> int:
+        """d, the number of weight layers."""
+        return len(self.widths) - 1
+
+    @property
+    def hidden_layers(self) -> range:
+        """The hidden layer numbers k = 1…d−1 (paper numbering)."""
+        return range(1, self.depth)
+
+    @property
+    def n_params(self) -> int:
+        n = 0
+        for k in range(1, self.depth + 1):
+            n += self.widths[k] * self.widths[k - 1] + (self.widths[k] if self.bias else 0)
+        return n
+
+    def init(self, key, *, scale: float = 1.0) -> Params:
+        """Random parameters: W^(k) ~ N(0, scale²/n_{k−1}), b^(k) ~ N(0, scale²)."""
+        params = []
+        keys = jax.random.split(key, 2 * self.depth)
+        for k in range(1, self.depth + 1):
+            n_out, n_in = self.widths[k], self.widths[k - 1]
+            W = scale * jax.random.normal(keys[2 * k - 2], (n_out, n_in)) / math.sqrt(n_in)
+            b = scale * jax.random.normal(keys[2 * k - 1], (n_out,)) if self.bias else None
+            params.append((W, b))
+        return params
+
+    def apply(self, params: Params, x):
+        """f(x; θ) for a batch `x` of shape (T, n_0); returns (T, n_d)."""
+        g = ACTIVATIONS[self.activation]
+        h = x
+        for k, (W, b) in enumerate(params, start=1):
+            h = h @ W.T
+            if b is not None:
+                h = h + b
+            if k < len(params):
+                h = g(h)
+        return h
+
+    def hidden(self, params: Params, x, layer: int):
+        """Post-activations of hidden layer `layer` for a batch `x`, shape (T, n_layer)."""
+        g = ACTIVATIONS[self.activation]
+        h = x
+        for W, b in params[:layer]:
+            h = h @ W.T
+            if b is not None:
+                h = h + b
+            h = g(h)
+        return h
+
+    def preactivations(self, params: Params, x) -> list:
+        """Pre-activations W^(k) h^(k−1) + b^(k) of every hidden layer, each (T, n_k)."""
+        g = ACTIVATIONS[self.activation]
+        h, out = x, []
+        for W, b in params[:-1]:
+            h = h @ W.T
+            if b is not None:
+                h = h + b
+            out.append(h)
+            h = g(h)
+        return out
+
+    def check_params(self, params: Params) -> None:
+        """`ValueError` unless `params` matches the widths and bias setting."""
+        if not isinstance(params, Sequence) or len(params) != self.depth:
+            raise ValueError(f"params: expected a list of {self.depth} (W, b) pairs")
+        for k, pair in enumerate(params, start=1):
+            W, b = pair
+            shape = (self.widths[k], self.widths[k - 1])
+            if tuple(jnp.shape(W)) != shape:
+                raise ValueError(f"params: W^({k}) has shape {tuple(jnp.shape(W))}, expected {shape}")
+            if self.bias and (b is None or tuple(jnp.shape(b)) != (self.widths[k],)):
+                raise ValueError(f"params: b^({k}) must have shape ({self.widths[k]},)")
+            if not self.bias and b is not None:
+                raise ValueError(f"params: b^({k}) must be None for a network without bias")

@@ -1,0 +1,279 @@
+"""Exact-Hessian Newton solvers for small problems, pure JAX (jit and vmap).
+
+Two algorithms, each with one job:
+
+- `minimise`: trust-region Newton with the exact Hessian, the trust-region
+  subproblem solved through an eigendecomposition (Moré & Sorensen 1983;
+  Nocedal & Wright 2006, Alg. 4.3 with the hard case). It converges to minima
+  and reaches machine-level gradient norms in a handful of steps.
+- `refine_critical_point`: Levenberg–Marquardt on the equation ∇L(θ) = 0 with
+  Jacobian ∇²L, i.e. Newton on the gradient with a damping that handles
+  indefinite and singular Hessians (flat directions). It converges to saddles
+  as well as minima.
+
+Why hand-written: optimistix's minimisers (BFGS, Newton-type least squares)
+either approximate the Hessian or, used as a root finder on ∇L, have no safe
+globalisation for indefinite and singular Jacobians, and none exposes the
+eigenvalues that we need anyway for the saddle index. On problems of up to a
+few thousand parameters an exact dense Hessian and its eigendecomposition are
+cheap, so both solvers are built on them.
+
+Results carry a status: `converged`, `max_steps`, `diverged` or `stalled`
+(no step makes progress, e.g. at a kink of a ReLU loss). A result never claims
+convergence it did not reach.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+jax.config.update("jax_enable_x64", True)
+
+STATUS = ("converged", "max_steps", "diverged", "stalled")
+CONVERGED, MAX_STEPS, DIVERGED, STALLED = range(4)
+_EPS = jnp.finfo(jnp.float64).eps
+
+
+class SolverResult(eqx.Module):
+    """The outcome of `minimise` or `refine_critical_point` (a pytree).
+
+    **Fields:** `value` (parameters, same structure as the input), `loss`,
+    `grad_norm` (‖∇L‖∞ at `value`), `steps`, `status` (an int code, see
+    `status_name`), `grad_norm_history` (‖∇L‖∞ before each step, NaN-padded
+    to `max_steps + 1`), `gtol` (the tolerance that was asked for, after scaling).
+    """
+
+    value: object
+    loss: jnp.ndarray
+    grad_norm: jnp.ndarray
+    steps: jnp.ndarray
+    status: jnp.ndarray
+    grad_norm_history: jnp.ndarray
+    gtol: jnp.ndarray
+
+    @property
+    def status_name(self) -> str:
+        return STATUS[int(self.status)]
+
+    @property
+    def converged(self) -> bool:
+        return int(self.status) == CONVERGED
+
+
+def _eigh_hessian(f, x):
+    H = jax.hessian(f)(x)
+    H = 0.5 * (H + H.T)
+    return jnp.linalg.eigh(H)
+
+
+def _flat(loss_fn, params):
+    x0, unravel = ravel_pytree(params)
+    if not jnp.issubdtype(x0.dtype, jnp.floating) or x0.dtype != jnp.float64:
+        x0 = x0.astype(jnp.float64)
+    return (lambda x: loss_fn(unravel(x))), x0, unravel
+
+
+# --- trust-region Newton ----------------------------------------------------------
+
+
+def _trust_region_step(lam, Q, g, delta):
+    """argmin_{‖p‖≤Δ} gᵀp + ½pᵀHp for H = Q diag(λ) Qᵀ (eigendecomposition route)."""
+    n = lam.shape[0]
+    gt = Q.T @ g
+    lam_abs = jnp.max(jnp.abs(lam))
+    tiny = 10.0 * n * _EPS * jnp.maximum(lam_abs, 1e-300)
+
+    def p_of(sigma):
+        den = lam + sigma
+        safe = jnp.where(jnp.abs(den) > tiny, den, 1.0)
+        return jnp.where(jnp.abs(den) > tiny, -gt / safe, 0.0)
+
+    lam_min = lam[0]
+    p_newton = p_of(0.0)
+    newton_ok = (lam_min > -tiny) & (jnp.linalg.norm(p_newton) <= delta)
+
+    sigma_lo = jnp.maximum(0.0, -lam_min) + tiny
+    sigma_hi = sigma_lo + jnp.linalg.norm(g) / delta + lam_abs + 1.0
+
+    def bisect(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        too_long = jnp.linalg.norm(p_of(mid)) > delta
+        return jnp.where(too_long, mid, lo), jnp.where(too_long, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, 200, bisect, (sigma_lo, sigma_hi))
+    p_bound = p_of(hi)
+    # Hard case: even at σ → −λ_min the step is shorter than Δ; add the
+    # lowest eigenvector to reach the boundary.
+    short = jnp.linalg.norm(p_bound) < 0.999 * delta
+    tau = jnp.sqrt(jnp.maximum(delta**2 - jnp.sum(p_bound**2), 0.0))
+    e0 = jnp.zeros(n).at[0].set(1.0)
+    p_bound = jnp.where(short & (lam_min < 0), p_bound + tau * e0, p_bound)
+    pt = jnp.where(newton_ok, p_newton, p_bound)
+    pred = -(gt @ pt + 0.5 * jnp.sum(lam * pt * pt))
+    return Q @ pt, pred
+
+
+def _minimise_flat(f, x0, *, gtol, max_steps, delta0=1.0):
+    """Trust-region Newton on a flat vector; traceable (usable inside jit/vmap/scan)."""
+    vg = jax.value_and_grad(f)
+
+    def evaluate(x):
+        fx, gx = vg(x)
+        lam, Q = _eigh_hessian(f, x)
+        return fx, gx, lam, Q
+
+    f0, g0, lam0, Q0 = evaluate(x0)
+    hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
+
+    def status_of(fx, gx, delta, x, step):
+        gn = jnp.max(jnp.abs(gx))
+        return jnp.where(
+            ~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), DIVERGED,
+            jnp.where(gn <= gtol, CONVERGED,
+                      jnp.where(delta < 1e-15 * (1.0 + jnp.linalg.norm(x)), STALLED,
+                                jnp.where(step >= max_steps, MAX_STEPS, -1))))
+
+    def cond(state):
+        return state[-1] < 0
+
+    def body(state):
+        x, fx, gx, lam, Q, delta, step, hist, _ = state
+        p, pred = _trust_region_step(lam, Q, gx, delta)
+        f_new, g_new, lam_new, Q_new = evaluate(x + p)
+        actual = fx - f_new
+        rho = actual / jnp.where(pred > 0, pred, 1.0)
+        roundoff = jnp.abs(actual) <= 1e3 * _EPS * jnp.maximum(jnp.abs(fx), 1e-300)
+        accept = jnp.isfinite(f_new) & (
+            ((pred > 0) & (rho > 1e-4))
+            | (roundoff & (jnp.max(jnp.abs(g_new)) < jnp.max(jnp.abs(gx))))
+        )
+        pn = jnp.linalg.norm(p)
+        delta = jnp.where(
+            ~accept | (rho < 0.25), 0.25 * pn,
+            jnp.where((rho > 0.75) & (pn > 0.99 * delta), 2.0 * delta, delta))
+        delta = jnp.minimum(delta, 1e3)
+        x = jnp.where(accept, x + p, x)
+        fx = jnp.where(accept, f_new, fx)
+        gx = jnp.where(accept, g_new, gx)
+        lam = jnp.where(accept, lam_new, lam)
+        Q = jnp.where(accept, Q_new, Q)
+        step = step + 1
+        hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
+        return x, fx, gx, lam, Q, delta, step, hist, status_of(fx, gx, delta, x, step)
+
+    init = (x0, f0, g0, lam0, Q0, jnp.asarray(delta0, jnp.float64), jnp.asarray(0), hist0,
+            status_of(f0, g0, jnp.asarray(delta0, jnp.float64), x0, 0))
+    x, fx, gx, *_, step, hist, status = jax.lax.while_loop(cond, body, init)
+    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist
+
+
+def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> SolverResult:
+    """Minimise `loss_fn` from `params` by exact-Hessian trust-region Newton.
+
+    **Arguments:**
+    - `loss_fn`: θ ↦ L(θ), a scalar function of a pytree of float64 arrays.
+    - `params`: the starting point.
+    - `gtol`: stop when ‖∇L‖∞ ≤ `gtol`.
+    - `max_steps`: the most Newton steps.
+
+    **Returns:** a `SolverResult`; check `.status_name` (`converged`,
+    `max_steps`, `diverged`, `stalled`).
+    """
+    _check_solver_args(gtol, max_steps)
+    f, x0, unravel = _flat(loss_fn, params)
+    x, fx, gn, step, status, hist = jax.jit(
+        lambda x0: _minimise_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
+    return SolverResult(unravel(x), fx, gn, step, status, hist, jnp.asarray(gtol))
+
+
+# --- Levenberg–Marquardt on ∇L = 0 --------------------------------------------
+
+
+def _refine_flat(f, x0, *, gtol, max_steps):
+    """LM on g(θ) = ∇L(θ) with Jacobian H; `gtol` is relative to max(1, |L|)."""
+    vg = jax.value_and_grad(f)
+
+    def evaluate(x):
+        fx, gx = vg(x)
+        lam, Q = _eigh_hessian(f, x)
+        return fx, gx, lam, Q
+
+    f0, g0, lam0, Q0 = evaluate(x0)
+    scale_max = jnp.maximum(jnp.max(jnp.abs(lam0)), 1e-300)
+    mu0 = (1e-8 * scale_max) ** 2
+    hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
+
+    def status_of(fx, gx, mu, lam, step):
+        gn = jnp.max(jnp.abs(gx))
+        tol = gtol * jnp.maximum(1.0, jnp.abs(fx))
+        lam_max = jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
+        return jnp.where(
+            ~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), DIVERGED,
+            jnp.where(gn <= tol, CONVERGED,
+                      jnp.where(mu > 1e16 * lam_max**2, STALLED,
+                                jnp.where(step >= max_steps, MAX_STEPS, -1))))
+
+    def cond(state):
+        return state[-1] < 0
+
+    def body(state):
+        x, fx, gx, lam, Q, mu, step, hist, _ = state
+        gt = Q.T @ gx
+        p = -Q @ (lam * gt / (lam * lam + mu))
+        f_new, g_new, lam_new, Q_new = evaluate(x + p)
+        accept = jnp.isfinite(f_new) & (jnp.linalg.norm(g_new) < jnp.linalg.norm(gx))
+        lam_max = jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
+        mu = jnp.where(accept, 0.1 * mu, jnp.maximum(10.0 * mu, (_EPS * lam_max) ** 2))
+        x = jnp.where(accept, x + p, x)
+        fx = jnp.where(accept, f_new, fx)
+        gx = jnp.where(accept, g_new, gx)
+        lam = jnp.where(accept, lam_new, lam)
+        Q = jnp.where(accept, Q_new, Q)
+        step = step + 1
+        hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
+        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step)
+
+    init = (x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0, status_of(f0, g0, mu0, lam0, 0))
+    x, fx, gx, *_, step, hist, status = jax.lax.while_loop(cond, body, init)
+    tol = gtol * jnp.maximum(1.0, jnp.abs(fx))
+    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist, tol
+
+
+def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
+                          max_steps: int = 50) -> SolverResult:
+    """Take a point near a critical point (minimum or saddle) to machine precision.
+
+    Levenberg–Marquardt on ∇L(θ) = 0 with the exact Hessian as Jacobian: the
+    step is p = −Σ_i λ_i (q_iᵀg)/(λ_i² + μ) q_i over the eigenpairs (λ_i, q_i)
+    of ∇²L, accepted when ‖∇L‖₂ decreases. With μ → 0 it is Newton's method
+    with a pseudo-inverse, so it converges quadratically to non-degenerate
+    critical points, of any index, and handles flat directions (λ_i ≈ 0)
+    without blowing up.
+
+    **Arguments:**
+    - `loss_fn`: θ ↦ L(θ).
+    - `params`: a point near a critical point (e.g. ‖∇L‖ ≈ 1e−6).
+    - `gtol`: converged when ‖∇L‖∞ ≤ `gtol` · max(1, |L(θ)|). The scale
+      max(1, |L|) keeps the target above the round-off floor of ∇L for losses
+      of order one and larger; for smaller losses the target is `gtol` itself.
+    - `max_steps`: the most LM steps.
+
+    **Returns:** a `SolverResult` with `grad_norm_history`; `.gtol` is the
+    scaled tolerance used.
+    """
+    _check_solver_args(gtol, max_steps)
+    f, x0, unravel = _flat(loss_fn, params)
+    x, fx, gn, step, status, hist, tol = jax.jit(
+        lambda x0: _refine_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
+    return SolverResult(unravel(x), fx, gn, step, status, hist, tol)
+
+
+def _check_solver_args(gtol, max_steps):
+    if not (isinstance(gtol, (int, float)) and gtol > 0):
+        raise ValueError(f"gtol: must be a positive number, got {gtol!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")

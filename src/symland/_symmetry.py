@@ -1,0 +1,143 @@
+"""Permutation symmetry of hidden neurons (Brea et al. 2019, eq. 2).
+
+Permuting the neurons of hidden layer k permutes the rows of W^(k) and b^(k)
+and the columns of W^(k+1); the network function does not change. Layers are
+numbered as in the paper (hidden layers k = 1…d−1); neurons are 0-based.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax.numpy as jnp
+from scipy.optimize import linear_sum_assignment
+
+from ._network import Params
+
+
+def check_hidden_layer(params: Params, layer) -> int:
+    """`ValueError` unless `layer` is a hidden layer k ∈ {1, …, d−1}; returns its width."""
+    d = len(params)
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= d - 1:
+        raise ValueError(
+            f"layer: {layer!r} is not a hidden layer; hidden layers are 1…{d - 1} (paper numbering)"
+        )
+    return int(jnp.shape(params[layer - 1][0])[0])
+
+
+def check_neuron_pair(params: Params, layer, l, m) -> None:
+    """`ValueError` unless l ≠ m are valid 0-based neuron indices of hidden layer `layer`."""
+    n = check_hidden_layer(params, layer)
+    for name, i in (("l", l), ("m", m)):
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
+            raise ValueError(f"{name}: neuron index {i!r} out of range 0…{n - 1} for layer {layer}")
+    if l == m:
+        raise ValueError(f"l, m: need two different neurons, got l == m == {l}")
+
+
+def permute_layer(params: Params, layer: int, perm) -> Params:
+    """Apply a permutation σ to hidden layer `layer`: new neuron i is old neuron perm[i].
+
+    Rows of W^(k), b^(k) and columns of W^(k+1) are permuted (eq. 2), so
+    f(·; θ) is unchanged.
+    """
+    n = check_hidden_layer(params, layer)
+    perm_np = np.asarray(perm)
+    if perm_np.shape != (n,) or sorted(perm_np.tolist()) != list(range(n)):
+        raise ValueError(f"perm: {perm!r} is not a permutation of 0…{n - 1}")
+    perm_j = jnp.asarray(perm_np)
+    out = list(params)
+    W, b = params[layer - 1]
+    out[layer - 1] = (W[perm_j], None if b is None else b[perm_j])
+    W2, b2 = params[layer]
+    out[layer] = (W2[:, perm_j], b2)
+    return out
+
+
+def swap_neurons(params: Params, layer: int, l: int, m: int) -> Params:
+    """σ^(k)_{l⇔m}(θ): exchange neurons l and m of hidden layer `layer`."""
+    check_neuron_pair(params, layer, l, m)
+    n = check_hidden_layer(params, layer)
+    perm = np.arange(n)
+    perm[[l, m]] = [m, l]
+    return permute_layer(params, layer, perm)
+
+
+def neuron_vector(params: Params, layer: int, m: int):
+    """ϑ_m^(k) = (W^(k)_{m,:}, b^(k)_m), the incoming parameter vector of neuron m."""
+    n = check_hidden_layer(params, layer)
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m < n:
+        raise ValueError(f"m: neuron index {m!r} out of range 0…{n - 1} for layer {layer}")
+    W, b = params[layer - 1]
+    return W[m] if b is None else jnp.concatenate([W[m], b[m:m + 1]])
+
+
+def neuron_vectors(params: Params, layer: int):
+    """All ϑ_m^(k) of hidden layer `layer` as rows of an (n_k, n_{k−1}+1) array."""
+    check_hidden_layer(params, layer)
+    W, b = params[layer - 1]
+    return W if b is None else jnp.concatenate([W, b[:, None]], axis=1)
+
+
+def neuron_distance(params: Params, layer: int, l: int, m: int):
+    """d^(k)_{l,m}(θ) = ‖ϑ_l^(k) − ϑ_m^(k)‖₂ (Brea et al. 2019, §4.1)."""
+    check_neuron_pair(params, layer, l, m)
+    return jnp.linalg.norm(neuron_vector(params, layer, l) - neuron_vector(params, layer, m))
+
+
+def canonical_permutation(params: Params, layer: int) -> np.ndarray:
+    """The permutation that sorts layer `layer` lexicographically by (ϑ_m, W^(k+1)_{:,m})."""
+    check_hidden_layer(params, layer)
+    keys = np.concatenate(
+        [np.asarray(neuron_vectors(params, layer)), np.asarray(params[layer][0]).T], axis=1
+    )
+    return np.lexsort(keys.T[::-1])
+
+
+def canonical_order(params: Params) -> Params:
+    """θ with every hidden layer in canonical order, layer 1 first.
+
+    Two points of one permutation set P(θ) (eq. 2) with distinct neurons map
+    to the same canonical point.
+    """
+    out = list(params)
+    for layer in range(1, len(params)):
+        out = permute_layer(out, layer, canonical_permutation(out, layer))
+    return out
+
+
+def permutation_between(params_a: Params, params_b: Params, *, atol: float = 1e-8):
+    """The permutations σ^(1…d−1) with σ(θ_a) = θ_b within `atol`, or None.
+
+    Layer by layer, neurons are matched by a Hungarian assignment on the
+    distance of their incoming vectors (after the previous layer's matching)
+    and outgoing weights; the result is then checked entry by entry.
+
+    **Returns:** a list of index arrays, `perm[k-1][i]` = the neuron of θ_a that
+    sits at position i in θ_b, or `None` when no permutation matches.
+    """
+    if len(params_a) != len(params_b):
+        raise ValueError("params_b: depth differs from params_a")
+    for (Wa, _), (Wb, _) in zip(params_a, params_b):
+        if jnp.shape(Wa) != jnp.shape(Wb):
+            raise ValueError(f"params_b: shape {jnp.shape(Wb)} differs from {jnp.shape(Wa)}")
+    perms, a = [], list(params_a)
+    for layer in range(1, len(params_a)):
+        va = np.concatenate([np.asarray(neuron_vectors(a, layer)), np.asarray(a[layer][0]).T], 1)
+        vb = np.concatenate(
+            [np.asarray(neuron_vectors(params_b, layer)), np.asarray(params_b[layer][0]).T], 1
+        )
+        cost = np.linalg.norm(vb[:, None, :] - va[None, :, :], axis=-1)
+        _, cols = linear_sum_assignment(cost)
+        perms.append(cols)
+        a = permute_layer(a, layer, cols)
+    for (Wa, ba), (Wb, bb) in zip(a, params_b):
+        if not np.allclose(Wa, Wb, rtol=0, atol=atol):
+            return None
+        if (ba is None) != (bb is None) or (ba is not None and not np.allclose(ba, bb, rtol=0, atol=atol)):
+            return None
+    return perms
+
+
+def are_permutation_equivalent(params_a: Params, params_b: Params, *, atol: float = 1e-8) -> bool:
+    """Whether θ_b ∈ P(θ_a) (eq. 2) up to `atol` in every parameter."""
+    return permutation_between(params_a, params_b, atol=atol) is not None
