@@ -43,3 +43,4 @@ from ._critical import (
 )
 
 __version__ = "0.1.0"
+from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
