@@ -32,6 +32,8 @@ from ._critical import count_signs, hessian_spectrum, zero_tolerance
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params
 from ._solver import STATUS, _minimise_flat, CONVERGED
+from tqdm.auto import tqdm
+
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
 jax.config.update("jax_enable_x64", True)
@@ -44,7 +46,12 @@ class PermutationPath:
     **Fields (per δ step, first half; index 0 is θ*, the last is δ = 0):**
     `delta`, `loss`, `grad_norm` (‖∇L‖∞ over the free parameters), `converged`,
     `status` (solver status names), `steps` (Newton steps), `params` (list of
-    pytrees θ(δ)).
+    pytrees θ(δ)), `reason` (why a step failed: "" when it converged, else
+    `kink` when a sample lies within 1e−8 of a hyperplane of a ReLU network
+    (the loss is not differentiable there), `escape` when the pair's output
+    weights grew beyond 100× their start (the constrained minimum runs off to
+    infinity, e.g. the pair forms a derivative unit a·(g(ϑ+δe) − g(ϑ))), or
+    the solver status), `min_abs_preactivation`, `output_weight_max`.
 
     **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*),
     `permutation_point` (θ_{l⇔m}), `permutation_point_loss`,
@@ -72,6 +79,9 @@ class PermutationPath:
     permutation_point_nullity: int
     permutation_point_positive: int
     zero_tol: float
+    reason: tuple
+    min_abs_preactivation: np.ndarray
+    output_weight_max: np.ndarray
     loss_fn: object = dataclasses.field(repr=False, compare=False)
 
     @property
@@ -184,13 +194,27 @@ def _equalise(theta, layer, l, m):
     return out
 
 
+CHUNK = 25  # δ steps per jitted call; the progress bar advances per chunk
+
+
 @functools.lru_cache(maxsize=32)
-def _path_kernel(model: MLP, layer: int, kind: str, gtol: float, max_steps: int):
-    """A jitted, pair-batched function (params, x, y, ls, ms, deltas) ↦ path arrays."""
+def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int):
+    """Jitted, pair-batched (`vmap`) pieces of the path computation.
+
+    `start(params, ls, ms, deltas)` makes the continuation state,
+    `advance(params, x, y, ls, ms, state, deltas_chunk)` solves a chunk of δ
+    steps, `finish(params, x, y, ls, ms, theta_last)` builds θ_{l⇔m} and its
+    spectrum.
+    """
     loss_of = mse if kind == "mse" else nmse
 
-    def one_pair(params, x, y, l, m, deltas):
-        theta0, unravel_theta = ravel_pytree(params)
+    def start(params, l, m, deltas):
+        theta0 = ravel_pytree(params)[0]
+        logd0 = jnp.log(deltas[0])
+        return theta0, theta0, logd0, logd0, deltas[0]
+
+    def advance(params, x, y, l, m, state, deltas):
+        unravel_theta = ravel_pytree(params)[1]
         unravel = ravel_pytree(_to_free(params, layer, l, m))[1]
         logd = jnp.log(jnp.where(deltas > 0, deltas, 1.0))
 
@@ -207,22 +231,67 @@ def _path_kernel(model: MLP, layer: int, kind: str, gtol: float, max_steps: int)
             f = lambda v: loss_of(model, _effective(unravel(v), layer, l, m, delta), x, y)
             v, fv, gn, nsteps, status, _ = _minimise_flat(
                 f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps)
-            theta = ravel_pytree(_effective(unravel(v), layer, l, m, delta))[0]
-            return (curr, theta, s_curr, s_next, norm), (fv, gn, nsteps, status, theta)
+            eff = _effective(unravel(v), layer, l, m, delta)
+            theta = ravel_pytree(eff)[0]
+            # Diagnostics for steps that fail: how close a sample sits to a
+            # kink of g (ReLU), and how large the pair's output weights grew.
+            kink = jnp.min(jnp.stack([jnp.min(jnp.abs(z)) for z in model.preactivations(eff, x)]))
+            W_next = eff[layer][0]
+            out_w = jnp.maximum(jnp.max(jnp.abs(W_next[:, l])), jnp.max(jnp.abs(W_next[:, m])))
+            return (curr, theta, s_curr, s_next, norm), (fv, gn, nsteps, status, theta, kink, out_w)
 
-        init = (theta0, theta0, logd[0], logd[0], deltas[0])
-        _, (fs, gns, nsteps, status, thetas) = jax.lax.scan(step, init, (deltas, logd))
-        point = _equalise(unravel_theta(thetas[-1]), layer, l, m)
-        pf = ravel_pytree(point)[0]
-        unr = ravel_pytree(params)[1]
-        full = lambda v: loss_of(model, unr(v), x, y)
+        return jax.lax.scan(step, state, (deltas, logd))
+
+    def finish(params, x, y, l, m, theta_last):
+        unravel_theta = ravel_pytree(params)[1]
+        pf = ravel_pytree(_equalise(unravel_theta(theta_last), layer, l, m))[0]
+        full = lambda v: loss_of(model, unravel_theta(v), x, y)
         pl, pg = jax.value_and_grad(full)(pf)
         H = jax.hessian(full)(pf)
         eig = jnp.linalg.eigvalsh(0.5 * (H + H.T))
-        return fs, gns, nsteps, status, thetas, pf, pl, jnp.max(jnp.abs(pg)), eig
+        return pf, pl, jnp.max(jnp.abs(pg)), eig
 
-    batched = jax.vmap(one_pair, in_axes=(None, None, None, 0, 0, 0))
-    return jax.jit(batched)
+    return (jax.jit(jax.vmap(start, in_axes=(None, 0, 0, 0))),
+            jax.jit(jax.vmap(advance, in_axes=(None, None, None, 0, 0, 0, 0))),
+            jax.jit(jax.vmap(finish, in_axes=(None, None, None, 0, 0, 0))))
+
+
+def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress):
+    """Run the chunked, batched continuation; returns stacked per-step arrays."""
+    start, advance, finish = kernels
+    n = deltas.shape[1]
+    n_chunks = -(-n // CHUNK)
+    padded = np.concatenate([deltas, np.repeat(deltas[:, -1:], n_chunks * CHUNK - n, 1)], 1)
+    state = start(params, ls, ms, jnp.asarray(padded))
+    pieces = []
+    bar = tqdm(total=n, desc=f"{len(ls)} path(s)", unit="δ", disable=not progress, leave=False)
+    for c in range(n_chunks):
+        state, out = advance(params, x, y, ls, ms, state, jnp.asarray(padded[:, c * CHUNK:(c + 1) * CHUNK]))
+        pieces.append([np.asarray(a) for a in out])
+        bar.update(min(CHUNK, n - c * CHUNK))
+    bar.close()
+    per_step = [np.concatenate([p[i] for p in pieces], axis=1)[:, :n] for i in range(len(pieces[0]))]
+    fin = [np.asarray(a) for a in finish(params, x, y, ls, ms, jnp.asarray(per_step[4][:, -1]))]
+    return per_step, fin
+
+
+KINK_TOL = 1e-8
+ESCAPE_FACTOR = 100.0
+
+
+def failure_reasons(status, kinks, out_ws, out_w0, activation) -> tuple:
+    """Per step: "" if converged, else `kink`, `escape` or the solver status name."""
+    reasons = []
+    for st, kink, w in zip(status, kinks, out_ws):
+        if st == CONVERGED:
+            reasons.append("")
+        elif activation == "relu" and kink < KINK_TOL:
+            reasons.append("kink")
+        elif w > ESCAPE_FACTOR * max(out_w0, 1e-12):
+            reasons.append("escape")
+        else:
+            reasons.append(STATUS[st])
+    return tuple(reasons)
 
 
 def check_schedule(steps, ratio) -> None:
@@ -241,8 +310,8 @@ def delta_schedule(delta0: float, steps: int, ratio: float) -> np.ndarray:
 
 def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, *,
                            steps: int = 200, ratio: float = 1e-4, loss: str = "mse",
-                           gtol: float = 1e-10, max_newton_steps: int = 200
-                           ) -> list[PermutationPath]:
+                           gtol: float = 1e-10, max_newton_steps: int = 200,
+                           progress: bool = False) -> list[PermutationPath]:
     """Permutation paths for several pairs (l, m) of one hidden layer, in one batched call.
 
     The pairs share one jitted, `jax.vmap`-ed computation; each pair has its
@@ -257,6 +326,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       (200 in Fig. 1, 100 in Fig. 3); a final step at δ = 0 is added.
     - `gtol`: each step is minimised until ‖∇L‖∞ ≤ `gtol` over the free
       parameters; `max_newton_steps` per δ.
+    - `progress`: show a progress bar over the δ schedule.
 
     **Returns:** a list of `PermutationPath`, one per pair.
     """
@@ -283,11 +353,11 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
             raise ValueError(f"pairs: neurons {l} and {m} of layer {layer} coincide (δ₀ = 0); "
                              "the path is only defined for distinct neurons")
     unit = delta_schedule(1.0, steps, ratio)
-    kernel = _path_kernel(model, int(layer), loss, float(gtol), int(max_newton_steps))
+    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps))
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
-    out = kernel(params, x, y, ls, ms, jnp.asarray(delta0[:, None] * unit[None, :]))
-    fs, gns, nsteps, status, thetas, pf, pl, pg, eig = (np.asarray(a) for a in out)
+    (fs, gns, nsteps, status, thetas, kinks, out_ws), (pf, pl, pg, eig) = _solve_paths(
+        kernels, params, x, y, ls, ms, delta0[:, None] * unit[None, :], progress)
     unravel = ravel_pytree(params)[1]
     loss_of = mse if loss == "mse" else nmse
     loss_fn = lambda p: loss_of(model, p, x, y)
@@ -299,6 +369,8 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
             model=model, layer=int(layer), l=l, m=m, delta=delta0[i] * unit,
             loss=fs[i], grad_norm=gns[i], converged=status[i] == CONVERGED,
             status=tuple(STATUS[s] for s in status[i]), steps=nsteps[i],
+            reason=failure_reasons(status[i], kinks[i], out_ws[i], out_ws[i][0], model.activation),
+            min_abs_preactivation=kinks[i], output_weight_max=out_ws[i],
             params=[unravel(jnp.asarray(t)) for t in thetas[i]], start=params,
             permutation_point=unravel(jnp.asarray(pf[i])),
             permutation_point_loss=float(pl[i]), permutation_point_grad_norm=float(pg[i]),

@@ -36,6 +36,7 @@ def path_record(path) -> dict:
         "grad_norm": path.grad_norm.tolist(),
         "converged": path.converged.tolist(),
         "status": list(path.status),
+        "reason": list(path.reason),
         "newton_steps": path.steps.tolist(),
         "all_converged": path.all_converged,
         "permutation_point": {
@@ -109,7 +110,7 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
         pairs = list(itertools.combinations(range(problem.model.widths[1]), 2))
     stages.set_postfix_str(f"{len(pairs)} paths × {steps} steps (batched)")
     paths = find_permutation_paths(problem.model, problem.teacher, problem.x, problem.y, 1,
-                                   pairs, steps=steps, ratio=ratio)
+                                   pairs, steps=steps, ratio=ratio, progress=progress)
     stages.update()
     out.mkdir(parents=True, exist_ok=True)
     stages.set_postfix_str("Hessians")
@@ -126,7 +127,11 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
     rows = [[", ".join(f"{p.l + 1}&{p.m + 1}" for p in members), f"{loss:.6e}",
              ", ".join(str(p.permutation_point_index) for p in members),
              ", ".join(str(p.permutation_point_nullity) for p in members),
-             ", ".join("yes" if p.all_converged else "NO" for p in members)]
+             ", ".join("yes" if p.all_converged else
+                       "NO ({} of {} steps: {})".format(
+                           int((~p.converged).sum()), p.converged.size,
+                           "/".join(sorted(set(r for r in p.reason if r))))
+                       for p in members)]
             for loss, members in groups]
     sections = [
         ("Setting", f"<p>Teacher–student toy (Brea et al. 2019, Fig. 1): 2-D inputs, "
