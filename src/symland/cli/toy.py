@@ -25,6 +25,8 @@ def add_parser(subparsers):
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--ratio", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-newton", type=int, default=50,
+                   help="Newton steps allowed per δ (a step that needs more is reported as not converged)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -36,6 +38,7 @@ def run(args):
     activation_function(args.activation)
     result = run_toy(args.out, activation=args.activation, pairs=parse_pairs(args.pairs),
                      steps=args.steps, ratio=args.ratio, seed=args.seed,
+                     max_newton_steps=args.max_newton,
                      progress=not args.no_progress)
     n_ok = sum(p["all_converged"] for p in result["paths"])
     print(f"{len(result['paths'])} paths, {n_ok} with every step converged")

@@ -101,7 +101,8 @@ def plot_toy(problem, paths, out_png):
 
 
 def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
-            ratio: float = 1e-4, seed: int = 1, progress: bool = True) -> dict:
+            ratio: float = 1e-4, seed: int = 1, max_newton_steps: int = 50,
+            progress: bool = True) -> dict:
     """Reproduce Fig. 1: paths for the chosen pairs, JSON, figure and HTML report in `out`."""
     out = Path(out)
     stages = tqdm(total=4, desc="toy", disable=not progress, unit="stage")
@@ -110,13 +111,15 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
         pairs = list(itertools.combinations(range(problem.model.widths[1]), 2))
     stages.set_postfix_str(f"{len(pairs)} paths × {steps} steps (batched)")
     paths = find_permutation_paths(problem.model, problem.teacher, problem.x, problem.y, 1,
-                                   pairs, steps=steps, ratio=ratio, progress=progress)
+                                   pairs, steps=steps, ratio=ratio, progress=progress,
+                                   max_newton_steps=max_newton_steps)
     stages.update()
     out.mkdir(parents=True, exist_ok=True)
     stages.set_postfix_str("Hessians")
     records = [path_record(p) for p in paths]
     result = {"problem": {"activation": activation, "seed": seed, "n_samples": int(problem.x.shape[0]),
-                          "widths": list(problem.model.widths), "steps": steps, "ratio": ratio},
+                          "widths": list(problem.model.widths), "steps": steps, "ratio": ratio,
+                          "max_newton_steps": max_newton_steps, "gtol": 1e-10},
               "paths": records}
     (out / "toy.json").write_text(json.dumps(result, indent=1))
     stages.update()
