@@ -57,3 +57,34 @@ def test_dense_threshold():
     f = lambda x: jnp.sum(x ** 2)
     with pytest.raises(ValueError, match="method"):
         hessian_spectrum(f, jnp.zeros(3), method="nope")
+
+
+def _small_net_point():
+    from symland import MLP, loss_function
+    from symland._embedding import embed_in_wider
+    from microscope_points import narrow_critical_point
+    m, p, x, y, r = narrow_critical_point((2, 3, 3), (2, 4, 3), seed=0)
+    return loss_function(MLP((2, 4, 3), "tanh"), x, y), embed_in_wider(p, 1, [0, 1, 2, 0])
+
+
+def test_lanczos_matches_dense():
+    L, point = _small_net_point()
+    dense = hessian_spectrum(L, point, method="dense")
+    scale = np.max(np.abs(dense))
+    lo = hessian_spectrum(L, point, method="lanczos", k=6, which="smallest")
+    np.testing.assert_allclose(lo, dense[:6], rtol=0, atol=1e-10 * scale)
+    hi = hessian_spectrum(L, point, method="lanczos", k=4, which="largest")
+    np.testing.assert_allclose(hi, dense[-4:], rtol=1e-10)
+    nz = hessian_spectrum(L, point, method="lanczos", k=5, which="nearest_zero")
+    np.testing.assert_allclose(nz, dense[np.argsort(np.abs(dense))][:5], rtol=0, atol=1e-10 * scale)
+    assert np.sum(lo < -zero_tolerance(dense)) == 3   # index 3 at this permutation point
+
+
+def test_lanczos_bad_arguments():
+    f = lambda x: jnp.sum(x ** 2)
+    with pytest.raises(ValueError, match="k: Lanczos can return at most 4 of the 5"):
+        hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=5)
+    with pytest.raises(ValueError, match="k: must be a positive"):
+        hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=0)
+    with pytest.raises(ValueError, match="which"):
+        hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=2, which="middle")

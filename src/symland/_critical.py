@@ -27,23 +27,87 @@ def hessian_matrix(loss_fn, params):
     return 0.5 * (H + H.T)
 
 
-def hessian_spectrum(loss_fn, params, *, method: str = "auto"):
-    """All eigenvalues of ∇²L(θ), ascending, by a dense eigendecomposition.
+def hessian_vector_product(loss_fn, params):
+    """v ↦ ∇²L(θ)·v on flat vectors (`ravel_pytree` order), jitted, by forward-over-reverse AD."""
+    x0, unravel = ravel_pytree(params)
+    grad = jax.grad(lambda x: loss_fn(unravel(x)))
+    return jax.jit(lambda v: jax.jvp(grad, (x0,), (v,))[1])
+
+
+WHICH = ("smallest", "largest", "nearest_zero")
+
+
+def _lanczos(loss_fn, params, k, which, tol, shift):
+    """k eigenvalues of ∇²L by implicitly restarted Lanczos (ARPACK `eigsh`) on HVPs."""
+    from scipy.sparse.linalg import LinearOperator, eigsh, minres
+
+    x0, _ = ravel_pytree(params)
+    n = x0.size
+    hvp = hessian_vector_product(loss_fn, params)
+    mv = lambda v: np.asarray(hvp(jnp.asarray(np.ravel(v), dtype=jnp.float64)))
+    H = LinearOperator((n, n), matvec=mv, dtype=np.float64)
+    v0 = np.random.default_rng(0).standard_normal(n)
+    ncv = min(n, max(2 * k + 1, k + 20))
+    if which in ("smallest", "largest"):
+        vals = eigsh(H, k=k, which="SA" if which == "smallest" else "LA", v0=v0, ncv=ncv,
+                     tol=tol, return_eigenvectors=False)
+        return np.sort(vals)
+    if shift is None:
+        lam_max = abs(float(eigsh(H, k=1, which="LM", v0=v0, tol=1e-3,
+                                  return_eigenvectors=False)[0]))
+        shift = 1e-6 * lam_max
+    sigma = -float(shift)
+
+    def solve(b):
+        x, _ = minres(H - sigma * _identity(n), b, rtol=1e-12, maxiter=20 * n)
+        return x
+
+    OPinv = LinearOperator((n, n), matvec=solve, dtype=np.float64)
+    _, vecs = eigsh(H, k=k, sigma=sigma, which="LM", OPinv=OPinv, v0=v0, ncv=ncv, tol=tol)
+    vals = np.array([vecs[:, i] @ mv(vecs[:, i]) / (vecs[:, i] @ vecs[:, i]) for i in range(k)])
+    return vals[np.argsort(np.abs(vals))]
+
+
+def _identity(n):
+    from scipy.sparse.linalg import LinearOperator
+    return LinearOperator((n, n), matvec=lambda v: np.ravel(v), dtype=np.float64)
+
+
+def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
+                     which: str = "smallest", tol: float = 0.0, shift: float | None = None):
+    """Eigenvalues of ∇²L(θ): all of them (dense) or k of them (Lanczos).
 
     **Arguments:**
-    - `method`: `dense`, or `auto` (dense up to `DENSE_THRESHOLD` parameters).
+    - `method`: `dense` (eigendecomposition of the full Hessian), `lanczos`
+      (ARPACK's implicitly restarted Lanczos, `scipy.sparse.linalg.eigsh`,
+      on jitted Hessian-vector products; the Hessian is never formed), or
+      `auto` (dense up to `DENSE_THRESHOLD` parameters, Lanczos above).
+    - `k`, `which`: for Lanczos, the `k` `smallest` (algebraic), `largest`, or
+      `nearest_zero` eigenvalues. `nearest_zero` uses shift-invert about
+      σ = −`shift` (default 1e-6·|λ_max|; a small negative shift keeps
+      H − σI invertible at critical points, whose Hessians are singular),
+      solving (H − σI)x = b by MINRES on HVPs; the returned values are the
+      Rayleigh quotients vᵀHv of the converged Ritz vectors.
+    - `tol`: ARPACK's relative accuracy (0: machine precision).
 
-    **Returns:** a NumPy array of eigenvalues.
+    **Returns:** a NumPy array, ascending (`nearest_zero`: by |λ|).
     """
     n = ravel_pytree(params)[0].size
-    if method not in ("auto", "dense"):
-        raise ValueError(f"method: unknown method {method!r}; choose 'auto' or 'dense'")
-    if method == "auto" and n > DENSE_THRESHOLD:
+    if method not in ("auto", "dense", "lanczos"):
+        raise ValueError(f"method: unknown method {method!r}; choose 'auto', 'dense' or 'lanczos'")
+    if method == "auto":
+        method = "dense" if n <= DENSE_THRESHOLD else "lanczos"
+    if method == "dense":
+        return np.asarray(jnp.linalg.eigvalsh(hessian_matrix(loss_fn, params)))
+    if which not in WHICH:
+        raise ValueError(f"which: unknown choice {which!r}; choose one of {', '.join(WHICH)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k: must be a positive integer, got {k!r}")
+    if k >= n:
         raise ValueError(
-            f"params: {n} parameters exceed the dense threshold {DENSE_THRESHOLD}; "
-            "pass method='dense' to force a dense spectrum"
-        )
-    return np.asarray(jnp.linalg.eigvalsh(hessian_matrix(loss_fn, params)))
+            f"k: Lanczos can return at most {n - 1} of the {n} eigenvalues, asked for {k}; "
+            "use method='dense' for all of them")
+    return _lanczos(loss_fn, params, int(k), which, tol, shift)
 
 
 def zero_tolerance(eigenvalues, *, factor: float = 100.0) -> float:
