@@ -42,7 +42,6 @@ from ._critical import (
     zero_tolerance,
 )
 
-__version__ = "0.1.0"
 from ._critical import WHICH, hessian_vector_product
 from ._embedding import check_assignment, embed_in_wider, equal_output_split
 from ._plateau import (
@@ -68,3 +67,5 @@ from ._overparameterised import (
     overparameterised_minimum,
 )
 from ._io import load_data, load_params, save_params
+
+__version__ = "0.1.0"
