@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._critical import DENSE_THRESHOLD, count_signs, hessian_matrix, zero_tolerance
+from ._critical import (DENSE_THRESHOLD, count_signs, hessian_spectrum, hessian_vector_product,
+                        zero_tolerance)
 from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
 
@@ -234,10 +235,10 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
     plane_gn = float(jnp.max(jnp.abs(pl_grad)))
 
     # The gradient is affine on the plane: ∇L(θ + Ds) = ∇L(θ) + H D s.
-    hvp = jax.jit(jax.vmap(lambda v: jax.jvp(jax.grad(lambda x: loss_fn(unravel(x))), (x0,), (v,))[1]))
+    hvp = jax.vmap(hessian_vector_product(loss_fn, params))
     HD = np.asarray(hvp(D)).T  # (P, p)
     if x0.size <= DENSE_THRESHOLD:
-        eig = np.asarray(jnp.linalg.eigvalsh(hessian_matrix(loss_fn, params)))
+        eig = hessian_spectrum(loss_fn, params, method="dense")
         ztol = zero_tolerance(eig)
         neg, zero, _ = count_signs(eig, ztol)
         h_scale = float(np.max(np.abs(eig)))
