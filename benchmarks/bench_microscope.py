@@ -24,9 +24,14 @@ from symland import (MLP, embed_in_wider, find_fashion_mnist, hessian_spectrum, 
                      loss_function, refine_critical_point)
 
 
+CPU = {}
+
+
 def timed(fn):
-    t = time.perf_counter()
+    """(result, wall seconds); the process CPU seconds of the call go to CPU["last"]."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn()
+    CPU["last"] = time.process_time() - c
     return out, time.perf_counter() - t
 
 
@@ -46,19 +51,19 @@ def bench_refine():
     return {"bench": "refine toy permutation point", "n_params": int(x0.size),
             "grad_norm_start": gn(x0 + eps * u), "grad_norm_end": float(r.grad_norm),
             "loss": float(r.loss), "status": r.status_name, "steps": int(r.steps),
-            "first_s": t1, "warm_s": t2}
+            "first_s": t1, "warm_s": t2, "warm_cpu_s": CPU["last"]}
 
 
-def bench_dense():
+def bench_dense(n_samples=1000):
     model = MLP((20, 90, 2), "tanh")                      # 2,072 parameters
     p = model.init(jax.random.PRNGKey(0))
-    x = jax.random.normal(jax.random.PRNGKey(1), (1000, 20))
-    y = jax.random.normal(jax.random.PRNGKey(2), (1000, 2))
+    x = jax.random.normal(jax.random.PRNGKey(1), (n_samples, 20))
+    y = jax.random.normal(jax.random.PRNGKey(2), (n_samples, 2))
     L = loss_function(model, x, y)
     e, t1 = timed(lambda: hessian_spectrum(L, p, method="dense"))
     e, t2 = timed(lambda: hessian_spectrum(L, p, method="dense"))
-    return {"bench": "dense Hessian spectrum", "n_params": model.n_params, "n_samples": 1000,
-            "first_s": t1, "warm_s": t2}
+    return {"bench": "dense Hessian spectrum", "n_params": model.n_params, "n_samples": n_samples,
+            "first_s": t1, "warm_s": t2, "warm_cpu_s": CPU["last"]}
 
 
 def bench_lanczos(n_samples=10_000, k=20):
@@ -76,7 +81,7 @@ def bench_lanczos(n_samples=10_000, k=20):
     p = model.init(jax.random.PRNGKey(0))
     e, t = timed(lambda: hessian_spectrum(L, p, method="lanczos", k=k, which="smallest"))
     return {"bench": f"Lanczos {k} smallest eigenvalues", "n_params": model.n_params,
-            "data": data, "point": "random initialisation (MLP.init, seed 0)", "s": t,
+            "data": data, "point": "random initialisation (MLP.init, seed 0)", "s": t, "cpu_s": CPU["last"],
             "smallest": [float(v) for v in e[:3]], "largest_of_k": float(e[-1])}
 
 
@@ -84,6 +89,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="Lanczos on 1,000 samples only")
     args = ap.parse_args()
+    import os
+    print(json.dumps({"load_average": os.getloadavg(), "cpus": os.cpu_count(),
+                      "jax": jax.__version__}), flush=True)
     print(json.dumps(bench_refine()), flush=True)
-    print(json.dumps(bench_dense()), flush=True)
+    print(json.dumps(bench_dense(1000)), flush=True)
+    print(json.dumps(bench_dense(200)), flush=True)
     print(json.dumps(bench_lanczos(1000 if args.quick else 10_000)), flush=True)

@@ -8,6 +8,7 @@ n_{k+1} zero eigenvalues.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import jax
@@ -20,10 +21,25 @@ _EPS = float(np.finfo(np.float64).eps)
 DENSE_THRESHOLD = 4000
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_hessian(loss_fn, treedef, leaf_specs):
+    """jit(∇²) of θ_flat ↦ L(unravel(θ_flat)), cached per loss function and parameter layout,
+    so that repeated spectra of one loss (e.g. along a path) compile once."""
+    template = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s, d) for s, d in leaf_specs])
+    _, unravel = ravel_pytree(template)
+    return jax.jit(jax.hessian(lambda x: loss_fn(unravel(x))))
+
+
 def hessian_matrix(loss_fn, params):
     """The dense Hessian ∇²L(θ) of the flattened parameters (`ravel_pytree` order)."""
-    x0, unravel = ravel_pytree(params)
-    H = jax.jit(jax.hessian(lambda x: loss_fn(unravel(x))))(x0)
+    x0, _ = ravel_pytree(params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    specs = tuple((tuple(jnp.shape(v)), jnp.result_type(v)) for v in leaves)
+    try:
+        fn = _compiled_hessian(loss_fn, treedef, specs)
+    except TypeError:  # an unhashable callable: no caching
+        fn = _compiled_hessian.__wrapped__(loss_fn, treedef, specs)
+    H = fn(x0)
     return 0.5 * (H + H.T)
 
 
