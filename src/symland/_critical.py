@@ -1,8 +1,11 @@
 """Critical-point analysis: Hessians, spectra, index, nullity and classification.
 
-Brea et al. 2019, §4.2: a permutation point is critical, its Hessian has at
-most one negative eigenvalue (Fukumizu & Amari 2000, Th. 3) and at least
-n_{k+1} zero eigenvalues.
+Brea et al. 2019, §4.2 claim: a permutation point is critical, its Hessian
+has at most one negative eigenvalue (Fukumizu & Amari 2000, Th. 3) and at
+least n_{k+1} zero eigenvalues. The first holds; the other two do not in
+general (the index is that of λ(1−λ)F, see `symland._splitting`; for
+n_{k+1} > 1 the nullity is generically 1 per merged pair, see
+`symland._plateau`). Measured with the functions below.
 """
 
 from __future__ import annotations
