@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import symland.cli as cli
-from symland import MLP, loss_function
 from symland._embedding import embed_in_wider
 from symland._io import save_params
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import jax
-import jax.numpy as jnp
 
 from symland import MLP, loss_function
 from symland._embedding import embed_in_wider

@@ -1,7 +1,5 @@
 import numpy as np
 import pytest
-import jax
-import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from symland import MLP, classify_critical_point, loss_function
