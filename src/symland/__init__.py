@@ -42,6 +42,32 @@ from ._critical import (
     zero_tolerance,
 )
 
+from ._critical import WHICH, hessian_vector_product
+from ._embedding import check_assignment, embed_in_wider, equal_output_split
+from ._plateau import (
+    PlateauReport,
+    check_permutation_point,
+    identical_neuron_groups,
+    is_permutation_point,
+    plateau_directions,
+    verify_plateau,
+)
+from ._valley import ValleyPath, equal_loss_permutation, silent_neuron_permutation
+from ._splitting import (
+    SplittingLine,
+    classify_splitting_line,
+    split_neuron,
+    splitting_direction,
+    splitting_matrix,
+)
+from ._overparameterised import (
+    ZERO_TYPE,
+    minimum_subspace_dimension,
+    minimum_subspace_directions,
+    overparameterised_minimum,
+)
+from ._io import load_data, load_params, save_params
+
 __version__ = "0.1.0"
 from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
 from . import counting

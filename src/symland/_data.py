@@ -94,7 +94,8 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(dims)
 
 
-FASHION_MNIST_DIRS = ("/usr/share/dataset-fashion-mnist", "/usr/share/fashion-mnist")
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/share/dataset-fashion-mnist",
+                      "/usr/share/fashion-mnist")
 
 
 def find_fashion_mnist() -> Path | None:

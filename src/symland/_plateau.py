@@ -1,0 +1,266 @@
+"""Permutation points and their plateaus (Brea et al. 2019, §4.2 (i), Prop. 2, App. D).
+
+At a permutation point θ_{l⇔m} of layer k the neurons l and m have the same
+incoming vector ϑ and the same outgoing weights. Shifting outgoing weight
+between them, W_{n,l} + s_n and W_{n,m} − s_n for every neuron n of layer
+k+1, does not change the network function: the point lies on an
+n_{k+1}-dimensional affine plane of equal loss. For a K-th order point
+(groups of neurons with equal ϑ, §4.3) the plane has K·n_{k+1} dimensions
+(Prop. 2).
+
+**Where the paper is wrong (checked numerically, see `verify_plateau`).**
+§4.2 (i) says the whole plane consists of critical points and that the
+Hessian has at least n_{k+1} zero eigenvalues. That holds for n_{k+1} = 1
+(the Fukumizu–Amari line), not in general: on the plane the gradient with
+respect to ϑ_l is Σ_n s_n g_n with g_n = Σ_μ δ_n^μ g'(ϑ·h̃^μ) h̃^μ, which
+vanishes only for Σ_n s_n g_n = 0. Criticality of the narrow network only
+gives Σ_n W_{n,l} g_n = 0. The critical points on the plane therefore form
+an affine subspace of dimension K·n_{k+1} − rank(H·D) (generically K), the
+Hessian nullity is bounded below by that number, and since the quadratic
+form of ∇²L vanishes on the whole equal-loss plane (an isotropic subspace),
+nullity + min(index, n_positive) ≥ K·n_{k+1}: a permutation point with
+n_{k+1} > 1 outgoing weights is in general a saddle of index > 1,
+contrary to "at most one negative eigenvalue" (Fukumizu & Amari's Th. 3 is
+for a scalar output).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ._critical import (DENSE_THRESHOLD, count_signs, hessian_spectrum, hessian_vector_product,
+                        zero_tolerance)
+from ._network import Params
+from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _grad_norm(loss_fn, params) -> tuple[float, float]:
+    loss, grad = jax.value_and_grad(loss_fn)(params)
+    return float(loss), float(jnp.max(jnp.abs(ravel_pytree(grad)[0])))
+
+
+def _check_incoming(params, layer, l, m, atol):
+    V = np.asarray(neuron_vectors(params, layer))
+    d_in = float(np.max(np.abs(V[l] - V[m])))
+    if not d_in <= atol:
+        raise ValueError(
+            f"params: not a permutation point of layer {layer}: incoming vectors of neurons "
+            f"{l} and {m} differ (max |ϑ_l − ϑ_m| = {d_in:.3g} > atol = {atol:.3g})")
+
+
+def check_permutation_point(params: Params, layer: int, l: int, m: int, *, loss_fn=None,
+                            atol: float = 1e-8, gtol: float = 1e-8) -> None:
+    """`ValueError` unless θ is a permutation point θ_{l⇔m} of layer k (§4.1–4.2).
+
+    Three properties are checked in turn, and the message names the first
+    that fails: the incoming vectors ϑ_l, ϑ_m agree within `atol`; the
+    outgoing weights W^(k+1)_{:,l}, W^(k+1)_{:,m} agree within `atol`; and,
+    when `loss_fn` is given, ‖∇L(θ)‖∞ ≤ `gtol` · max(1, |L|).
+    """
+    check_neuron_pair(params, layer, l, m)
+    _check_incoming(params, layer, l, m, atol)
+    W2 = np.asarray(params[layer][0])
+    d_out = float(np.max(np.abs(W2[:, l] - W2[:, m])))
+    if not d_out <= atol:
+        raise ValueError(
+            f"params: not a permutation point of layer {layer}: outgoing weights of neurons "
+            f"{l} and {m} differ (max |W_{{:,l}} − W_{{:,m}}| = {d_out:.3g} > atol = {atol:.3g})")
+    if loss_fn is not None:
+        loss, gn = _grad_norm(loss_fn, params)
+        tol = gtol * max(1.0, abs(loss))
+        if not gn <= tol:
+            raise ValueError(
+                f"params: not a permutation point of layer {layer}: gradient not zero "
+                f"(‖∇L‖∞ = {gn:.3g} > {tol:.3g})")
+
+
+def is_permutation_point(params: Params, layer: int, l: int, m: int, *, loss_fn=None,
+                         atol: float = 1e-8, gtol: float = 1e-8) -> bool:
+    """Whether `check_permutation_point` passes (bad indices still raise)."""
+    check_neuron_pair(params, layer, l, m)
+    try:
+        check_permutation_point(params, layer, l, m, loss_fn=loss_fn, atol=atol, gtol=gtol)
+    except ValueError as err:
+        if "not a permutation point" in str(err):
+            return False
+        raise
+    return True
+
+
+def identical_neuron_groups(params: Params, layer: int, *, atol: float = 1e-8) -> list[list[int]]:
+    """Groups (size ≥ 2) of neurons of layer k whose incoming vectors agree within `atol`.
+
+    These are the merged neurons of a K-th order permutation point (§4.3);
+    K = Σ (size − 1).
+    """
+    n = check_hidden_layer(params, layer)
+    V = np.asarray(neuron_vectors(params, layer))
+    seen, groups = set(), []
+    for i in range(n):
+        if i in seen:
+            continue
+        g = [j for j in range(i, n) if j not in seen and np.max(np.abs(V[j] - V[i])) <= atol]
+        seen.update(g)
+        if len(g) > 1:
+            groups.append(g)
+    return groups
+
+
+def plateau_directions(params: Params, layer: int, groups) -> np.ndarray:
+    """A basis of the equal-loss plane of Prop. 2, as rows in `ravel_pytree` order.
+
+    For every group (j_0, j_1, …) of identical neurons, every j_i (i ≥ 1) and
+    every neuron n of layer k+1 one direction: +1 on W^(k+1)_{n,j_0},
+    −1 on W^(k+1)_{n,j_i}. There are Σ (|group| − 1)·n_{k+1} = K·n_{k+1}.
+    """
+    check_hidden_layer(params, layer)
+    W2 = params[layer][0]
+    n_next = W2.shape[0]
+    rows = []
+    for g in groups:
+        for j in g[1:]:
+            for n in range(n_next):
+                D = jnp.zeros_like(W2).at[n, g[0]].set(1.0).at[n, j].set(-1.0)
+                tree = jax.tree_util.tree_map(jnp.zeros_like, params)
+                tree = list(tree)
+                tree[layer] = (D, tree[layer][1])
+                rows.append(np.asarray(ravel_pytree(tree)[0]))
+    return np.array(rows).reshape(len(rows), -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauReport:
+    """The plateau of a (K-th order) permutation point, measured.
+
+    **Fields:**
+    - `loss`: L(θ).
+    - `groups`: the groups of identical neurons; `order` K = Σ(|g| − 1).
+    - `plane_dimension`: K·n_{k+1}, the dimension of the equal-loss plane (Prop. 2).
+    - `plateau_dimension`: how many of the plane's basis directions were
+      found flat (loss constant within `rtol` at every sample along them).
+    - `max_rel_loss_change`: max |L(θ') − L(θ)| / max(|L(θ)|, tiny) over all samples θ'.
+    - `critical_dimension`: dimension of the critical points within the plane,
+      K·n_{k+1} − rank(∇²L·D) (n_{k+1} = 1: the whole plane; in general less).
+    - `plane_grad_norm`: max ‖∇L‖∞ over random points of the plane.
+    - `critical_grad_norm`: max ‖∇L‖∞ over random points of the critical part.
+    - `grad_norm`: ‖∇L(θ)‖∞.
+    - `hessian_index`, `hessian_nullity`, `zero_tol`: from the dense spectrum
+      (None above `DENSE_THRESHOLD` parameters).
+    - `n_samples`, `radius`: the sampling used.
+    """
+
+    loss: float
+    groups: list
+    order: int
+    plane_dimension: int
+    plateau_dimension: int
+    max_rel_loss_change: float
+    critical_dimension: int
+    plane_grad_norm: float
+    critical_grad_norm: float
+    grad_norm: float
+    hessian_index: int | None
+    hessian_nullity: int | None
+    zero_tol: float | None
+    n_samples: int
+    radius: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_samples: int = 16,
+                   radius: float = 1.0, rtol: float = 1e-12, seed: int = 0,
+                   atol: float = 1e-8) -> PlateauReport:
+    """Measure the equal-loss plane of a permutation point (§4.2 (i), Prop. 2, App. D).
+
+    Samples points θ + Σ_i s_i D_i of the plane spanned by
+    `plateau_directions` (s_i uniform in [−radius, radius] times the size of
+    the outgoing weights), checks the loss, the gradient and the Hessian.
+
+    **Arguments:**
+    - `loss_fn`: θ ↦ L(θ).
+    - `params`: a (K-th order) permutation point.
+    - `layer`: the hidden layer k.
+    - `groups`: groups of identical neurons, e.g. `[[l, m]]`; default: found
+      by `identical_neuron_groups`.
+    - `n_samples`: random points of the plane (plus 2 per basis direction).
+    - `rtol`: relative loss change that still counts as flat.
+
+    **Returns:** a `PlateauReport`.
+    """
+    n = check_hidden_layer(params, layer)
+    if groups is None:
+        groups = identical_neuron_groups(params, layer, atol=atol)
+    groups = [list(map(int, g)) for g in groups]
+    if not groups:
+        raise ValueError(
+            f"params: not a permutation point of layer {layer}: no two neurons share an "
+            "incoming vector")
+    for g in groups:
+        if len(g) < 2 or len(set(g)) != len(g) or not all(0 <= j < n for j in g):
+            raise ValueError(f"groups: {groups!r} must be groups of ≥ 2 distinct neurons of 0…{n - 1}")
+        for j in g[1:]:  # only ϑ must agree: an unequal output split is still on the plane
+            _check_incoming(params, layer, g[0], j, atol)
+    x0, unravel = ravel_pytree(params)
+    D = jnp.asarray(plateau_directions(params, layer, groups))
+    p = D.shape[0]
+    f = jax.jit(lambda x: loss_fn(unravel(x)))
+    vg = jax.jit(jax.vmap(jax.value_and_grad(lambda x: loss_fn(unravel(x)))))
+    loss0, g0 = jax.value_and_grad(lambda x: loss_fn(unravel(x)))(x0)
+    loss0 = float(loss0)
+    scale = radius * max(float(jnp.max(jnp.abs(params[layer][0]))), 1.0)
+    rng = np.random.default_rng(seed)
+    denom = max(abs(loss0), np.finfo(np.float64).tiny)
+
+    # Along each basis direction, both ways.
+    axis_pts = jnp.concatenate([x0 + scale * D, x0 - scale * D])
+    axis_loss, _ = vg(axis_pts)
+    axis_rel = np.abs(np.asarray(axis_loss) - loss0) / denom
+    flat = (axis_rel[:p] <= rtol) & (axis_rel[p:] <= rtol)
+    plateau_dim = int(np.linalg.matrix_rank(np.asarray(D)[flat])) if flat.any() else 0
+
+    # Random points of the plane.
+    S = rng.uniform(-scale, scale, size=(n_samples, p))
+    pts = x0 + jnp.asarray(S) @ D
+    pl_loss, pl_grad = vg(pts)
+    rel = max(float(np.max(axis_rel)), float(np.max(np.abs(np.asarray(pl_loss) - loss0)) / denom))
+    plane_gn = float(jnp.max(jnp.abs(pl_grad)))
+
+    # The gradient is affine on the plane: ∇L(θ + Ds) = ∇L(θ) + H D s.
+    hvp = jax.vmap(hessian_vector_product(loss_fn, params))
+    HD = np.asarray(hvp(D)).T  # (P, p)
+    if x0.size <= DENSE_THRESHOLD:
+        eig = hessian_spectrum(loss_fn, params, method="dense")
+        ztol = zero_tolerance(eig)
+        neg, zero, _ = count_signs(eig, ztol)
+        h_scale = float(np.max(np.abs(eig)))
+    else:
+        neg = zero = ztol = None
+        probe = hvp(jnp.asarray(rng.standard_normal((4, x0.size))))
+        h_scale = float(jnp.max(jnp.linalg.norm(probe, axis=1))) / np.sqrt(x0.size)
+    sv = np.linalg.svd(HD, compute_uv=False) if p else np.zeros(0)
+    rank_tol = 100.0 * x0.size * _EPS * max(h_scale, np.finfo(np.float64).tiny)
+    crit_dim = p - int(np.sum(sv > rank_tol))
+    if crit_dim > 0:
+        _, _, Vt = np.linalg.svd(HD)
+        null = Vt[p - crit_dim:]
+        C = rng.uniform(-scale, scale, size=(n_samples, crit_dim)) @ null
+        _, c_grad = vg(x0 + jnp.asarray(C) @ D)
+        crit_gn = float(jnp.max(jnp.abs(c_grad)))
+    else:
+        crit_gn = float("nan")
+    order = sum(len(g) - 1 for g in groups)
+    return PlateauReport(
+        loss=loss0, groups=groups, order=order, plane_dimension=p, plateau_dimension=plateau_dim,
+        max_rel_loss_change=rel, critical_dimension=crit_dim, plane_grad_norm=plane_gn,
+        critical_grad_norm=crit_gn, grad_norm=float(jnp.max(jnp.abs(g0))),
+        hessian_index=neg, hessian_nullity=zero, zero_tol=ztol, n_samples=n_samples,
+        radius=radius)

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import jax.numpy as jnp
+
+from symland import classify_critical_point, count_signs, hessian_spectrum, zero_tolerance
+
+
+def _quad(c):
+    return lambda p: c[0] * p["a"][0] ** 2 + c[1] * p["a"][1] ** 2 + c[2] * p["b"] ** 4
+
+
+P0 = {"a": jnp.zeros(2), "b": jnp.asarray(0.0)}
+
+
+@pytest.mark.parametrize("coeffs, kind, index, nullity", [
+    ((1.0, 2.0, 0.0), "degenerate", 0, 1),          # flat in b (quartic-free)
+    ((1.0, 2.0, 1.0), "degenerate", 0, 1),          # x² + 2y² + z⁴: a second-order test cannot decide
+    ((1.0, -2.0, 1.0), "strict saddle", 1, 1),
+])
+def test_classify_toy_functions(coeffs, kind, index, nullity):
+    rep = classify_critical_point(_quad(coeffs), P0)
+    assert (rep.kind, rep.index, rep.nullity) == (kind, index, nullity)
+    assert rep.is_critical
+
+
+def test_classify_minimum_and_not_critical():
+    f = lambda p: jnp.sum((p["a"] - 1.0) ** 2) + (p["b"] + 2.0) ** 2 * 3.0
+    rep = classify_critical_point(f, {"a": jnp.ones(2), "b": jnp.asarray(-2.0)})
+    assert rep.kind == "minimum" and rep.index == 0 and rep.nullity == 0 and rep.n_positive == 3
+    rep = classify_critical_point(f, P0)
+    assert rep.kind == "not critical" and not rep.is_critical
+    d = rep.to_dict()
+    assert d["min_eigenvalue"] == pytest.approx(2.0) and d["max_eigenvalue"] == pytest.approx(6.0)
+
+
+def test_classify_network_points():
+    """A narrow minimum, and its embedding (a toy permutation point) which is a strict saddle."""
+    from symland import MLP, loss_function
+    from symland._embedding import embed_in_wider
+    from microscope_points import toy_narrow_critical_point
+    toy, model4, p4, r = toy_narrow_critical_point("tanh", 0)
+    rep = classify_critical_point(loss_function(model4, toy.x, toy.y), p4, gtol=1e-12)
+    assert rep.kind == "minimum"
+    big = embed_in_wider(p4, 1, [0, 1, 2, 3, 0])
+    rep = classify_critical_point(loss_function(toy.model, toy.x, toy.y), big, gtol=1e-12)
+    # Brea et al. 2019 §4.2 claim at most one negative eigenvalue; here there are two.
+    assert rep.kind == "strict saddle" and rep.nullity >= 1 and rep.index == 2
+
+
+def test_count_signs_and_tolerance():
+    eig = np.array([-1.0, -1e-20, 0.0, 1e-20, 2.0])
+    tol = zero_tolerance(eig)
+    assert count_signs(eig, tol) == (1, 3, 1)
+
+
+def test_dense_threshold():
+    f = lambda x: jnp.sum(x ** 2)
+    with pytest.raises(ValueError, match="method"):
+        hessian_spectrum(f, jnp.zeros(3), method="nope")
+
+
+def _small_net_point():
+    from symland import MLP, loss_function
+    from symland._embedding import embed_in_wider
+    from microscope_points import narrow_critical_point
+    m, p, x, y, r = narrow_critical_point((2, 3, 3), (2, 4, 3), seed=0)
+    return loss_function(MLP((2, 4, 3), "tanh"), x, y), embed_in_wider(p, 1, [0, 1, 2, 0])
+
+
+def test_lanczos_matches_dense():
+    L, point = _small_net_point()
+    dense = hessian_spectrum(L, point, method="dense")
+    scale = np.max(np.abs(dense))
+    lo = hessian_spectrum(L, point, method="lanczos", k=6, which="smallest")
+    np.testing.assert_allclose(lo, dense[:6], rtol=0, atol=1e-10 * scale)
+    hi = hessian_spectrum(L, point, method="lanczos", k=4, which="largest")
+    np.testing.assert_allclose(hi, dense[-4:], rtol=1e-10)
+    nz = hessian_spectrum(L, point, method="lanczos", k=5, which="nearest_zero")
+    np.testing.assert_allclose(nz, dense[np.argsort(np.abs(dense))][:5], rtol=0, atol=1e-10 * scale)
+    assert np.sum(lo < -zero_tolerance(dense)) == 3   # index 3 at this permutation point
+
+
+def test_lanczos_bad_arguments():
+    f = lambda x: jnp.sum(x ** 2)
+    with pytest.raises(ValueError, match="k: Lanczos can return at most 4 of the 5"):
+        hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=5)
+    with pytest.raises(ValueError, match="k: must be a positive"):
+        hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=0)
+    with pytest.raises(ValueError, match="which"):
+        hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=2, which="middle")
