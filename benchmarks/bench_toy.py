@@ -75,14 +75,17 @@ def main():
     results = {}
     for act in ("softplus", "relu"):
         p = s.toy_problem(act)
-        t, path = timed(lambda: s.find_permutation_path(p.model, p.teacher, p.x, p.y, 1, 0, 1, steps=200), 2)
+        results = {}
+        t, path = timed(lambda: s.find_permutation_path(p.model, p.teacher, p.x, p.y, 1, 0, 1, steps=200,
+                                                         max_newton_steps=50))
         results[act] = (t, path)
-        print(f"{act:8s} one path (0&1), 200 steps: {t:6.2f} s after compile; "
+        print(f"{act:8s} 5-neuron toy, one path (0&1), 200 steps, ≤50 Newton steps per δ: {t:6.2f} s after compile; "
               f"{int(path.converged.sum())}/{path.converged.size} steps converged to 1e-10; "
               f"Newton steps {int(path.steps.sum())}; failures: {sorted(set(r for r in path.reason if r))}")
-        t, paths = timed(lambda: s.find_permutation_paths(p.model, p.teacher, p.x, p.y, 1, "all", steps=200))
+        t, paths = timed(lambda: s.find_permutation_paths(p.model, p.teacher, p.x, p.y, 1, "all", steps=200,
+                                                          max_newton_steps=50))
         conv = sum(int(q.converged.sum()) for q in paths)
-        print(f"{act:8s} all 10 pairs batched, 200 steps: {t:6.2f} s after compile; "
+        print(f"{act:8s} 5-neuron toy, all 10 pairs batched, 200 steps, ≤50 Newton steps per δ: {t:6.2f} s after compile; "
               f"{conv}/{sum(q.converged.size for q in paths)} steps converged")
     # Converging configuration used by the tests (3 neurons, pair 1&2, seed 3).
     p = s.toy_problem("softplus", seed=3, n_hidden=3)

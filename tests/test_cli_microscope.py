@@ -18,7 +18,7 @@ def main(monkeypatch):
 
 def test_analyze_saved_permutation_point(tmp_path, main, capsys):
     toy, model4, p4, r = toy_narrow_critical_point("tanh", 0)
-    big = embed_in_wider(p4, 1, [0, 1, 2, 3, 0])
+    big = embed_in_wider(p4, 1, [0, 1, 2, 3, 2])  # duplicate neuron 2: index 2
     save_params(tmp_path / "theta.npz", toy.model, big)
     np.savez(tmp_path / "data.npz", x=np.asarray(toy.x), y=np.asarray(toy.y))
     assert main(["analyze", str(tmp_path / "theta.npz"), "--data", str(tmp_path / "data.npz")]) == 0

@@ -41,7 +41,7 @@ def test_classify_network_points():
     toy, model4, p4, r = toy_narrow_critical_point("tanh", 0)
     rep = classify_critical_point(loss_function(model4, toy.x, toy.y), p4, gtol=1e-12)
     assert rep.kind == "minimum"
-    big = embed_in_wider(p4, 1, [0, 1, 2, 3, 0])
+    big = embed_in_wider(p4, 1, [0, 1, 2, 3, 2])  # duplicate neuron 2: index 2
     rep = classify_critical_point(loss_function(toy.model, toy.x, toy.y), big, gtol=1e-12)
     # Brea et al. 2019 §4.2 claim at most one negative eigenvalue; here there are two.
     assert rep.kind == "strict saddle" and rep.nullity >= 1 and rep.index == 2
