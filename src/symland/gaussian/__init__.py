@@ -1,0 +1,27 @@
+"""Gaussian-input theory of two-layer student–teacher networks (issue 5).
+
+Closed-form population loss (`expected_loss`), isotropy subgroups of
+Γ = S_k × S_k and their fixed-point subspaces, symmetric critical points and
+their Hessian spectra (Safran & Shamir 2018; Arjevani & Field 2020–2022).
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from symland.gaussian._kernel import (  # noqa: E402
+    KERNEL_ACTIVATIONS,
+    expected_loss,
+    gaussian_kernel,
+    gaussian_loss_function,
+    kernel_matrix,
+    sample_loss,
+)
+from symland.gaussian._isotropy import (  # noqa: E402
+    FixedPointSubspace,
+    diagonal_isotropy_partition,
+    fixed_point_subspace,
+    isotropy_group,
+    isotropy_partition,
+    restricted_loss,
+)

@@ -1,0 +1,181 @@
+"""Tests for symland.gaussian: closed-form Gaussian-input loss, isotropy, symmetric critical points."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from symland.gaussian import (
+    expected_loss,
+    fixed_point_subspace,
+    gaussian_kernel,
+    gaussian_loss_function,
+    sample_loss,
+)
+from symland.gaussian._isotropy import diagonal_isotropy_partition, isotropy_group, isotropy_partition
+
+# Safran & Shamir's k = 7 spurious minimum (math.md §6), in their convention
+# (columns are neurons): W_11, W_1j (j ≥ 2), W_i1 (i ≥ 2), W_ii, W_ij.
+SAFRAN_K7_COLUMNS = dict(w11=-0.6327039049, w1j=0.2616910758, wi1=0.1859910463, wii=0.9969227988, wij=-0.0350801559)
+
+
+def safran_k7_columns():
+    k, p = 7, SAFRAN_K7_COLUMNS
+    W = np.full((k, k), p["wij"])
+    W[0, 0] = p["w11"]
+    W[0, 1:] = p["w1j"]
+    W[1:, 0] = p["wi1"]
+    W[np.arange(1, k), np.arange(1, k)] = p["wii"]
+    return W
+
+
+# --- 1. kernels and closed-form loss ---------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_expected_loss_matches_monte_carlo(activation):
+    W = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    V = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
+    a, b = jnp.array([1.0, -0.5, 2.0]), jnp.array([0.7, 1.3])
+    exact = expected_loss(W, V, a, b, activation=activation)
+    mean, se = sample_loss(jax.random.PRNGKey(2), W, V, a, b, activation=activation, n_samples=1_000_000)
+    assert abs(float(exact - mean)) < 4 * float(se)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_kernel_matches_monte_carlo_at_special_angles(activation):
+    # parallel, antiparallel, orthogonal and one zero vector
+    v = jnp.array([0.3, -1.2, 0.5])
+    for w in (2.0 * v, -0.5 * v, jnp.array([1.2, 0.3, 0.0]), jnp.zeros(3)):
+        exact = gaussian_kernel(w, v, activation)
+        x = jax.random.normal(jax.random.PRNGKey(3), (1_000_000, 3))
+        act = jax.nn.relu if activation == "relu" else (lambda t: jax.scipy.special.erf(t / np.sqrt(2)))
+        vals = act(x @ w) * act(x @ v)
+        assert abs(float(exact - vals.mean())) <= 4 * float(vals.std()) / 1e3 + 1e-12
+
+
+def test_relu_kernel_gradient_formula():
+    # math.md §6: ∂K/∂w = (‖v‖ sin θ · w/‖w‖ + (π − θ) v) / (2π)
+    w, v = jnp.array([1.0, 2.0, 0.5]), jnp.array([-0.3, 1.0, 2.0])
+    nw, nv = jnp.linalg.norm(w), jnp.linalg.norm(v)
+    th = jnp.arccos(w @ v / (nw * nv))
+    expected = (nv * jnp.sin(th) * w / nw + (jnp.pi - th) * v) / (2 * jnp.pi)
+    np.testing.assert_allclose(jax.grad(gaussian_kernel)(w, v), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_gradient_and_hessian_match_finite_differences(activation):
+    V = jnp.eye(3)
+    W = jax.random.normal(jax.random.PRNGKey(4), (3, 3))
+    f = gaussian_loss_function(V, activation=activation, trainable_output=True)
+    p = {"W": W, "a": jnp.array([0.5, 1.0, -1.5])}
+    flat, unravel = jax.flatten_util.ravel_pytree(p)
+    fl = jax.jit(lambda x: f(unravel(x)))
+    grad = jax.jit(jax.grad(fl))
+    g = grad(flat)
+    h = 1e-5
+    E = jnp.eye(flat.size)
+    gfd = (jax.vmap(fl)(flat + h * E) - jax.vmap(fl)(flat - h * E)) / (2 * h)
+    np.testing.assert_allclose(g, gfd, atol=1e-8)
+    H = jax.jit(jax.hessian(fl))(flat)
+    Hfd = (jax.vmap(grad)(flat + h * E) - jax.vmap(grad)(flat - h * E)) / (2 * h)
+    np.testing.assert_allclose(H, Hfd, atol=1e-7)
+
+
+def test_relu_derivatives_at_parallel_neurons_are_the_limits():
+    # at w = c v the kernel is C²: autodiff must agree with finite differences of the gradient
+    f = jax.jit(lambda z: gaussian_kernel(z[:3], z[3:]))
+    grad = jax.jit(jax.grad(f))
+    for scale in (2.0, -0.5, 1.0):
+        v = jnp.array([1.0, 2.0, 3.0])
+        z = jnp.concatenate([scale * v, v])
+        H = jax.jit(jax.hessian(f))(z)
+        h = 1e-4
+        Hfd = (jax.vmap(grad)(z + h * jnp.eye(6)) - jax.vmap(grad)(z - h * jnp.eye(6))) / (2 * h)
+        assert np.all(np.isfinite(H))
+        np.testing.assert_allclose(H, Hfd, atol=1e-4)
+    np.testing.assert_allclose(jax.grad(gaussian_kernel)(2 * v, v), v / 2, rtol=1e-14)
+    np.testing.assert_allclose(jax.grad(gaussian_kernel)(-2 * v, v), 0 * v, atol=1e-14)
+
+
+def test_relu_no_nan_at_zero_neuron():
+    V = jnp.eye(3)
+    W = jnp.array([[0.0, 0.0, 0.0], [1.0, 0.2, 0.0], [0.0, 0.0, 1.0]])
+    f = gaussian_loss_function(V)
+    assert np.isfinite(f(W))
+    g = jax.jit(jax.grad(f))(W)
+    H = jax.jit(jax.hessian(f))(W)
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(H))
+    # documented convention: ∂K(w, v)/∂w = v/4 at w = 0
+    np.testing.assert_allclose(jax.grad(gaussian_kernel)(jnp.zeros(3), jnp.array([1.0, 2.0, 3.0])),
+                               jnp.array([0.25, 0.5, 0.75]))
+
+
+def test_zero_loss_at_teacher():
+    V = jax.random.normal(jax.random.PRNGKey(5), (4, 4))
+    for act in ("relu", "erf"):
+        assert abs(float(expected_loss(V, V, activation=act))) < 1e-13
+        assert float(jnp.max(jnp.abs(jax.grad(gaussian_loss_function(V, activation=act))(V)))) < 1e-13
+
+
+# --- bad input --------------------------------------------------------------------
+
+
+def test_bad_activation_names_supported():
+    with pytest.raises(ValueError, match="activation.*supported: relu, erf"):
+        expected_loss(jnp.eye(2), jnp.eye(2), activation="tanh")
+
+
+def test_bad_teacher_shape():
+    with pytest.raises(ValueError, match="teacher"):
+        expected_loss(jnp.ones((3, 4)), jnp.ones((3, 5)))
+
+
+def test_bad_k():
+    with pytest.raises(ValueError, match="^k:"):
+        fixed_point_subspace(1, "S_k")
+
+
+def test_bad_isotropy_name():
+    with pytest.raises(ValueError, match="^isotropy:"):
+        fixed_point_subspace(5, "A_5")
+    with pytest.raises(ValueError, match="^isotropy:"):
+        fixed_point_subspace(5, (2, 2))
+
+
+# --- 2. isotropy and fixed-point subspaces ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "k,isotropy,sizes,dim",
+    [(5, "S_k", (5,), 2), (7, "ΔS_{k-1}", (1, 6), 5), (8, "Δ(S_2×S_{k-2})", (2, 6), 6), (8, "S_3 x S_{k-3}", (3, 5), 6)],
+)
+def test_fixed_point_subspace_dimensions(k, isotropy, sizes, dim):
+    assert isotropy_partition(k, isotropy) == sizes
+    sp = fixed_point_subspace(k, isotropy)
+    assert sp.dim == dim == np.linalg.matrix_rank(sp.basis())
+
+
+@pytest.mark.parametrize("k,isotropy", [(5, "S_k"), (7, "S_{k-1}"), (6, "S_2xS_{k-2}"), (7, (2, 3, 2))])
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_restricted_loss_equals_full_loss(k, isotropy, activation):
+    sp = fixed_point_subspace(k, isotropy)
+    z = jax.random.normal(jax.random.PRNGKey(k), (sp.dim,))
+    W = sp.to_full(z)
+    full = expected_loss(W, jnp.eye(k), activation=activation)
+    assert abs(float(sp.restricted_loss(z, activation) - full)) < 1e-12
+    np.testing.assert_allclose(sp.from_full(W), z, rtol=1e-14)
+    # W(z) is fixed by the group: P_π W P_πᵀ = W for π permuting inside blocks
+    blocks = diagonal_isotropy_partition(W)
+    assert [len(b) for b in blocks] == sorted(sp.sizes) or len(blocks) == len(sp.sizes)
+    # symmetric criticality: the full gradient lies in Fix
+    g = jax.jit(jax.grad(gaussian_loss_function(jnp.eye(k), activation=activation)))(W)
+    np.testing.assert_allclose(sp.to_full(sp.from_full(g)), g, atol=1e-13)
+
+
+def test_isotropy_group_of_safran_point_is_delta_s6():
+    W = safran_k7_columns().T  # rows are neurons
+    group = isotropy_group(W)
+    assert len(group) == 720
+    assert all(pi == rho and pi[0] == 0 for pi, rho in group)
+    assert diagonal_isotropy_partition(W) == [[0], [1, 2, 3, 4, 5, 6]]
