@@ -97,10 +97,12 @@ def erf_kernel_from_gram(nw2, nv2, c):
     return (2 / jnp.pi) * jnp.arcsin(c / jnp.sqrt((1 + nw2) * (1 + nv2)))
 
 
-def _wedge2(w, v):
-    """‖w ∧ v‖² = ½ Σ_ij (w_i v_j − w_j v_i)², exactly 0 for stored equal vectors."""
-    m = jnp.outer(w, v)
-    return 0.5 * jnp.sum((m - m.T) ** 2)
+def _wedge2(w, v, nw2, c):
+    """‖w ∧ v‖² = ‖w‖² ‖v − (w·v/‖w‖²) w‖², O(d), exactly 0 for stored equal vectors."""
+    nz = nw2 > 0
+    t = jnp.where(nz, c / jnp.where(nz, nw2, 1.0), 0.0)
+    r = v - t * w
+    return nw2 * (r @ r)
 
 
 def gaussian_kernel(w, v, activation: str = "relu"):
@@ -116,7 +118,7 @@ def gaussian_kernel(w, v, activation: str = "relu"):
     check_activation(activation)
     nw2, nv2, c = w @ w, v @ v, w @ v
     if activation == "relu":
-        return relu_kernel_from_gram(nw2, nv2, c, _wedge2(w, v))
+        return relu_kernel_from_gram(nw2, nv2, c, _wedge2(w, v, nw2, c))
     return erf_kernel_from_gram(nw2, nv2, c)
 
 

@@ -1,0 +1,266 @@
+"""Symmetric critical points of the Gaussian-input ReLU/erf student–teacher
+loss (teacher V = I_k, a = b = 1): restricted solves on fixed-point
+subspaces, full-space refinement and Hessian spectra, continuation in k
+(Safran & Shamir 2018; Arjevani & Field 2020, 2021).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from symland._critical import count_signs, eigenvalue_multiplicities, zero_tolerance
+from symland._solver import refine_critical_point
+from symland.gaussian._isotropy import (
+    FixedPointSubspace,
+    check_k,
+    diagonal_isotropy_partition,
+    fixed_point_subspace,
+    restricted_loss,
+)
+from symland.gaussian._kernel import check_activation, expected_loss, gaussian_loss_function
+
+jax.config.update("jax_enable_x64", True)
+
+# Safran & Shamir's k = 7 spurious minimum (math.md §6) in ΔS_{k−1} coordinates
+# z = (W_11, W_1j, W_i1, W_ii, W_ij) with ROWS as neurons (Arjevani–Field).
+# math.md lists it with columns as neurons, so W_1j and W_i1 are swapped here.
+SAFRAN_SHAMIR_K7 = (-0.6327039049, 0.1859910463, 0.2616910758, 0.9969227988, -0.0350801559)
+
+
+@dataclasses.dataclass(frozen=True)
+class SymmetricCriticalPoint:
+    """A critical point found on a fixed-point subspace and checked in the full space.
+
+    **Fields:** `k`, `isotropy` (name of the subspace it was solved on), `z`
+    (subspace coordinates), `W` (k × k, rows are neurons), `loss`,
+    `grad_norm` (‖∇L‖∞ in the full space after refinement), `status` (of
+    `refine_critical_point`), `index`, `nullity`, `kind` (from
+    `classify_critical_point`), `eigenvalues` (full Hessian, ascending),
+    `multiplicities` ([(value, multiplicity), …]), `partition` (the Young part
+    of the diagonal isotropy actually found, `diagonal_isotropy_partition`).
+    """
+
+    k: int
+    isotropy: str
+    z: np.ndarray
+    W: np.ndarray
+    loss: float
+    grad_norm: float
+    status: str
+    index: int
+    nullity: int
+    kind: str
+    eigenvalues: np.ndarray
+    multiplicities: list
+    partition: list
+
+    @property
+    def min_eigenvalue(self) -> float:
+        return float(self.eigenvalues[0])
+
+    def to_dict(self) -> dict:
+        return {
+            "k": self.k, "isotropy": self.isotropy, "z": [float(v) for v in self.z],
+            "loss": self.loss, "grad_norm": self.grad_norm, "status": self.status,
+            "index": self.index, "nullity": self.nullity, "kind": self.kind,
+            "min_eigenvalue": self.min_eigenvalue,
+            "multiplicities": [[v, m] for v, m in self.multiplicities],
+            "partition": self.partition,
+        }
+
+
+def _lm_restricted(loss_z, z0, steps):
+    """Levenberg–Marquardt on ∇L_r(z) = 0 (a few unknowns), vmappable; returns (z, ‖∇L_r‖∞)."""
+    grad = jax.grad(loss_z)
+    hess = jax.hessian(loss_z)
+
+    def body(_, state):
+        z, mu = state
+        g, H = grad(z), hess(z)
+        p = -jnp.linalg.solve(H.T @ H + mu * jnp.eye(z.size), H.T @ g)
+        g_new = grad(z + p)
+        ok = jnp.all(jnp.isfinite(g_new)) & (jnp.sum(g_new**2) < jnp.sum(g**2))
+        return jnp.where(ok, z + p, z), jnp.where(ok, 0.3 * mu, 10.0 * mu + 1e-300)
+
+    z, _ = jax.lax.fori_loop(0, steps, body, (z0, jnp.asarray(1e-6)))
+    return z, jnp.max(jnp.abs(grad(z)))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _solve_restricted(z0s, sizes, has_off, activation, steps):
+    loss_z = lambda z: restricted_loss(z, sizes, has_off, activation)
+    return jax.vmap(lambda z0: _lm_restricted(loss_z, z0, steps))(z0s)
+
+
+def solve_on_subspace(subspace: FixedPointSubspace, z0s, *, activation: str = "relu", steps: int = 200):
+    """Solve ∇L|_Fix = Bᵀ∇L(Bz) = 0 from many starts at once (vmapped LM).
+
+    **Arguments:** `subspace`; `z0s` (n_starts × dim); `activation`; `steps`.
+
+    **Returns:** ``(z, grad_norm)``: end points and ‖∇_z L_r‖∞ there (not yet
+    refined in the full space).
+    """
+    check_activation(activation)
+    has_off = tuple(n >= 2 for n in subspace.sizes)
+    z0s = jnp.atleast_2d(jnp.asarray(z0s, dtype=jnp.float64))
+    z, gn = _solve_restricted(z0s, jnp.asarray(subspace.sizes, dtype=jnp.float64), has_off, activation, steps)
+    return np.asarray(z), np.asarray(gn)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _padded_derivatives(Wp, mask, activation):
+    """Loss, gradient and Hessian at a k × k point zero-padded to n × n.
+
+    Padded student and teacher neurons get output weight 0 (and zero rows and
+    columns), so the loss restricted to the leading k × k block is exactly the
+    k-neuron loss and the leading blocks of the gradient and Hessian are exact.
+    One compilation serves every k ≤ n.
+    """
+    f = lambda W: expected_loss(W, jnp.diag(mask), mask, mask, activation=activation)
+    return f(Wp), jax.grad(f)(Wp), jax.hessian(f)(Wp)
+
+
+def _pad_size(k: int) -> int:
+    return 8 * -(-k // 8)
+
+
+def full_space_derivatives(W, *, activation: str = "relu", pad_to: int | None = None):
+    """(loss, gradient k × k, Hessian k² × k²) of the V = I_k loss at W (rows are neurons)."""
+    k = W.shape[0]
+    n = max(k, pad_to or _pad_size(k))
+    Wp = jnp.zeros((n, n)).at[:k, :k].set(jnp.asarray(W))
+    mask = (jnp.arange(n) < k).astype(jnp.float64)
+    loss, g, H = _padded_derivatives(Wp, mask, activation)
+    H = H[:k, :k, :k, :k].reshape(k * k, k * k)
+    return float(loss), np.asarray(g[:k, :k]), np.asarray(0.5 * (H + H.T))
+
+
+def analyse_point(subspace: FixedPointSubspace, z, *, activation: str = "relu", gtol: float = 1e-12,
+                  rtol_multiplicity: float = 1e-6, pad_to: int | None = None) -> SymmetricCriticalPoint:
+    """Check W(z) in the full k²-dimensional space, refine if needed, classify.
+
+    By the principle of symmetric criticality a zero of the restricted gradient
+    is a critical point in the full space; when ‖∇L‖∞ at W(z) already is
+    ≤ `gtol` the point is reported as converged without a Newton step,
+    otherwise `refine_critical_point` takes it to `gtol`. The index, nullity
+    and kind follow `classify_critical_point` (same `zero_tolerance`,
+    `count_signs`), on a Hessian computed once-compiled for all k ≤ `pad_to`.
+    """
+    k = subspace.k
+    W = subspace.to_full(jnp.asarray(z))
+    loss, g, H = full_space_derivatives(W, activation=activation, pad_to=pad_to)
+    gn = float(np.max(np.abs(g)))
+    status = "converged"
+    if not gn <= gtol:
+        res = refine_critical_point(gaussian_loss_function(jnp.eye(k), activation=activation), W, gtol=gtol)
+        W, status = res.value, res.status_name
+        loss, g, H = full_space_derivatives(W, activation=activation, pad_to=pad_to)
+        gn = float(np.max(np.abs(g)))
+    eig = np.linalg.eigvalsh(H)
+    tol = zero_tolerance(eig)
+    neg, zero, _ = count_signs(eig, tol)
+    kind = ("not critical" if gn > gtol else "strict saddle" if neg else "degenerate" if zero else "minimum")
+    W = np.asarray(W)
+    return SymmetricCriticalPoint(
+        k=k, isotropy=subspace.name, z=np.asarray(subspace.from_full(W)), W=W, loss=loss,
+        grad_norm=gn, status=status, index=neg, nullity=zero, kind=kind, eigenvalues=eig,
+        multiplicities=eigenvalue_multiplicities(eig, rtol=rtol_multiplicity),
+        partition=diagonal_isotropy_partition(W, tol=1e-7),
+    )
+
+
+def _same_point(p: SymmetricCriticalPoint, q: SymmetricCriticalPoint, tol: float) -> bool:
+    """Γ-invariant fingerprint: equal loss and equal Hessian spectrum."""
+    return abs(p.loss - q.loss) <= tol and np.max(np.abs(p.eigenvalues - q.eigenvalues)) <= 1e3 * tol
+
+
+def symmetric_critical_points(k: int, isotropy, *, activation: str = "relu", n_starts: int = 128, seed: int = 0,
+                              starts=None, gtol: float = 1e-12, min_neuron_norm: float = 1e-6,
+                              dedup_tol: float = 1e-9, pad_to: int | None = None) -> list[SymmetricCriticalPoint]:
+    """Critical points of the loss (teacher V = I_k, a = b = 1) with the given isotropy.
+
+    Solves ∇L = 0 restricted to Fix(isotropy) from `n_starts` random starts
+    (coordinates ~ N(0, 1) for diagonal values d_r and N(0, 1/k) otherwise,
+    plus any `starts`), refines each solution in the full space to
+    ‖∇L‖∞ ≤ `gtol`, drops points with a neuron of norm < `min_neuron_norm`
+    (ReLU is not differentiable there) and duplicates (equal loss and
+    spectrum within `dedup_tol`, which is invariant under Γ).
+
+    **Returns:** a list of `SymmetricCriticalPoint`, sorted by loss; only
+    points whose refinement converged are kept.
+    """
+    k = check_k(k)
+    sp = fixed_point_subspace(k, isotropy)
+    rng = np.random.default_rng(seed)
+    scale = np.array([1.0 if lab.startswith("d") else 1 / np.sqrt(k) for lab in sp.labels])
+    z0s = rng.standard_normal((n_starts, sp.dim)) * scale
+    if starts is not None:
+        z0s = np.vstack([np.atleast_2d(starts), z0s])
+    z, gn = solve_on_subspace(sp, z0s, activation=activation)
+    ok = np.isfinite(gn) & (gn < 1e-7)
+    z = z[ok]
+    if z.size == 0:
+        return []
+    norms = np.linalg.norm(np.asarray(jax.vmap(sp.to_full)(jnp.asarray(z))), axis=2).min(axis=1)
+    z = z[norms > min_neuron_norm]
+    # cheap pre-dedup in z (equal z give equal points)
+    keep = []
+    for zi in z:
+        if not any(np.max(np.abs(zi - zj)) < 1e-8 for zj in keep):
+            keep.append(zi)
+    points: list[SymmetricCriticalPoint] = []
+    for zi in keep:
+        p = analyse_point(sp, zi, activation=activation, gtol=gtol, pad_to=pad_to)
+        if p.status != "converged" or not np.isfinite(p.loss):
+            continue
+        if not any(_same_point(p, q, dedup_tol) for q in points):
+            points.append(p)
+    return sorted(points, key=lambda p: p.loss)
+
+
+def continue_family(isotropy, z0, k0: int, ks, *, activation: str = "relu",
+                    gtol: float = 1e-12, progress=None) -> dict[int, SymmetricCriticalPoint]:
+    """Follow one family of symmetric critical points in k by continuation.
+
+    Starting from a point `z0` (subspace coordinates) at k = `k0`, solve the
+    restricted equations at each k of `ks`, warm-started from the solution at
+    the nearest k already solved (walking up and down from k0).
+
+    **Returns:** {k: `SymmetricCriticalPoint`}; a k whose restricted solve
+    fails (‖∇L_r‖∞ > 1e−9) is omitted.
+    """
+    ks = sorted(int(check_k(k)) for k in ks)
+    sols: dict[int, np.ndarray] = {}
+    z_prev = np.asarray(z0, dtype=float)
+    z_k0, gn = solve_on_subspace(fixed_point_subspace(k0, isotropy), z_prev[None], activation=activation)
+    if gn[0] > 1e-9:
+        raise ValueError(f"z0: not near a critical point at k={k0} (restricted gradient {gn[0]:.2e})")
+    up = [k for k in ks if k >= k0]
+    down = [k for k in reversed(ks) if k < k0]
+    for path in (up, down):
+        z_prev = z_k0[0]
+        for k in path:
+            z, gn = solve_on_subspace(fixed_point_subspace(k, isotropy), z_prev[None], activation=activation)
+            if gn[0] <= 1e-9:
+                sols[k] = z_prev = z[0]
+    out = {}
+    it = sorted(sols)
+    for k in (progress(it) if progress else it):
+        out[k] = analyse_point(fixed_point_subspace(k, isotropy), sols[k], activation=activation, gtol=gtol,
+                               pad_to=_pad_size(max(ks)))
+    return out
+
+
+def safran_shamir_family(ks=range(6, 21), *, progress=None) -> dict[int, SymmetricCriticalPoint]:
+    """The ΔS_{k−1} spurious minima of Safran & Shamir (2018), by continuation from k = 7.
+
+    Arjevani & Field (2020) give analytic equations for this family for
+    6 ≤ k ≤ 20; here they are solved numerically on the 5-dimensional
+    fixed-point subspace and refined in the full space.
+    """
+    return continue_family("S_{k-1}", SAFRAN_SHAMIR_K7, 7, ks, progress=progress)
