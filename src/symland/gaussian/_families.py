@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from symland._critical import count_signs, eigenvalue_multiplicities, zero_tolerance
 from symland._solver import refine_critical_point
 from symland.gaussian._isotropy import (
+    restricted_loss_extended,
     FixedPointSubspace,
     check_k,
     diagonal_isotropy_partition,
@@ -264,3 +265,96 @@ def safran_shamir_family(ks=range(6, 21), *, progress=None) -> dict[int, Symmetr
     fixed-point subspace and refined in the full space.
     """
     return continue_family("S_{k-1}", SAFRAN_SHAMIR_K7, 7, ks, progress=progress)
+
+
+# --- decay of the critical values along the ΔS_{k−1} family ------------------
+
+# Arjevani & Field (2020) state L ≈ a/k with "a ≈ 0.3". Numerically (fit up
+# to k = 10⁴, `critical_value_decay`) a = 0.2973577 ± 2e−7, which agrees with
+# the closed form 1/2 − 2/π² = 0.29735763… (our identification; the abstract
+# gives no formula).
+DECAY_CONSTANT = 0.5 - 2 / np.pi**2
+
+_HAS_OFF_SK1 = (False, True)
+
+
+def _sk1_loss(z, k):
+    return restricted_loss(z, jnp.stack([jnp.ones_like(k), k - 1.0]), _HAS_OFF_SK1, "relu")
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _sk1_curve(z0, ks, newton_steps):
+    grad, hess = jax.grad(_sk1_loss), jax.hessian(_sk1_loss)
+
+    def step(z, k):
+        z = jax.lax.fori_loop(0, newton_steps, lambda _, z: z - jnp.linalg.solve(hess(z, k), grad(z, k)), z)
+        return z, (z, jnp.max(jnp.abs(grad(z, k))))
+
+    return jax.lax.scan(step, z0, ks)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecayFit:
+    """k·L(k) along the ΔS_{k−1} family and the fit k·L = a + Σ_{j=1}^{m} c_j k^{−j/2}.
+
+    **Fields:** `ks`, `kL` (k times the critical value, from the closed form in
+    long double), `grad_norm` (‖∇L_r‖∞ per k, double precision), `z` (the
+    5 coordinates per k), `a` (estimate), `a_stderr` (largest least-squares
+    standard error over the windows), `a_spread` (max − min over windows),
+    `windows` ([(k_min, a), …]), `n_terms`, `status` ('converged' when every
+    ‖∇L_r‖∞ ≤ `gtol`, else 'max_steps').
+    """
+
+    ks: np.ndarray
+    kL: np.ndarray
+    grad_norm: np.ndarray
+    z: np.ndarray
+    a: float
+    a_stderr: float
+    a_spread: float
+    windows: list
+    n_terms: int
+    status: str
+
+    @property
+    def a_uncertainty(self) -> float:
+        return max(self.a_stderr, self.a_spread)
+
+
+def critical_value_decay(k_max: int = 10_000, *, k_min: int = 7, n_terms: int = 6,
+                         fit_windows=(50, 100, 200, 500, 1000), newton_steps: int = 8,
+                         gtol: float = 1e-7) -> DecayFit:
+    """Estimate a in L(k) ≈ a/k along the Safran–Shamir ΔS_{k−1} family (Arjevani & Field 2020).
+
+    Continuation in k on the 5-parameter restricted problem (`restricted_loss`,
+    O(1) per k) by Newton's method, every integer k from `k_min` to `k_max`;
+    critical values re-evaluated in long double (`restricted_loss_extended`)
+    since the double-precision sum cancels ~k² digits. Fit
+    k·L = a + Σ_{j=1}^{n_terms−1} c_j k^{−j/2} (the family is a series in
+    1/√k, Arjevani & Field 2020) on windows [k_w, k_max].
+
+    **Returns:** a `DecayFit`; compare `a` with `DECAY_CONSTANT` = 1/2 − 2/π².
+    """
+    k_max = check_k(k_max)
+    if k_max < max(fit_windows) * 2:
+        fit_windows = tuple(w for w in fit_windows if 2 * w <= k_max) or (k_min,)
+    sp = fixed_point_subspace(k_min, "S_{k-1}")
+    z0, gn = solve_on_subspace(sp, np.asarray(SAFRAN_SHAMIR_K7)[None])
+    ks = np.arange(k_min, k_max + 1, dtype=np.float64)
+    zs, gns = _sk1_curve(jnp.asarray(z0[0]), jnp.asarray(ks), newton_steps)
+    zs, gns = np.asarray(zs), np.asarray(gns)
+    kL = np.array([float(k * restricted_loss_extended(z, (1, k - 1), _HAS_OFF_SK1)) for k, z in zip(ks, zs)])
+    windows, errs = [], []
+    for kw in fit_windows:
+        m = ks >= kw
+        X = np.stack([ks[m] ** (-j / 2) for j in range(n_terms)], axis=1)
+        coef, *_ = np.linalg.lstsq(X, kL[m], rcond=None)
+        resid = kL[m] - X @ coef
+        sigma2 = resid @ resid / max(m.sum() - n_terms, 1)
+        cov = sigma2 * np.linalg.inv(X.T @ X)
+        windows.append((int(kw), float(coef[0])))
+        errs.append(float(np.sqrt(cov[0, 0])))
+    est = np.array([a for _, a in windows])
+    status = "converged" if np.all(gns <= gtol) else "max_steps"
+    return DecayFit(ks.astype(int), kL, gns, zs, float(np.median(est)), float(max(errs)),
+                    float(est.max() - est.min()), windows, n_terms, status)

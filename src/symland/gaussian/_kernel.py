@@ -46,16 +46,17 @@ def check_activation(activation: str) -> str:
     return activation
 
 
-def _safe_sqrt(x, ok):
+def _safe_sqrt(x, ok, xp=jnp):
     """√x where `ok`, 0 elsewhere, with finite derivatives everywhere (double where)."""
-    return jnp.where(ok, jnp.sqrt(jnp.where(ok, x, 1.0)), 0.0)
+    return xp.where(ok, xp.sqrt(xp.where(ok, x, 1.0)), 0.0)
 
 
-def relu_kernel_from_gram(nw2, nv2, c, s2):
+def relu_kernel_from_gram(nw2, nv2, c, s2, xp=jnp):
     """Arc-cosine kernel E[relu(w·x) relu(v·x)] from inner products.
 
     **Arguments:** `nw2 = ‖w‖²`, `nv2 = ‖v‖²`, `c = w·v`,
-    `s2 = ‖w‖²‖v‖² − (w·v)² = ‖w ∧ v‖²` (pass it computed stably).
+    `s2 = ‖w‖²‖v‖² − (w·v)² = ‖w ∧ v‖²` (pass it computed stably); `xp`:
+    the array module (`jax.numpy`, or `numpy` for extended precision).
 
     **Returns:** K = (s + (π − θ) c) / (2π) with s = ‖w ∧ v‖, θ = atan2(s, c)
     (Cho & Saul 2009, n = 1; math.md §6), evaluated without NaN anywhere:
@@ -69,32 +70,34 @@ def relu_kernel_from_gram(nw2, nv2, c, s2):
       E[relu'(w·x) x relu(v·x)] with the convention relu'(0) = ½ (θ := π/2).
       The Hessian there is that of c/4 (a convention, not a limit).
     """
+    pi = 4 * xp.arctan(xp.ones_like(c))
     degenerate = (nw2 == 0) | (nv2 == 0)
     series = (~degenerate) & (s2 < (_SERIES_RATIO * c) ** 2)
     general = ~(degenerate | series)
     # general position
-    s = _safe_sqrt(s2, general)
-    cg = jnp.where(general, c, 1.0)
-    k_general = (s + (jnp.pi - jnp.arctan2(s, cg)) * cg) / (2 * jnp.pi)
+    s = _safe_sqrt(s2, general, xp)
+    cg = xp.where(general, c, 1.0)
+    k_general = (s + (pi - xp.arctan2(s, cg)) * cg) / (2 * pi)
     # (anti)parallel: s + (π − θ) c = π max(c, 0) + |c| φ(s/|c|)
-    cs = jnp.where(series, c, 1.0)
-    s2s = jnp.where(series, s2, 0.0)
-    s3 = s2s * _safe_sqrt(s2s, series & (s2s > 0))
+    cs = xp.where(series, c, 1.0)
+    s2s = xp.where(series, s2, 0.0)
+    s3 = s2s * _safe_sqrt(s2s, series & (s2s > 0), xp)
     r2 = s2s / cs**2
     poly = 0.0
     for coeff in reversed(_PHI_COEFFS):
         poly = poly * r2 + coeff
-    k_series = (jnp.pi * jnp.maximum(cs, 0.0) + s3 / cs**2 * poly) / (2 * jnp.pi)
+    k_series = (pi * xp.maximum(cs, 0.0) + s3 / cs**2 * poly) / (2 * pi)
     k_degenerate = c / 4
-    return jnp.where(general, k_general, jnp.where(series, k_series, k_degenerate))
+    return xp.where(general, k_general, xp.where(series, k_series, k_degenerate))
 
 
-def erf_kernel_from_gram(nw2, nv2, c):
+def erf_kernel_from_gram(nw2, nv2, c, xp=jnp):
     """Arcsine kernel E[erf(w·x/√2) erf(v·x/√2)] = (2/π) arcsin(c/√((1+‖w‖²)(1+‖v‖²))).
 
     (Williams 1998; math.md §6.) Smooth everywhere.
     """
-    return (2 / jnp.pi) * jnp.arcsin(c / jnp.sqrt((1 + nw2) * (1 + nv2)))
+    pi = 4 * xp.arctan(xp.ones_like(c))
+    return (2 / pi) * xp.arcsin(c / xp.sqrt((1 + nw2) * (1 + nv2)))
 
 
 def _wedge2(w, v, nw2, c):
