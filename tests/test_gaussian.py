@@ -179,3 +179,88 @@ def test_isotropy_group_of_safran_point_is_delta_s6():
     assert len(group) == 720
     assert all(pi == rho and pi[0] == 0 for pi, rho in group)
     assert diagonal_isotropy_partition(W) == [[0], [1, 2, 3, 4, 5, 6]]
+
+
+# --- 2. symmetric critical points ---------------------------------------------------
+
+from symland.gaussian import (  # noqa: E402
+    DECAY_CONSTANT,
+    SAFRAN_SHAMIR_K7,
+    continue_family,
+    critical_value_decay,
+    full_space_derivatives,
+    global_minimum_spectrum,
+    safran_shamir_family,
+    symmetric_critical_points,
+)
+from symland._critical import eigenvalue_multiplicities  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def safran_family():
+    return safran_shamir_family([6, 7, 8, 9])
+
+
+def test_safran_k7_point_is_a_critical_minimum_in_row_convention(safran_family):
+    W_rows = safran_k7_columns().T
+    _, g, _ = full_space_derivatives(W_rows)
+    assert np.max(np.abs(g)) < 1e-9  # critical to the printed digits
+    _, g_wrong, _ = full_space_derivatives(safran_k7_columns())
+    assert np.max(np.abs(g_wrong)) > 1e-2  # Safran's matrix untransposed is not critical
+    p = safran_family[7]
+    assert p.status == "converged" and p.grad_norm <= 1e-12
+    np.testing.assert_allclose(p.W, W_rows, atol=2e-10)
+    assert p.kind == "minimum" and p.index == 0 and p.min_eigenvalue > 1e-2
+    assert p.partition == [[0], [1, 2, 3, 4, 5, 6]]
+
+
+def test_multistart_finds_safran_point(safran_family):
+    pts = symmetric_critical_points(7, "S_{k-1}", n_starts=48, seed=1)
+    ref = safran_family[7]
+    assert any(abs(p.loss - ref.loss) < 1e-12 and p.kind == "minimum" for p in pts)
+    assert pts[0].loss < 1e-12  # the global minimum W = I lies in every Fix subspace
+    assert all(p.grad_norm <= 1e-12 for p in pts)
+
+
+def test_safran_family_small_k_range(safran_family):
+    fam = safran_family
+    losses = [fam[k].loss for k in (6, 7, 8, 9)]
+    assert losses == sorted(losses, reverse=True)
+    assert all(fam[k].kind == "minimum" for k in fam)
+    # the Hessian at a ΔS_{k−1} point has 12 distinct eigenvalues
+    assert all(len(fam[k].multiplicities) == 12 for k in fam)
+
+
+def test_families_become_minima():
+    fam = continue_family("S_k", [-0.7493, 0.2481], 8, [5, 6])
+    assert fam[5].kind == "strict saddle" and fam[6].kind == "minimum"
+    # Δ(S_2×S_{k−2}): the abstract says spurious minima for k >= 9; numerically
+    # this family (two 'flipped' neurons) is a minimum from k = 8
+    z12 = [-0.7551, 0.129, 0.1101, 0.1579, 1.0033, -0.0243]
+    fam = continue_family("S_2xS_{k-2}", z12, 12, [7, 8])
+    assert fam[7].kind == "strict saddle" and fam[8].kind == "minimum"
+    assert fam[8].min_eigenvalue > 1e-3 and fam[8].partition == [[0, 1], [2, 3, 4, 5, 6, 7]]
+
+
+@pytest.mark.parametrize("k", [3, 4, 7, 12])
+def test_global_minimum_spectrum_closed_form(k):
+    _, _, H = full_space_derivatives(np.eye(k))
+    numeric = eigenvalue_multiplicities(np.linalg.eigvalsh(H), rtol=1e-8)
+    closed = global_minimum_spectrum(k)
+    assert [m for _, m in numeric] == [m for _, m in closed]
+    np.testing.assert_allclose([v for v, _ in numeric], [v for v, _ in closed], atol=1e-13)
+    assert sum(m for _, m in closed) == k * k
+
+
+def test_decay_constant_small():
+    fit = critical_value_decay(1000)
+    assert fit.status == "converged"
+    assert abs(fit.a - DECAY_CONSTANT) < 2e-6
+    assert abs(fit.a - 0.3) > 2e-3  # "a ≈ 0.3" is a rounding, not the constant
+
+
+@pytest.mark.slow
+def test_decay_constant_full():
+    fit = critical_value_decay(10_000)
+    assert abs(fit.a - DECAY_CONSTANT) < 3 * fit.a_uncertainty + 1e-8
+    assert fit.a_uncertainty < 1e-6

@@ -24,4 +24,19 @@ from symland.gaussian._isotropy import (  # noqa: E402
     isotropy_group,
     isotropy_partition,
     restricted_loss,
+    restricted_loss_extended,
+)
+from symland.gaussian._families import (  # noqa: E402
+    DECAY_CONSTANT,
+    SAFRAN_SHAMIR_K7,
+    DecayFit,
+    SymmetricCriticalPoint,
+    analyse_point,
+    continue_family,
+    critical_value_decay,
+    full_space_derivatives,
+    global_minimum_spectrum,
+    safran_shamir_family,
+    solve_on_subspace,
+    symmetric_critical_points,
 )

@@ -358,3 +358,42 @@ def critical_value_decay(k_max: int = 10_000, *, k_min: int = 7, n_terms: int = 
     status = "converged" if np.all(gns <= gtol) else "max_steps"
     return DecayFit(ks.astype(int), kL, gns, zs, float(np.median(est)), float(max(errs)),
                     float(est.max() - est.min()), windows, n_terms, status)
+
+
+# --- Hessian spectrum at the global minimum W = V = I_k ------------------------
+
+
+def global_minimum_spectrum(k: int) -> list[tuple[float, int]]:
+    """Closed-form Hessian spectrum of the ReLU loss (a = b = 1) at W = V = I_k.
+
+    Found numerically here (the seeds give none; fitted for k = 4…11 with
+    coefficients in Q + Q/π + Q/π², each to ~1e−15, and tested for k ≤ 16):
+    with c₀ = 1/16 + 1/(4π) − 1/(4π²),
+
+    - 1/4 − 1/(2π), multiplicity k(k−1)/2;
+    - 1/4 + 1/(2π), multiplicity k(k−3)/2;
+    - the two roots of x² − (k+2)/4·x + k/16 + c₀, multiplicity k − 1 each;
+    - the two roots of x² − (1/2 + k(1/4 + 1/(2π)))·x + k²/(8π)
+      + (1/16 − 1/(8π) + 1/(4π²))·k + c₀, multiplicity 1 each.
+
+    So 6 distinct eigenvalues for k ≥ 4 (5 for k = 3), multiplicities summing
+    to k². Valid for k ≥ 3 (k = 2 has 4 simple eigenvalues: ValueError).
+
+    **Returns:** [(value, multiplicity), …] in ascending order of value, zero
+    multiplicities dropped.
+    """
+    k = check_k(k)
+    if k < 3:
+        raise ValueError(f"k: the closed-form global-minimum spectrum holds for k >= 3, got {k}")
+    pi = np.pi
+    c0 = 1 / 16 + 1 / (4 * pi) - 1 / (4 * pi**2)
+
+    def roots(s, p):
+        r = np.sqrt(s * s / 4 - p)
+        return s / 2 - r, s / 2 + r
+
+    lam = roots((k + 2) / 4, k / 16 + c0)
+    mu = roots(0.5 + k * (0.25 + 1 / (2 * pi)), k**2 / (8 * pi) + (1 / 16 - 1 / (8 * pi) + 1 / (4 * pi**2)) * k + c0)
+    out = [(0.25 - 1 / (2 * pi), k * (k - 1) // 2), (0.25 + 1 / (2 * pi), k * (k - 3) // 2),
+           (lam[0], k - 1), (lam[1], k - 1), (mu[0], 1), (mu[1], 1)]
+    return sorted((float(v), m) for v, m in out if m > 0)
