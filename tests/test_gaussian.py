@@ -264,3 +264,69 @@ def test_decay_constant_full():
     fit = critical_value_decay(10_000)
     assert abs(fit.a - DECAY_CONSTANT) < 3 * fit.a_uncertainty + 1e-8
     assert fit.a_uncertainty < 1e-6
+
+
+# --- over-parameterisation ----------------------------------------------------------
+
+from symland.gaussian import split_neuron, split_scan, trainable_output_point  # noqa: E402
+
+
+def test_split_neuron_preserves_function():
+    W = jax.random.normal(jax.random.PRNGKey(7), (3, 3))
+    a = jnp.array([1.0, 0.5, -2.0])
+    W2, a2 = split_neuron(W, a, 1, 0.3)
+    assert abs(float(expected_loss(W, jnp.eye(3), a) - expected_loss(W2, jnp.eye(3), a2))) < 1e-13
+
+
+def test_splitting_turns_spurious_minimum_into_saddle(safran_family):
+    p = safran_family[6]
+    base = trainable_output_point(p.W)
+    _, a, loss, index, nullity, status = base
+    # ReLU homogeneity: a critical point of the a = 1 problem is critical in a too
+    np.testing.assert_allclose(a, 1.0, atol=1e-10)
+    assert status == "converged" and index == 0 and nullity == 6  # k rescaling directions
+    s = split_scan(p.W, 0, [-0.25, 0.5, 1.25], base=base)
+    assert np.all(s.grad_norm < 1e-10)  # Fukumizu–Amari Th. 1: split points are critical
+    assert s.n_negative[1] > 0 and s.n_negative[0] == 0 and s.n_negative[2] == 0
+
+
+# --- command line -------------------------------------------------------------------
+
+
+def _spurious_main(argv):
+    import argparse
+
+    from symland.cli import spurious
+
+    parser = argparse.ArgumentParser(prog="symland")
+    sub = parser.add_subparsers(dest="command", required=True)
+    spurious.add_parser(sub)
+    args = parser.parse_args(["spurious", *argv])
+    return args.func(args)
+
+
+def test_cli_spurious_writes_json_and_figures(tmp_path):
+    import json
+
+    assert _spurious_main(["--k", "6:7", "--families", "delta_sk1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "spurious.json").read_text())
+    pts = data["families"]["delta_sk1"]["points"]
+    assert set(pts) == {"6", "7"}
+    assert pts["7"]["index"] == 0 and pts["7"]["grad_norm"] <= 1e-12
+    assert abs(pts["7"]["loss"] - 0.0232027149135) < 1e-12
+    assert (tmp_path / "kL.png").exists() and (tmp_path / "spectrum_k7.png").exists()
+
+
+def test_cli_spurious_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="--k"):
+        _spurious_main(["--k", "1:3", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--families"):
+        _spurious_main(["--k", "6", "--families", "nope", "--out", str(tmp_path)])
+
+
+def test_cli_main_turns_bad_input_into_exit_code_2(tmp_path, capsys):
+    pytest.importorskip("symland.cli.toy")  # the dispatcher imports every command
+    from symland.cli import main
+
+    assert main(["spurious", "--k", "1", "--out", str(tmp_path)]) == 2
+    assert "--k" in capsys.readouterr().err

@@ -40,3 +40,13 @@ from symland.gaussian._families import (  # noqa: E402
     solve_on_subspace,
     symmetric_critical_points,
 )
+from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family  # noqa: E402
+from symland.gaussian._dynamics import (  # noqa: E402
+    FrequencyResult,
+    SplitScan,
+    align_rows_columns,
+    empirical_frequency,
+    split_neuron,
+    split_scan,
+    trainable_output_point,
+)

@@ -397,3 +397,28 @@ def global_minimum_spectrum(k: int) -> list[tuple[float, int]]:
     out = [(0.25 - 1 / (2 * pi), k * (k - 1) // 2), (0.25 + 1 / (2 * pi), k * (k - 3) // 2),
            (lam[0], k - 1), (lam[1], k - 1), (mu[0], 1), (mu[1], 1)]
     return sorted((float(v), m) for v, m in out if m > 0)
+
+
+# --- named families for tables and the `symland spurious` command ----------------
+
+# name: (isotropy, z0, k0, description). z0 is a critical point at k0 (rows
+# are neurons), found by `symmetric_critical_points` and followed in k by
+# `continue_family`.
+SPURIOUS_FAMILIES = {
+    "delta_sk1": ("S_{k-1}", SAFRAN_SHAMIR_K7, 7,
+                  "ΔS_{k-1}: Safran & Shamir's spurious minima, one 'flipped' neuron (minimum for k ≥ 6)"),
+    "delta_sk": ("S_k", (-0.7493, 0.2481), 8,
+                 "ΔS_k: W = αI + β(J − I) with α < 0 (saddle for k ≤ 5, minimum for k ≥ 6)"),
+    "delta_s2_sk2": ("S_2xS_{k-2}", (-0.7551, 0.129, 0.1101, 0.1579, 1.0033, -0.0243), 12,
+                     "Δ(S_2×S_{k-2}): two flipped neurons (saddle for k ≤ 7, minimum for k ≥ 8)"),
+    "delta_s2_sk2_b": ("S_2xS_{k-2}", (1.0579, 0.0029, 0.0179, -0.0067, -0.7953, 0.1942), 12,
+                       "Δ(S_2×S_{k-2}): k−2 flipped neurons (saddle for 5 ≤ k ≤ 7, minimum for k ≥ 8)"),
+}
+
+
+def spurious_family(name: str, ks, *, progress=None) -> dict[int, SymmetricCriticalPoint]:
+    """Follow the named family of `SPURIOUS_FAMILIES` over `ks` (see `continue_family`)."""
+    if name not in SPURIOUS_FAMILIES:
+        raise ValueError(f"families: unknown family {name!r}; choose from {', '.join(SPURIOUS_FAMILIES)}")
+    isotropy, z0, k0, _ = SPURIOUS_FAMILIES[name]
+    return continue_family(isotropy, z0, k0, ks, progress=progress)
