@@ -46,6 +46,7 @@ from symland.gaussian._dynamics import (  # noqa: E402
     SplitScan,
     align_rows_columns,
     empirical_frequency,
+    family_split_report,
     split_neuron,
     split_scan,
     trainable_output_point,

@@ -80,21 +80,29 @@ def trainable_output_point(W, *, gtol: float = 1e-12):
 
     A minimum of the a = 1 problem is in general not critical in a; this runs
     `minimise` (trust-region Newton) on (W, a) from (W, 1) and then
-    `refine_critical_point`. Positive rescaling (w, a) → (c w, a/c) makes every
+    `refine_critical_point`, unless ‖∇L‖∞ ≤ `gtol` already holds at (W, 1) — as
+    it does at every critical point of the a = 1 ReLU problem, since
+    ∂L/∂a_i = w_i·∇_{w_i}L / a_i by positive homogeneity. Positive rescaling (w, a) → (c w, a/c) makes every
     such point lie on a k-dimensional manifold, so k zero eigenvalues are expected.
 
     **Returns:** ``(W, a, loss, index, nullity, status)``.
     """
     W = jnp.asarray(W)
     k = W.shape[0]
-    f = gaussian_loss_function(jnp.eye(W.shape[1]), trainable_output=True)
-    res = minimise(f, {"W": W, "a": jnp.ones(k)}, gtol=gtol, max_steps=200)
-    res = refine_critical_point(f, res.value, gtol=gtol)
-    Wc, ac = res.value["W"], res.value["a"]
-    _, eig = _grad_hess_trainable(Wc, ac, jnp.eye(W.shape[1]))
+    V = jnp.eye(W.shape[1])
+    Wc, ac = W, jnp.ones(k)
+    gn, eig = _grad_hess_trainable(Wc, ac, V)
+    status = "converged"
+    if not float(gn) <= gtol:
+        f = gaussian_loss_function(V, trainable_output=True)
+        res = minimise(f, {"W": W, "a": jnp.ones(k)}, gtol=gtol, max_steps=200)
+        res = refine_critical_point(f, res.value, gtol=gtol)
+        Wc, ac, status = res.value["W"], res.value["a"], res.status_name
+        _, eig = _grad_hess_trainable(Wc, ac, V)
     eig = np.asarray(eig)
     neg, zero, _ = count_signs(eig, zero_tolerance(eig))
-    return np.asarray(Wc), np.asarray(ac), float(res.loss), neg, zero, res.status_name
+    loss = float(expected_loss(Wc, V, ac))
+    return np.asarray(Wc), np.asarray(ac), loss, neg, zero, status
 
 
 def split_scan(W, neuron: int, lambdas=np.linspace(-0.5, 1.5, 21), *, base=None) -> SplitScan:
@@ -247,3 +255,24 @@ def empirical_frequency(k: int, *, n_runs: int = 500, steps: int = 2000, lr: flo
     for lab in labels:
         counts[lab] = counts.get(lab, 0) + 1
     return FrequencyResult(k, n_runs, counts, losses, labels, status, steps, lr)
+
+
+def family_split_report(name: str, k: int, lambdas=(0.25, 0.5, 0.75)) -> dict:
+    """Does adding one neuron turn the family member at k into a saddle?
+
+    Splits one representative neuron of every block of the isotropy partition
+    (`split_scan`) at each λ of `lambdas` ⊂ (0, 1).
+
+    **Returns:** {"family", "k", "loss", "base_index", "splits": {neuron:
+    n_negative per λ}, "one_neuron_suffices": any split has a negative
+    eigenvalue}.
+    """
+    p = spurious_family(name, [k])[k]
+    base = trainable_output_point(p.W)
+    splits = {}
+    for block in p.partition:
+        s = split_scan(p.W, block[0], lambdas, base=base)
+        splits[int(block[0])] = [int(n) for n in s.n_negative]
+    return {"family": name, "k": k, "loss": p.loss, "base_index": base[3], "base_nullity": base[4],
+            "lambdas": list(map(float, lambdas)), "splits": splits,
+            "one_neuron_suffices": any(max(v) > 0 for v in splits.values())}
