@@ -330,3 +330,15 @@ def test_cli_main_turns_bad_input_into_exit_code_2(tmp_path, capsys):
 
     assert main(["spurious", "--k", "1", "--out", str(tmp_path)]) == 2
     assert "--k" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_structured_hessian_equals_dense_autodiff(activation):
+    from symland.gaussian import loss_hessian
+
+    W = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    W = W.at[2].set(2 * W[0]).at[3].set(0.0)  # a parallel pair and a zero neuron
+    V = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+    a, b = jnp.array([1.0, -0.5, 2.0, 0.3]), jnp.array([0.7, 1.2])
+    dense = jax.jit(jax.hessian(lambda W: expected_loss(W, V, a, b, activation=activation)))(W).reshape(12, 12)
+    np.testing.assert_allclose(loss_hessian(W, V, a, b, activation=activation), dense, atol=1e-13)

@@ -15,6 +15,7 @@ from symland.gaussian._kernel import (  # noqa: E402
     gaussian_kernel,
     gaussian_loss_function,
     kernel_matrix,
+    loss_hessian,
     sample_loss,
 )
 from symland.gaussian._isotropy import (  # noqa: E402

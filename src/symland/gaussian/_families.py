@@ -23,7 +23,7 @@ from symland.gaussian._isotropy import (
     fixed_point_subspace,
     restricted_loss,
 )
-from symland.gaussian._kernel import check_activation, expected_loss, gaussian_loss_function
+from symland.gaussian._kernel import check_activation, expected_loss, gaussian_loss_function, loss_hessian
 
 jax.config.update("jax_enable_x64", True)
 
@@ -77,19 +77,19 @@ class SymmetricCriticalPoint:
 
 def _lm_restricted(loss_z, z0, steps):
     """Levenberg–Marquardt on ∇L_r(z) = 0 (a few unknowns), vmappable; returns (z, ‖∇L_r‖∞)."""
-    grad = jax.grad(loss_z)
-    hess = jax.hessian(loss_z)
+    grad_hess = lambda z: (jax.grad(loss_z)(z), jax.hessian(loss_z)(z))
 
     def body(_, state):
-        z, mu = state
-        g, H = grad(z), hess(z)
+        z, g, H, mu = state
         p = -jnp.linalg.solve(H.T @ H + mu * jnp.eye(z.size), H.T @ g)
-        g_new = grad(z + p)
-        ok = jnp.all(jnp.isfinite(g_new)) & (jnp.sum(g_new**2) < jnp.sum(g**2))
-        return jnp.where(ok, z + p, z), jnp.where(ok, 0.3 * mu, 10.0 * mu + 1e-300)
+        g_new, H_new = grad_hess(z + p)
+        ok = jnp.all(jnp.isfinite(g_new)) & jnp.all(jnp.isfinite(H_new)) & (jnp.sum(g_new**2) < jnp.sum(g**2))
+        keep = lambda new, old: jnp.where(ok, new, old)
+        return keep(z + p, z), keep(g_new, g), keep(H_new, H), jnp.where(ok, 0.3 * mu, 10.0 * mu + 1e-300)
 
-    z, _ = jax.lax.fori_loop(0, steps, body, (z0, jnp.asarray(1e-6)))
-    return z, jnp.max(jnp.abs(grad(z)))
+    g0, H0 = grad_hess(z0)
+    z, g, _, _ = jax.lax.fori_loop(0, steps, body, (z0, g0, H0, jnp.asarray(1e-6)))
+    return z, jnp.max(jnp.abs(g))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
@@ -115,7 +115,7 @@ def solve_on_subspace(subspace: FixedPointSubspace, z0s, *, activation: str = "r
 
 @functools.partial(jax.jit, static_argnums=2)
 def _padded_derivatives(Wp, mask, activation):
-    """Loss, gradient and Hessian at a k × k point zero-padded to n × n.
+    """Loss, gradient and Hessian (`loss_hessian`) at a k × k point zero-padded to n × n.
 
     Padded student and teacher neurons get output weight 0 (and zero rows and
     columns), so the loss restricted to the leading k × k block is exactly the
@@ -123,7 +123,8 @@ def _padded_derivatives(Wp, mask, activation):
     One compilation serves every k ≤ n.
     """
     f = lambda W: expected_loss(W, jnp.diag(mask), mask, mask, activation=activation)
-    return f(Wp), jax.grad(f)(Wp), jax.hessian(f)(Wp)
+    loss, g = jax.value_and_grad(f)(Wp)
+    return loss, g, loss_hessian(Wp, jnp.diag(mask), mask, mask, activation=activation)
 
 
 def _pad_size(k: int) -> int:
@@ -137,7 +138,7 @@ def full_space_derivatives(W, *, activation: str = "relu", pad_to: int | None = 
     Wp = jnp.zeros((n, n)).at[:k, :k].set(jnp.asarray(W))
     mask = (jnp.arange(n) < k).astype(jnp.float64)
     loss, g, H = _padded_derivatives(Wp, mask, activation)
-    H = H[:k, :k, :k, :k].reshape(k * k, k * k)
+    H = H.reshape(n, n, n, n)[:k, :k, :k, :k].reshape(k * k, k * k)
     return float(loss), np.asarray(g[:k, :k]), np.asarray(0.5 * (H + H.T))
 
 
@@ -229,11 +230,12 @@ def continue_family(isotropy, z0, k0: int, ks, *, activation: str = "relu",
     """Follow one family of symmetric critical points in k by continuation.
 
     Starting from a point `z0` (subspace coordinates) at k = `k0`, solve the
-    restricted equations at each k of `ks`, warm-started from the solution at
-    the nearest k already solved (walking up and down from k0).
+    restricted equations at every integer k from k0 up to max(ks) and down to
+    min(ks), each warm-started from the previous k; points at the k of `ks`
+    are refined and classified.
 
-    **Returns:** {k: `SymmetricCriticalPoint`}; a k whose restricted solve
-    fails (‖∇L_r‖∞ > 1e−9) is omitted.
+    **Returns:** {k: `SymmetricCriticalPoint`}; if the restricted solve fails
+    (‖∇L_r‖∞ > 1e−9) at some k, that k and those beyond it are omitted.
     """
     ks = sorted(int(check_k(k)) for k in ks)
     sols: dict[int, np.ndarray] = {}
@@ -241,14 +243,18 @@ def continue_family(isotropy, z0, k0: int, ks, *, activation: str = "relu",
     z_k0, gn = solve_on_subspace(fixed_point_subspace(k0, isotropy), z_prev[None], activation=activation)
     if gn[0] > 1e-9:
         raise ValueError(f"z0: not near a critical point at k={k0} (restricted gradient {gn[0]:.2e})")
-    up = [k for k in ks if k >= k0]
-    down = [k for k in reversed(ks) if k < k0]
+    wanted = set(ks)
+    up = range(k0, max(ks) + 1)
+    down = range(k0 - 1, min(ks) - 1, -1)
     for path in (up, down):
         z_prev = z_k0[0]
-        for k in path:
+        for k in path:  # every integer k on the way, so each step is a small one
             z, gn = solve_on_subspace(fixed_point_subspace(k, isotropy), z_prev[None], activation=activation)
-            if gn[0] <= 1e-9:
-                sols[k] = z_prev = z[0]
+            if gn[0] > 1e-9:
+                break  # the branch is lost (or ends) here; do not jump to another one
+            z_prev = z[0]
+            if k in wanted:
+                sols[k] = z_prev
     out = {}
     it = sorted(sols)
     for k in (progress(it) if progress else it):
