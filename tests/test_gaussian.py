@@ -231,9 +231,13 @@ def test_safran_family_small_k_range(safran_family):
     assert all(len(fam[k].multiplicities) == 12 for k in fam)
 
 
-def test_families_become_minima():
+def test_delta_sk_family_becomes_minimum_at_k6():
     fam = continue_family("S_k", [-0.7493, 0.2481], 8, [5, 6])
     assert fam[5].kind == "strict saddle" and fam[6].kind == "minimum"
+
+
+@pytest.mark.slow
+def test_delta_s2_sk2_family_becomes_minimum_at_k8():
     # Δ(S_2×S_{k−2}): the abstract says spurious minima for k >= 9; numerically
     # this family (two 'flipped' neurons) is a minimum from k = 8
     z12 = [-0.7551, 0.129, 0.1101, 0.1579, 1.0033, -0.0243]
@@ -334,11 +338,35 @@ def test_cli_main_turns_bad_input_into_exit_code_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("activation", ["relu", "erf"])
 def test_structured_hessian_equals_dense_autodiff(activation):
-    from symland.gaussian import loss_hessian
-
-    W = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    # `full_space_derivatives` uses `loss_hessian` (per-pair kernel Hessians, zero-padded)
+    W = jax.random.normal(jax.random.PRNGKey(0), (4, 4))
     W = W.at[2].set(2 * W[0]).at[3].set(0.0)  # a parallel pair and a zero neuron
-    V = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
-    a, b = jnp.array([1.0, -0.5, 2.0, 0.3]), jnp.array([0.7, 1.2])
-    dense = jax.jit(jax.hessian(lambda W: expected_loss(W, V, a, b, activation=activation)))(W).reshape(12, 12)
-    np.testing.assert_allclose(loss_hessian(W, V, a, b, activation=activation), dense, atol=1e-13)
+    dense = jax.jit(jax.hessian(gaussian_loss_function(jnp.eye(4), activation=activation)))(W).reshape(16, 16)
+    _, _, H = full_space_derivatives(W, activation=activation)
+    np.testing.assert_allclose(H, dense, atol=1e-13)
+
+
+# --- empirical frequency ------------------------------------------------------------
+
+
+def test_align_rows_columns_recovers_group_element(safran_family):
+    from symland.gaussian import align_rows_columns
+
+    W = safran_family[8].W
+    rng = np.random.default_rng(0)
+    pi, rho = rng.permutation(8), rng.permutation(8)
+    moved = W[np.ix_(pi, rho)]
+    dist, aligned = align_rows_columns(moved, W)
+    assert dist < 1e-12
+    # a different family member is far from it
+    assert align_rows_columns(safran_family[8].W + 0.01, W)[0] > 1e-3
+
+
+@pytest.mark.slow
+def test_empirical_frequency_small():
+    from symland.gaussian import empirical_frequency
+
+    fr = empirical_frequency(8, n_runs=32, steps=1500)
+    assert sum(fr.counts.values()) == 32
+    assert fr.counts.get("global", 0) > 0
+    assert "not converged" not in fr.counts

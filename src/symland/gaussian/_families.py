@@ -92,6 +92,9 @@ def _lm_restricted(loss_z, z0, steps):
     return z, jnp.max(jnp.abs(g))
 
 
+_CHUNK = 32
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _solve_restricted(z0s, sizes, has_off, activation, steps):
     loss_z = lambda z: restricted_loss(z, sizes, has_off, activation)
@@ -108,9 +111,16 @@ def solve_on_subspace(subspace: FixedPointSubspace, z0s, *, activation: str = "r
     """
     check_activation(activation)
     has_off = tuple(n >= 2 for n in subspace.sizes)
-    z0s = jnp.atleast_2d(jnp.asarray(z0s, dtype=jnp.float64))
-    z, gn = _solve_restricted(z0s, jnp.asarray(subspace.sizes, dtype=jnp.float64), has_off, activation, steps)
-    return np.asarray(z), np.asarray(gn)
+    z0s = np.atleast_2d(np.asarray(z0s, dtype=np.float64))
+    n = z0s.shape[0]
+    chunk = 1 if n == 1 else _CHUNK  # two compiled batch shapes serve every call
+    padded = np.vstack([z0s, np.repeat(z0s[-1:], -n % chunk, axis=0)])
+    sizes = jnp.asarray(subspace.sizes, dtype=jnp.float64)
+    out = [_solve_restricted(jnp.asarray(padded[i:i + chunk]), sizes, has_off, activation, steps)
+           for i in range(0, padded.shape[0], chunk)]
+    z = np.concatenate([np.asarray(o[0]) for o in out])[:n]
+    gn = np.concatenate([np.asarray(o[1]) for o in out])[:n]
+    return z, gn
 
 
 @functools.partial(jax.jit, static_argnums=2)
