@@ -43,3 +43,14 @@ from ._critical import (
 )
 
 __version__ = "0.1.0"
+from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
+from . import counting
+from .counting import (
+    T,
+    T_lower_bound,
+    c_K,
+    count_permutation_points,
+    global_minima_subspaces,
+    symmetry_induced_subspaces,
+    crossover_h,
+)

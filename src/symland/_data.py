@@ -45,18 +45,21 @@ class ToyProblem:
     seed: int
 
 
-def toy_problem(activation: str = "relu", *, seed: int = 0, n_samples: int = 1000,
+def toy_problem(activation: str = "relu", *, seed: int = 1, n_samples: int = 1000,
                 n_hidden: int = 5) -> ToyProblem:
     """Build the Fig. 1 toy (Brea et al. 2019, §1, Fig. 1 caption).
 
-    The teacher has `n_hidden` neurons with W^(1)_{i,:} ~ N(0, I), b^(1)_i ~ N(0, 1)
-    and output weights ~ N(0, 1); inputs are 1000 samples of N(0, I_2).
+    The teacher has `n_hidden` neurons with W^(1)_{i,:} ~ N(0, 4 I),
+    b^(1)_i ~ N(0, 1) and output weights ±U[0.5, 1.5] (output bias 0), so
+    every neuron's hyperplane crosses the data and carries weight; inputs are
+    `n_samples` = 1000 samples of N(0, I_2).
     """
     model = MLP((2, n_hidden, 1), activation=activation)
-    k_w, k_b, k_a, k_c = jax.random.split(jax.random.PRNGKey(seed), 4)
+    k_w, k_b, k_a, k_s = jax.random.split(jax.random.PRNGKey(seed), 4)
+    sign = jnp.where(jax.random.bernoulli(k_s, 0.5, (1, n_hidden)), 1.0, -1.0)
     teacher = [
-        (jax.random.normal(k_w, (n_hidden, 2)), jax.random.normal(k_b, (n_hidden,))),
-        (jax.random.normal(k_a, (1, n_hidden)), 0.1 * jax.random.normal(k_c, (1,))),
+        (2.0 * jax.random.normal(k_w, (n_hidden, 2)), jax.random.normal(k_b, (n_hidden,))),
+        (sign * jax.random.uniform(k_a, (1, n_hidden), minval=0.5, maxval=1.5), jnp.zeros(1)),
     ]
     x, y = gaussian_teacher_data(model, teacher, n_samples, seed=seed + 1)
     return ToyProblem(model, teacher, x, y, seed)

@@ -1,0 +1,388 @@
+"""Low-loss permutation paths through permutation points (Brea et al. 2019, §4.1).
+
+Neuron m of hidden layer k is reparametrised as ϑ_m = ϑ_l + δ·e with
+e = u/‖u‖. Starting at δ₀ = ‖ϑ_l − ϑ_m‖ at θ*, δ is decreased along a
+log-spaced schedule to δ₀·ratio and finally to 0; at each δ the loss is
+minimised over all free parameters (ϑ_l and u included), warm-started from the
+previous step. At δ = 0 the output weights of l and m are moved to equality at
+constant loss (their sum fixed), which reaches the permutation point θ_{l⇔m}.
+The second half of the path is the first half mirrored with l and m swapped, so
+γ(1) = σ^(k)_{l⇔m}(θ*).
+
+Path parameter t: [0, ¼] is the δ schedule (δ = 0 at t = ¼), [¼, ½] the
+output-weight equalisation, [½, 1] the mirror image.
+
+All pairs of a layer are solved in one `jax.vmap`-ed call; one pair's whole
+path is a single jitted `lax.scan` over δ with a trust-region Newton solve
+(`symland._solver`) at every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ._critical import count_signs, hessian_spectrum, zero_tolerance
+from ._loss import LOSSES, check_data, mse, nmse
+from ._network import MLP, Params
+from ._solver import STATUS, _minimise_flat, CONVERGED
+from tqdm.auto import tqdm
+
+from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
+
+jax.config.update("jax_enable_x64", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationPath:
+    """A permutation path γ: [0, 1] → Θ for neurons l, m of hidden layer `layer`.
+
+    **Fields (per δ step, first half; index 0 is θ*, the last is δ = 0):**
+    `delta`, `loss`, `grad_norm` (‖∇L‖∞ over the free parameters), `converged`,
+    `status` (solver status names), `steps` (Newton steps), `params` (list of
+    pytrees θ(δ)), `reason` (why a step failed: "" when it converged, else
+    `kink` when a sample lies within 1e−8 of a hyperplane of a ReLU network
+    (the loss is not differentiable there), `escape` when the pair's output
+    weights grew beyond 100× their start (the constrained minimum runs off to
+    infinity, e.g. the pair forms a derivative unit a·(g(ϑ+δe) − g(ϑ))), or
+    the solver status), `min_abs_preactivation`, `output_weight_max`.
+
+    **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*),
+    `permutation_point` (θ_{l⇔m}), `permutation_point_loss`,
+    `permutation_point_grad_norm` (full gradient, ‖∇L‖∞), and the Hessian
+    counts `permutation_point_index`, `permutation_point_nullity`,
+    `permutation_point_positive` with `zero_tol`.
+    """
+
+    model: MLP
+    layer: int
+    l: int
+    m: int
+    delta: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    converged: np.ndarray
+    status: tuple
+    steps: np.ndarray
+    params: list
+    start: Params
+    permutation_point: Params
+    permutation_point_loss: float
+    permutation_point_grad_norm: float
+    permutation_point_index: int
+    permutation_point_nullity: int
+    permutation_point_positive: int
+    zero_tol: float
+    reason: tuple
+    min_abs_preactivation: np.ndarray
+    output_weight_max: np.ndarray
+    loss_fn: object = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(np.all(self.converged))
+
+    @property
+    def end(self) -> Params:
+        """γ(1) = σ^(k)_{l⇔m}(θ*)."""
+        return swap_neurons(self.start, self.layer, self.l, self.m)
+
+    def _first_half(self):
+        """Knots (t, θ) on [0, ½]: the δ schedule then the equalisation end."""
+        n = len(self.params)
+        ts = list(np.linspace(0.0, 0.25, n)) + [0.5]
+        return ts, list(self.params) + [self.permutation_point]
+
+    def __call__(self, t: float) -> Params:
+        """γ(t), piecewise linear between the computed knots; mirrored on [½, 1]."""
+        t = float(t)
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"t: must lie in [0, 1], got {t}")
+        if t > 0.5:
+            return swap_neurons(self(1.0 - t), self.layer, self.l, self.m)
+        ts, knots = self._first_half()
+        i = min(int(np.searchsorted(ts, t, side="right")) - 1, len(ts) - 2)
+        w = (t - ts[i]) / (ts[i + 1] - ts[i])
+        return jax.tree_util.tree_map(lambda a, b: (1 - w) * a + w * b, knots[i], knots[i + 1])
+
+    def full_path(self, n_samples: int = 401):
+        """Sample γ(t) on [0, 1]: returns `(t, params_list, loss)`."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"n_samples: must be an integer ≥ 2, got {n_samples!r}")
+        t = np.linspace(0.0, 1.0, n_samples)
+        pts = [self(ti) for ti in t]
+        loss = np.array([float(self.loss_fn(p)) for p in pts])
+        return t, pts, loss
+
+    def highest_point(self):
+        """The highest-loss computed point of the path and its Hessian index.
+
+        **Returns:** dict with `t`, `loss`, `delta` (None at the permutation
+        point), `index`, `nullity`, `params`.
+        """
+        ts, knots = self._first_half()
+        losses = list(self.loss) + [self.permutation_point_loss]
+        i = int(np.argmax(losses))
+        eig = hessian_spectrum(self.loss_fn, knots[i], method="dense")
+        neg, zero, _ = count_signs(eig, zero_tolerance(eig))
+        return {"t": ts[i], "loss": float(losses[i]),
+                "delta": float(self.delta[i]) if i < len(self.delta) else None,
+                "index": neg, "nullity": zero, "params": knots[i]}
+
+
+def _effective(z, layer, l, m, delta):
+    """θ from free variables z: row m of layer k holds u; ϑ_m = ϑ_l + δ u/‖u‖."""
+    W, b = z[layer - 1]
+    if b is None:
+        theta_l, u = W[l], W[m]
+    else:
+        theta_l = jnp.concatenate([W[l], b[l][None]])
+        u = jnp.concatenate([W[m], b[m][None]])
+    theta_m = theta_l + delta * u / jnp.linalg.norm(u)
+    n_in = W.shape[1]
+    W = W.at[m].set(theta_m[:n_in])
+    if b is not None:
+        b = b.at[m].set(theta_m[n_in])
+    out = list(z)
+    out[layer - 1] = (W, b)
+    return out
+
+
+def _to_free(params, layer, l, m):
+    """Free variables at θ: row m of layer k replaced by u = ϑ_m − ϑ_l (so e = u/‖u‖)."""
+    W, b = params[layer - 1]
+    if b is None:
+        u = W[m] - W[l]
+    else:
+        u = jnp.concatenate([W[m] - W[l], b[m][None] - b[l][None]])
+    n_in = W.shape[1]
+    W = W.at[m].set(u[:n_in])
+    if b is not None:
+        b = b.at[m].set(u[n_in])
+    out = list(params)
+    out[layer - 1] = (W, b)
+    return out
+
+
+def _rescale_direction(z, layer, m, norm):
+    """Scale the stored direction u (row m of layer k) to length `norm`.
+
+    Keeping ‖u‖ = δ makes a tangential move of u change ϑ_m by about the same
+    amount, so the trust region is isotropic in the effect of each variable;
+    with ‖u‖ = 1 the curvature along u would scale as δ² and stall Newton.
+    """
+    W, b = z[layer - 1]
+    nrm = jnp.linalg.norm(W[m]) if b is None else jnp.sqrt(jnp.sum(W[m] ** 2) + b[m] ** 2)
+    c = norm / nrm
+    out = list(z)
+    out[layer - 1] = (W.at[m].multiply(c), None if b is None else b.at[m].multiply(c))
+    return out
+
+
+def _equalise(theta, layer, l, m):
+    """Set both outgoing weight vectors of l and m to their mean (sum kept)."""
+    W2, b2 = theta[layer]
+    mean = 0.5 * (W2[:, l] + W2[:, m])
+    out = list(theta)
+    out[layer] = (W2.at[:, l].set(mean).at[:, m].set(mean), b2)
+    return out
+
+
+CHUNK = 25  # δ steps per jitted call; the progress bar advances per chunk
+
+
+@functools.lru_cache(maxsize=32)
+def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int):
+    """Jitted, pair-batched (`vmap`) pieces of the path computation.
+
+    `start(params, ls, ms, deltas)` makes the continuation state,
+    `advance(params, x, y, ls, ms, state, deltas_chunk)` solves a chunk of δ
+    steps, `finish(params, x, y, ls, ms, theta_last)` builds θ_{l⇔m} and its
+    spectrum.
+    """
+    loss_of = mse if kind == "mse" else nmse
+
+    def start(params, l, m, deltas):
+        theta0 = ravel_pytree(params)[0]
+        logd0 = jnp.log(deltas[0])
+        return theta0, theta0, logd0, logd0, deltas[0]
+
+    def advance(params, x, y, l, m, state, deltas):
+        unravel_theta = ravel_pytree(params)[1]
+        unravel = ravel_pytree(_to_free(params, layer, l, m))[1]
+        logd = jnp.log(jnp.where(deltas > 0, deltas, 1.0))
+
+        def step(carry, inp):
+            prev, curr, s_prev, s_curr, norm = carry
+            delta, s_next = inp
+            # Secant predictor in log δ along the path (a first-order
+            # continuation step); none at δ = 0 or before two points exist.
+            w = jnp.where((delta > 0) & (s_curr != s_prev),
+                          (s_next - s_curr) / jnp.where(s_curr != s_prev, s_curr - s_prev, 1.0), 0.0)
+            guess = unravel_theta(curr + w * (curr - prev))
+            norm = jnp.where(delta > 0, delta, norm)  # at δ = 0 keep the last scale
+            z = _rescale_direction(_to_free(guess, layer, l, m), layer, m, norm)
+            f = lambda v: loss_of(model, _effective(unravel(v), layer, l, m, delta), x, y)
+            v, fv, gn, nsteps, status, _ = _minimise_flat(
+                f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps)
+            eff = _effective(unravel(v), layer, l, m, delta)
+            theta = ravel_pytree(eff)[0]
+            # Diagnostics for steps that fail: how close a sample sits to a
+            # kink of g (ReLU), and how large the pair's output weights grew.
+            kink = jnp.min(jnp.stack([jnp.min(jnp.abs(z)) for z in model.preactivations(eff, x)]))
+            W_next = eff[layer][0]
+            out_w = jnp.maximum(jnp.max(jnp.abs(W_next[:, l])), jnp.max(jnp.abs(W_next[:, m])))
+            return (curr, theta, s_curr, s_next, norm), (fv, gn, nsteps, status, theta, kink, out_w)
+
+        return jax.lax.scan(step, state, (deltas, logd))
+
+    def finish(params, x, y, l, m, theta_last):
+        unravel_theta = ravel_pytree(params)[1]
+        pf = ravel_pytree(_equalise(unravel_theta(theta_last), layer, l, m))[0]
+        full = lambda v: loss_of(model, unravel_theta(v), x, y)
+        pl, pg = jax.value_and_grad(full)(pf)
+        H = jax.hessian(full)(pf)
+        eig = jnp.linalg.eigvalsh(0.5 * (H + H.T))
+        return pf, pl, jnp.max(jnp.abs(pg)), eig
+
+    return (jax.jit(jax.vmap(start, in_axes=(None, 0, 0, 0))),
+            jax.jit(jax.vmap(advance, in_axes=(None, None, None, 0, 0, 0, 0))),
+            jax.jit(jax.vmap(finish, in_axes=(None, None, None, 0, 0, 0))))
+
+
+def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress):
+    """Run the chunked, batched continuation; returns stacked per-step arrays."""
+    start, advance, finish = kernels
+    n = deltas.shape[1]
+    n_chunks = -(-n // CHUNK)
+    padded = np.concatenate([deltas, np.repeat(deltas[:, -1:], n_chunks * CHUNK - n, 1)], 1)
+    state = start(params, ls, ms, jnp.asarray(padded))
+    pieces = []
+    bar = tqdm(total=n, desc=f"{len(ls)} path(s)", unit="δ", disable=not progress, leave=False)
+    for c in range(n_chunks):
+        state, out = advance(params, x, y, ls, ms, state, jnp.asarray(padded[:, c * CHUNK:(c + 1) * CHUNK]))
+        pieces.append([np.asarray(a) for a in out])
+        bar.update(min(CHUNK, n - c * CHUNK))
+    bar.close()
+    per_step = [np.concatenate([p[i] for p in pieces], axis=1)[:, :n] for i in range(len(pieces[0]))]
+    fin = [np.asarray(a) for a in finish(params, x, y, ls, ms, jnp.asarray(per_step[4][:, -1]))]
+    return per_step, fin
+
+
+KINK_TOL = 1e-8
+ESCAPE_FACTOR = 100.0
+
+
+def failure_reasons(status, kinks, out_ws, out_w0, activation) -> tuple:
+    """Per step: "" if converged, else `kink`, `escape` or the solver status name."""
+    reasons = []
+    for st, kink, w in zip(status, kinks, out_ws):
+        if st == CONVERGED:
+            reasons.append("")
+        elif activation == "relu" and kink < KINK_TOL:
+            reasons.append("kink")
+        elif w > ESCAPE_FACTOR * max(out_w0, 1e-12):
+            reasons.append("escape")
+        else:
+            reasons.append(STATUS[st])
+    return tuple(reasons)
+
+
+def check_schedule(steps, ratio) -> None:
+    """`ValueError` unless steps ≥ 2 is an integer and 0 < ratio < 1."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"steps: need an integer ≥ 2, got {steps!r}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio: must lie in (0, 1), got {ratio!r}")
+
+
+def delta_schedule(delta0: float, steps: int, ratio: float) -> np.ndarray:
+    """δ₀, …, δ₀·ratio in `steps` log-spaced values, then δ = 0."""
+    check_schedule(steps, ratio)
+    return np.concatenate([delta0 * np.logspace(0.0, np.log10(ratio), steps), [0.0]])
+
+
+def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, *,
+                           steps: int = 200, ratio: float = 1e-4, loss: str = "mse",
+                           gtol: float = 1e-10, max_newton_steps: int = 200,
+                           progress: bool = False) -> list[PermutationPath]:
+    """Permutation paths for several pairs (l, m) of one hidden layer, in one batched call.
+
+    The pairs share one jitted, `jax.vmap`-ed computation; each pair has its
+    own schedule δ₀·(1, …, `ratio`, 0) with its own δ₀.
+
+    **Arguments:**
+    - `model`, `params`: the network and the start θ* (usually a minimum).
+    - `x`, `y`: the data; `loss`: `mse` or `nmse`.
+    - `layer`: hidden layer k (1…d−1); `pairs`: iterable of (l, m), 0-based,
+      or `"all"`.
+    - `steps`: number of log-spaced δ values from δ₀ to δ₀·`ratio`
+      (200 in Fig. 1, 100 in Fig. 3); a final step at δ = 0 is added.
+    - `gtol`: each step is minimised until ‖∇L‖∞ ≤ `gtol` over the free
+      parameters; `max_newton_steps` per δ.
+    - `progress`: show a progress bar over the δ schedule.
+
+    **Returns:** a list of `PermutationPath`, one per pair.
+    """
+    model.check_params(params)
+    n = check_hidden_layer(params, layer)
+    check_schedule(steps, ratio)
+    if loss not in LOSSES:
+        raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    x, y = check_data(model, x, y)
+    if isinstance(pairs, str):
+        if pairs != "all":
+            raise ValueError(f"pairs: expected 'all' or a list of (l, m), got {pairs!r}")
+        pairs = list(itertools.combinations(range(n), 2))
+    pairs = [tuple(int(i) for i in p) if not isinstance(p, tuple) else p for p in pairs]
+    if not pairs:
+        raise ValueError("pairs: no pair given")
+    for p in pairs:
+        if len(p) != 2:
+            raise ValueError(f"pairs: each pair must be (l, m), got {p!r}")
+        check_neuron_pair(params, layer, *p)
+    delta0 = np.array([float(neuron_distance(params, layer, l, m)) for l, m in pairs])
+    for (l, m), d0 in zip(pairs, delta0):
+        if not d0 > 0:
+            raise ValueError(f"pairs: neurons {l} and {m} of layer {layer} coincide (δ₀ = 0); "
+                             "the path is only defined for distinct neurons")
+    unit = delta_schedule(1.0, steps, ratio)
+    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps))
+    ls = jnp.array([p[0] for p in pairs])
+    ms = jnp.array([p[1] for p in pairs])
+    (fs, gns, nsteps, status, thetas, kinks, out_ws), (pf, pl, pg, eig) = _solve_paths(
+        kernels, params, x, y, ls, ms, delta0[:, None] * unit[None, :], progress)
+    unravel = ravel_pytree(params)[1]
+    loss_of = mse if loss == "mse" else nmse
+    loss_fn = lambda p: loss_of(model, p, x, y)
+    paths = []
+    for i, (l, m) in enumerate(pairs):
+        tol = zero_tolerance(eig[i])
+        neg, zero, pos = count_signs(eig[i], tol)
+        paths.append(PermutationPath(
+            model=model, layer=int(layer), l=l, m=m, delta=delta0[i] * unit,
+            loss=fs[i], grad_norm=gns[i], converged=status[i] == CONVERGED,
+            status=tuple(STATUS[s] for s in status[i]), steps=nsteps[i],
+            reason=failure_reasons(status[i], kinks[i], out_ws[i], out_ws[i][0], model.activation),
+            min_abs_preactivation=kinks[i], output_weight_max=out_ws[i],
+            params=[unravel(jnp.asarray(t)) for t in thetas[i]], start=params,
+            permutation_point=unravel(jnp.asarray(pf[i])),
+            permutation_point_loss=float(pl[i]), permutation_point_grad_norm=float(pg[i]),
+            permutation_point_index=neg, permutation_point_nullity=zero,
+            permutation_point_positive=pos, zero_tol=tol, loss_fn=loss_fn))
+    return paths
+
+
+def find_permutation_path(model: MLP, params: Params, x, y, layer: int, l: int, m: int,
+                          **kwargs) -> PermutationPath:
+    """The permutation path of neurons l and m in hidden layer `layer` (Brea et al. 2019, §4.1).
+
+    Keyword arguments are those of `find_permutation_paths`.
+    """
+    return find_permutation_paths(model, params, x, y, layer, [(l, m)], **kwargs)[0]

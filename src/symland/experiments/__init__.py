@@ -1,0 +1,1 @@
+"""Reproductions of the papers' experiments; each only wires library functions together."""

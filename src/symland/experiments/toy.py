@@ -1,0 +1,151 @@
+"""Fig. 1 of Brea et al. 2019: permutation paths on the 2-D toy problem."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .._data import toy_problem
+from .._path import find_permutation_paths
+from .._symmetry import neuron_vectors
+from .report import embed_png, html_table, write_report
+
+
+def permutation_point_checks(path) -> dict:
+    """The claims of §4.2 at θ_{l⇔m}: critical, ≤ 1 negative and ≥ n_{k+1} zero eigenvalues."""
+    n_next = int(path.model.widths[path.layer + 1])
+    return {
+        "critical": bool(path.permutation_point_grad_norm <= 1e-8),
+        "at_most_one_negative": bool(path.permutation_point_index <= 1),
+        "at_least_n_next_zero": bool(path.permutation_point_nullity >= n_next),
+    }
+
+
+def path_record(path) -> dict:
+    """The JSON record of one permutation path (schema in README.md)."""
+    top = path.highest_point()
+    return {
+        "layer": path.layer,
+        "pair": [path.l, path.m],
+        "distance": path.delta.tolist(),
+        "loss": path.loss.tolist(),
+        "grad_norm": path.grad_norm.tolist(),
+        "converged": path.converged.tolist(),
+        "status": list(path.status),
+        "reason": list(path.reason),
+        "newton_steps": path.steps.tolist(),
+        "all_converged": path.all_converged,
+        "permutation_point": {
+            "loss": path.permutation_point_loss,
+            "grad_norm": path.permutation_point_grad_norm,
+            "index": path.permutation_point_index,
+            "nullity": path.permutation_point_nullity,
+            "positive": path.permutation_point_positive,
+            "zero_tol": path.zero_tol,
+            "checks": permutation_point_checks(path),
+        },
+        "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "nullity")},
+    }
+
+
+def group_equal_loss(paths, rtol: float = 1e-6):
+    """Group pairs whose permutation points have equal loss (within `rtol`)."""
+    groups = []
+    for p in sorted(paths, key=lambda q: q.permutation_point_loss):
+        if groups and abs(p.permutation_point_loss - groups[-1][0]) <= rtol * max(abs(groups[-1][0]), 1e-300):
+            groups[-1][1].append(p)
+        else:
+            groups.append((p.permutation_point_loss, [p]))
+    return groups
+
+
+def plot_toy(problem, paths, out_png):
+    """Top row: teacher vectors W_i/b_i (blue) and permutation point (red); bottom: L vs d."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(paths)
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), squeeze=False)
+    teacher = np.asarray(neuron_vectors(problem.teacher, 1))
+    for j, path in enumerate(paths):
+        ax = axes[0, j]
+        pp = np.asarray(neuron_vectors(path.permutation_point, 1))
+        for vecs, colour in ((teacher, "tab:blue"), (pp, "tab:red")):
+            pts = vecs[:, :2] / vecs[:, 2:3]
+            ax.scatter(pts[:, 0], pts[:, 1], c=colour, s=14)
+            for i, (a, b) in enumerate(pts):
+                ax.annotate(str(i + 1), (a, b), color=colour, fontsize=7)
+        ax.set_title(f"{path.l + 1} & {path.m + 1}", fontsize=9)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax = axes[1, j]
+        d = path.delta[:-1]
+        ax.semilogx(d, path.loss[:-1], "k-", lw=1)
+        bad = ~path.converged[:-1]
+        if bad.any():
+            ax.semilogx(d[bad], path.loss[:-1][bad], "rx", ms=4, label="not converged")
+            ax.legend(fontsize=6)
+        ax.set_xlabel("d")
+        if j == 0:
+            ax.set_ylabel("L")
+    axes[0, 0].set_ylabel("W_i / b_i")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
+            ratio: float = 1e-4, seed: int = 1, max_newton_steps: int = 50,
+            progress: bool = True) -> dict:
+    """Reproduce Fig. 1: paths for the chosen pairs, JSON, figure and HTML report in `out`."""
+    out = Path(out)
+    stages = tqdm(total=4, desc="toy", disable=not progress, unit="stage")
+    problem = toy_problem(activation, seed=seed)
+    if pairs == "all":
+        pairs = list(itertools.combinations(range(problem.model.widths[1]), 2))
+    stages.set_postfix_str(f"{len(pairs)} paths × {steps} steps (batched)")
+    paths = find_permutation_paths(problem.model, problem.teacher, problem.x, problem.y, 1,
+                                   pairs, steps=steps, ratio=ratio, progress=progress,
+                                   max_newton_steps=max_newton_steps)
+    stages.update()
+    out.mkdir(parents=True, exist_ok=True)
+    stages.set_postfix_str("Hessians")
+    records = [path_record(p) for p in paths]
+    result = {"problem": {"activation": activation, "seed": seed, "n_samples": int(problem.x.shape[0]),
+                          "widths": list(problem.model.widths), "steps": steps, "ratio": ratio,
+                          "max_newton_steps": max_newton_steps, "gtol": 1e-10},
+              "paths": records}
+    (out / "toy.json").write_text(json.dumps(result, indent=1))
+    stages.update()
+    stages.set_postfix_str("figure")
+    png = plot_toy(problem, paths, out / "toy.png")
+    stages.update()
+    groups = group_equal_loss(paths)
+    rows = [[", ".join(f"{p.l + 1}&{p.m + 1}" for p in members), f"{loss:.6e}",
+             ", ".join(str(p.permutation_point_index) for p in members),
+             ", ".join(str(p.permutation_point_nullity) for p in members),
+             ", ".join("yes" if p.all_converged else
+                       "NO ({} of {} steps: {})".format(
+                           int((~p.converged).sum()), p.converged.size,
+                           "/".join(sorted(set(r for r in p.reason if r))))
+                       for p in members)]
+            for loss, members in groups]
+    sections = [
+        ("Setting", f"<p>Teacher–student toy (Brea et al. 2019, Fig. 1): 2-D inputs, "
+                    f"{problem.x.shape[0]} samples of N(0, I), 5 hidden {activation} neurons, one linear "
+                    f"output; δ decreased in {steps} log-spaced steps to {ratio:g}·δ₀, then 0.</p>"),
+        ("Figure", embed_png(png)),
+        ("Permutation points grouped by loss",
+         html_table(["pairs (1-based)", "loss", "index", "nullity", "every step converged"], rows)),
+    ]
+    write_report(out / "report.html", "symland: permutation paths on the toy (Fig. 1)", sections)
+    stages.update()
+    stages.close()
+    result["report"] = str(out / "report.html")
+    return result

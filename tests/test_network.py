@@ -1,0 +1,83 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import symland as s
+
+
+@pytest.mark.parametrize("activation", sorted(s.ACTIVATIONS))
+def test_apply_shapes_and_float64(activation):
+    model = s.MLP((3, 4, 5, 2), activation=activation)
+    params = model.init(jax.random.PRNGKey(0))
+    assert [W.shape for W, _ in params] == [(4, 3), (5, 4), (2, 5)]
+    y = model.apply(params, jnp.ones((7, 3)))
+    assert y.shape == (7, 2) and y.dtype == jnp.float64
+    assert model.n_params == sum(W.size + b.size for W, b in params)
+
+
+def test_activation_values():
+    x = jnp.array([-1.0, 0.0, 2.0])
+    np.testing.assert_allclose(s.ACTIVATIONS["erf"](x), jax.scipy.special.erf(x / np.sqrt(2)))
+    np.testing.assert_allclose(s.ACTIVATIONS["g"](x), jax.nn.sigmoid(4 * x) + jax.nn.softplus(x))
+    np.testing.assert_allclose(s.ACTIVATIONS["relu"](x), [0.0, 0.0, 2.0])
+
+
+def test_apply_matches_eq1_by_hand():
+    model = s.MLP((2, 3, 1), activation="tanh")
+    params = model.init(jax.random.PRNGKey(1))
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 2))
+    (W1, b1), (W2, b2) = params
+    expected = (W2 @ jnp.tanh(W1 @ x.T + b1[:, None]) + b2[:, None]).T
+    np.testing.assert_allclose(model.apply(params, x), expected, rtol=1e-14)
+
+
+def test_no_bias():
+    model = s.MLP((2, 3, 1), activation="relu", bias=False)
+    params = model.init(jax.random.PRNGKey(0))
+    assert all(b is None for _, b in params)
+    assert model.apply(params, jnp.ones((2, 2))).shape == (2, 1)
+
+
+def test_gradients_against_finite_differences():
+    model = s.MLP((2, 3, 2), activation="softplus")
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (20, 2))
+    y = jax.random.normal(jax.random.PRNGKey(2), (20, 2))
+    L = s.loss_function(model, x, y)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    g = jax.flatten_util.ravel_pytree(jax.grad(L)(params))[0]
+    h = 1e-6
+    fd = np.array([(L(unravel(flat.at[i].add(h))) - L(unravel(flat.at[i].add(-h)))) / (2 * h)
+                   for i in range(flat.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_jit_vmap_grad_compose():
+    model = s.MLP((2, 3, 1), activation="gelu")
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    batch = jax.vmap(model.init)(keys)
+    x = jnp.ones((5, 2))
+    out = jax.jit(jax.vmap(lambda p: model.apply(p, x)))(batch)
+    assert out.shape == (4, 5, 1)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="activation"):
+        s.MLP((2, 3, 1), activation="swish")
+    with pytest.raises(ValueError, match="widths"):
+        s.MLP((2,))
+    with pytest.raises(ValueError, match="widths"):
+        s.MLP((2, 0, 1))
+    model = s.MLP((2, 3, 1))
+    params = model.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="x"):
+        s.loss_function(model, jnp.ones((5, 3)), jnp.ones((5, 1)))
+    with pytest.raises(ValueError, match="y"):
+        s.loss_function(model, jnp.ones((5, 2)), jnp.ones((4, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        s.loss_function(model, jnp.ones((5, 2)).at[0, 0].set(jnp.nan), jnp.ones((5, 1)))
+    with pytest.raises(ValueError, match="inf"):
+        s.loss_function(model, jnp.ones((5, 2)), jnp.ones((5, 1)).at[1, 0].set(jnp.inf))
+    with pytest.raises(ValueError, match="params"):
+        model.check_params(params[:1])

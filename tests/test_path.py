@@ -1,0 +1,88 @@
+import jax
+import numpy as np
+import pytest
+
+import symland as s
+
+# A toy configuration whose every δ step converges to ‖∇L‖∞ ≤ 1e−10
+# (softplus, 3 hidden neurons, seed 3, pair 1 & 2; measured, see README).
+PROBLEM = s.toy_problem("softplus", seed=3, n_hidden=3)
+
+
+@pytest.fixture(scope="module")
+def path():
+    return s.find_permutation_path(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y,
+                                   1, 1, 2, steps=50)
+
+
+def test_every_step_converges(path):
+    assert path.all_converged, path.status
+    assert np.all(path.grad_norm <= 1e-10)
+    assert path.delta[0] == pytest.approx(float(s.neuron_distance(PROBLEM.teacher, 1, 1, 2)))
+    assert path.delta[-1] == 0.0
+    assert path.loss[0] < 1e-25
+
+
+def test_permutation_point_is_a_weak_first_order_critical_point(path):
+    assert path.permutation_point_grad_norm <= 1e-10
+    assert path.permutation_point_index <= 1
+    assert path.permutation_point_nullity >= 1  # n_{k+1} = 1
+    W, b = path.permutation_point[0]
+    np.testing.assert_allclose(W[1], W[2], atol=1e-14)
+    np.testing.assert_allclose(path.permutation_point[1][0][:, 1], path.permutation_point[1][0][:, 2],
+                               atol=1e-14)
+    report = s.classify_critical_point(path.loss_fn, path.permutation_point)
+    assert report.index == path.permutation_point_index
+
+
+def test_mirrored_end_equals_swapped_start(path):
+    end = path(1.0)
+    swapped = s.swap_neurons(PROBLEM.teacher, 1, 1, 2)
+    for a, b in zip(jax.tree_util.tree_leaves(end), jax.tree_util.tree_leaves(swapped)):
+        np.testing.assert_allclose(a, b, atol=1e-13)
+    mid = path(0.5)
+    for a, b in zip(jax.tree_util.tree_leaves(mid), jax.tree_util.tree_leaves(path.permutation_point)):
+        np.testing.assert_allclose(a, b, atol=1e-14)
+    t, pts, loss = path.full_path(41)
+    assert loss[0] < 1e-25 and loss[-1] < 1e-25
+    np.testing.assert_allclose(loss, loss[::-1], rtol=1e-9, atol=1e-20)  # mirror symmetry
+    top = path.highest_point()
+    assert top["loss"] >= path.loss.max() - 1e-15
+
+
+def test_batched_pairs_match_single(path):
+    paths = s.find_permutation_paths(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1,
+                                     [(1, 2), (0, 1)], steps=50)
+    np.testing.assert_allclose(paths[0].loss, path.loss, rtol=1e-10, atol=1e-20)
+    assert (paths[1].l, paths[1].m) == (0, 1)
+
+
+def test_unconverged_steps_are_reported():
+    # With one Newton step per δ the solver cannot converge; it must say so.
+    p = s.find_permutation_path(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1, 1, 2,
+                                steps=5, max_newton_steps=1)
+    assert not p.all_converged
+    assert "max_steps" in p.status
+
+
+def test_bad_input():
+    m, T, x, y = PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y
+    with pytest.raises(ValueError, match="layer"):
+        s.find_permutation_path(m, T, x, y, 2, 0, 1)
+    with pytest.raises(ValueError, match="l, m"):
+        s.find_permutation_path(m, T, x, y, 1, 1, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        s.find_permutation_path(m, T, x, y, 1, 0, 3)
+    with pytest.raises(ValueError, match="steps"):
+        s.find_permutation_path(m, T, x, y, 1, 0, 1, steps=1)
+    for ratio in (0.0, 1.0, 2.0):
+        with pytest.raises(ValueError, match="ratio"):
+            s.find_permutation_path(m, T, x, y, 1, 0, 1, ratio=ratio)
+    with pytest.raises(ValueError, match="x"):
+        s.find_permutation_path(m, T, x[:, :1], y, 1, 0, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        s.find_permutation_path(m, T, x.at[0, 0].set(np.nan), y, 1, 0, 1)
+    W, b = T[0]
+    coincident = [(W.at[1].set(W[0]), b.at[1].set(b[0])), T[1]]
+    with pytest.raises(ValueError, match="coincide"):
+        s.find_permutation_path(m, coincident, x, y, 1, 0, 1)

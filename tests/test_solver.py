@@ -1,0 +1,56 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import symland as s
+
+
+def rosenbrock(x):
+    return jnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def test_minimise_rosenbrock_to_machine_precision():
+    r = s.minimise(rosenbrock, jnp.array([-1.2, 1.0]), gtol=1e-12)
+    assert r.status_name == "converged" and r.converged
+    np.testing.assert_allclose(r.value, [1.0, 1.0], atol=1e-10)
+    assert r.grad_norm <= 1e-12
+
+
+def test_minimise_escapes_saddle():
+    f = lambda x: x[0] ** 4 / 4 - x[0] ** 2 / 2 + x[1] ** 2
+    r = s.minimise(f, jnp.array([1e-9, 0.3]), gtol=1e-12)
+    assert r.converged and abs(abs(float(r.value[0])) - 1.0) < 1e-10
+
+
+def test_minimise_reports_max_steps():
+    r = s.minimise(rosenbrock, jnp.array([-1.2, 1.0]), gtol=1e-12, max_steps=2)
+    assert r.status_name == "max_steps" and not r.converged
+
+
+def test_refine_converges_to_saddle():
+    f = lambda x: x[0] ** 4 / 4 - x[0] ** 2 / 2 + x[1] ** 2 + 0.1 * x[0] * x[1] ** 2
+    r = s.refine_critical_point(f, jnp.array([1e-3, -2e-3]))
+    assert r.converged and r.grad_norm <= 1e-13 and r.steps <= 10
+    rep = s.classify_critical_point(f, r.value)
+    assert rep.kind == "strict saddle" and rep.index == 1
+
+
+def test_refine_on_pytrees_and_history():
+    model = s.MLP((2, 3, 1), activation="tanh")
+    teacher = model.init(jax.random.PRNGKey(0))
+    x, y = s.gaussian_teacher_data(model, teacher, 200)
+    L = s.loss_function(model, x, y)
+    start = jax.tree_util.tree_map(lambda a: a + 1e-6, teacher)
+    r = s.refine_critical_point(L, start)
+    assert r.converged and r.steps <= 20
+    h = np.asarray(r.grad_norm_history)
+    assert h[0] > 1e-8 and h[r.steps] == r.grad_norm
+
+
+def test_bad_arguments():
+    import pytest
+
+    with pytest.raises(ValueError, match="gtol"):
+        s.minimise(rosenbrock, jnp.zeros(2), gtol=-1.0)
+    with pytest.raises(ValueError, match="max_steps"):
+        s.refine_critical_point(rosenbrock, jnp.zeros(2), max_steps=0)

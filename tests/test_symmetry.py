@@ -1,0 +1,59 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import symland as s
+
+MODEL = s.MLP((3, 5, 4, 2), activation="tanh")
+PARAMS = MODEL.init(jax.random.PRNGKey(0))
+X = jax.random.normal(jax.random.PRNGKey(1), (11, 3))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.permutations(range(5)), st.permutations(range(4)))
+def test_network_function_invariant_under_permutations(p1, p2):
+    q = s.permute_layer(s.permute_layer(PARAMS, 1, p1), 2, p2)
+    np.testing.assert_allclose(MODEL.apply(q, X), MODEL.apply(PARAMS, X), rtol=1e-13, atol=1e-13)
+    perms = s.permutation_between(PARAMS, q)
+    assert perms is not None
+    np.testing.assert_array_equal(perms[0], p1)
+    np.testing.assert_array_equal(perms[1], p2)
+    assert s.are_permutation_equivalent(s.canonical_order(q), s.canonical_order(PARAMS), atol=1e-14)
+    for a, b in zip(jax.tree_util.tree_leaves(s.canonical_order(q)),
+                    jax.tree_util.tree_leaves(s.canonical_order(PARAMS))):
+        np.testing.assert_allclose(a, b, atol=1e-14)
+
+
+def test_swap_and_vectors():
+    q = s.swap_neurons(PARAMS, 1, 0, 3)
+    np.testing.assert_allclose(s.neuron_vector(q, 1, 0), s.neuron_vector(PARAMS, 1, 3))
+    np.testing.assert_allclose(q[1][0][:, 0], PARAMS[1][0][:, 3])
+    W, b = PARAMS[0]
+    np.testing.assert_allclose(s.neuron_vector(PARAMS, 1, 2), np.concatenate([W[2], b[2:3]]))
+    d = s.neuron_distance(PARAMS, 1, 0, 3)
+    np.testing.assert_allclose(d, np.linalg.norm(s.neuron_vector(PARAMS, 1, 0) - s.neuron_vector(PARAMS, 1, 3)))
+    # a swap is its own inverse
+    back = s.swap_neurons(q, 1, 0, 3)
+    for a, c in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(PARAMS)):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_not_equivalent_when_perturbed():
+    q = s.swap_neurons(PARAMS, 2, 1, 2)
+    q[0] = (q[0][0].at[0, 0].add(1e-3), q[0][1])
+    assert not s.are_permutation_equivalent(PARAMS, q, atol=1e-8)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="layer"):
+        s.swap_neurons(PARAMS, 3, 0, 1)  # output layer
+    with pytest.raises(ValueError, match="layer"):
+        s.swap_neurons(PARAMS, 0, 0, 1)
+    with pytest.raises(ValueError, match="l, m"):
+        s.swap_neurons(PARAMS, 1, 2, 2)
+    with pytest.raises(ValueError, match="out of range"):
+        s.neuron_distance(PARAMS, 1, 0, 5)
+    with pytest.raises(ValueError, match="perm"):
+        s.permute_layer(PARAMS, 1, [0, 1, 2, 3, 3])
