@@ -53,6 +53,8 @@ def run(args) -> int:
     for n in names:
         if n not in SPURIOUS_FAMILIES:
             raise ValueError(f"--families: unknown family {n!r}; choose from {', '.join(SPURIOUS_FAMILIES)}")
+    if args.spectrum_k is not None and args.spectrum_k not in ks:
+        raise ValueError(f"--spectrum-k: {args.spectrum_k} is not in the --k range")
     if args.runs < 0:
         raise ValueError(f"--runs: must be >= 0, got {args.runs}")
     os.makedirs(args.out, exist_ok=True)
