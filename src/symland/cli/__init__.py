@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `symland --help` lists them.
-COMMANDS = ("toy", "count", "analyze", "valley")
+COMMANDS = ("toy", "count", "analyze", "valley", "spurious")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+"""`symland spurious`: symmetric spurious minima of the Gaussian-input ReLU
+student–teacher problem (Safran & Shamir 2018; Arjevani & Field 2020).
+
+Wires library functions of `symland.gaussian` together: follows the named
+families in k, writes `spurious.json` and two figures (k·L against k, and the
+Hessian spectrum with multiplicities at one k).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tqdm import tqdm
+
+from symland.gaussian import SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
+
+
+def parse_k_range(spec: str) -> list[int]:
+    """'6:20' → 6…20 (inclusive), '7' → [7], '6,8,10' → [6, 8, 10]."""
+    try:
+        if ":" in spec:
+            lo, hi = (int(s) for s in spec.split(":"))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(s) for s in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--k: expected 'LO:HI' or a comma list of integers, got {spec!r}") from None
+    if not ks or min(ks) < 2:
+        raise ValueError(f"--k: every k must be >= 2, got {spec!r}")
+    return ks
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("spurious", help="symmetric spurious minima for Gaussian inputs (ReLU, V = I_k)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--k", default="6:20", help="k range, 'LO:HI' inclusive or a comma list (default 6:20)")
+    p.add_argument("--families", default="delta_sk1,delta_sk,delta_s2_sk2",
+                   help=f"comma list from: {', '.join(SPURIOUS_FAMILIES)}")
+    p.add_argument("--runs", type=int, default=0,
+                   help="gradient descents per k for the empirical frequency of each family (0: skip; e.g. 500)")
+    p.add_argument("--decay-kmax", type=int, default=0, help="also fit L ≈ a/k up to this k (0: skip; e.g. 10000)")
+    p.add_argument("--spectrum-k", type=int, default=None, help="k of the spectrum figure (default: largest k)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    ks = parse_k_range(args.k)
+    names = [s.strip() for s in args.families.split(",") if s.strip()]
+    for n in names:
+        if n not in SPURIOUS_FAMILIES:
+            raise ValueError(f"--families: unknown family {n!r}; choose from {', '.join(SPURIOUS_FAMILIES)}")
+    if args.spectrum_k is not None and args.spectrum_k not in ks:
+        raise ValueError(f"--spectrum-k: {args.spectrum_k} is not in the --k range")
+    if args.runs < 0:
+        raise ValueError(f"--runs: must be >= 0, got {args.runs}")
+    os.makedirs(args.out, exist_ok=True)
+    result = {"k": ks, "activation": "relu", "teacher": "V = I_k, a = b = 1", "families": {}}
+    points = {}
+    for name in names:
+        isotropy, _, _, description = SPURIOUS_FAMILIES[name]
+        bar = tqdm(desc=f"family {name}", total=len(ks), unit="k", leave=False)
+        fam = spurious_family(name, ks, progress=lambda it: _ticking(it, bar))
+        bar.close()
+        points[name] = fam
+        result["families"][name] = {
+            "isotropy": isotropy, "description": description,
+            "points": {str(k): p.to_dict() for k, p in sorted(fam.items())},
+            "missing_k": [k for k in ks if k not in fam],
+        }
+    if args.runs > 0:
+        result["frequency"] = {}
+        for k in tqdm(ks, desc="frequency", unit="k"):
+            result["frequency"][str(k)] = empirical_frequency(k, n_runs=args.runs, seed=args.seed).to_dict()
+    if args.decay_kmax > 0:
+        fit = critical_value_decay(args.decay_kmax)
+        result["decay"] = {"k_max": args.decay_kmax, "a": fit.a, "a_stderr": fit.a_stderr,
+                           "a_spread": fit.a_spread, "windows": fit.windows, "n_terms": fit.n_terms,
+                           "status": fit.status, "closed_form": "1/2 - 2/pi^2",
+                           "closed_form_value": 0.5 - 2 / 3.141592653589793**2}
+    with open(os.path.join(args.out, "spurious.json"), "w") as fh:
+        json.dump(result, fh, indent=1, ensure_ascii=False)
+    _figures(points, ks, args.spectrum_k or max(ks), args.out)
+    print(f"wrote {os.path.join(args.out, 'spurious.json')}")
+    for name, fam in points.items():
+        for k, p in sorted(fam.items()):
+            print(f"{name:16s} k={k:3d} L={p.loss:.8e} kL={k * p.loss:.6f} |grad|={p.grad_norm:.1e} "
+                  f"min_eig={p.min_eigenvalue:+.4e} index={p.index} {p.kind}")
+    return 0
+
+
+def _ticking(it, bar):
+    for x in it:
+        yield x
+        bar.update(1)
+
+
+def _figures(points, ks, k_spec, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, fam in points.items():
+        kk = sorted(fam)
+        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=name)
+        mins = [k for k in kk if fam[k].kind == "minimum"]
+        ax.plot(mins, [k * fam[k].loss for k in mins], "o", ms=6, mfc="none", color="k")
+    ax.axhline(0.5 - 2 / 3.141592653589793**2, ls=":", color="gray", label="1/2 − 2/π² (k → ∞, ΔS_{k−1})")
+    ax.set_xlabel("k")
+    ax.set_ylabel("k · L")
+    ax.set_title("critical values (circled: local minima)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "kL.png"), dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for i, (name, fam) in enumerate(points.items()):
+        if k_spec in fam:
+            vals, mult = zip(*fam[k_spec].multiplicities)
+            ax.stem(vals, mult, linefmt=f"C{i}-", markerfmt=f"C{i}o", basefmt=" ", label=name)
+    ax.set_xscale("symlog", linthresh=1e-2)
+    ax.set_yscale("log")
+    ax.set_xlabel("Hessian eigenvalue")
+    ax.set_ylabel("multiplicity")
+    ax.set_title(f"spectrum at k = {k_spec}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, f"spectrum_k{k_spec}.png"), dpi=120)
+    plt.close(fig)

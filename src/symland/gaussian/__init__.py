@@ -1,0 +1,54 @@
+"""Gaussian-input theory of two-layer student–teacher networks (issue 5).
+
+Closed-form population loss (`expected_loss`), isotropy subgroups of
+Γ = S_k × S_k and their fixed-point subspaces, symmetric critical points and
+their Hessian spectra (Safran & Shamir 2018; Arjevani & Field 2020–2022).
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from symland.gaussian._kernel import (  # noqa: E402
+    KERNEL_ACTIVATIONS,
+    expected_loss,
+    gaussian_kernel,
+    gaussian_loss_function,
+    kernel_matrix,
+    loss_hessian,
+    sample_loss,
+)
+from symland.gaussian._isotropy import (  # noqa: E402
+    FixedPointSubspace,
+    diagonal_isotropy_partition,
+    fixed_point_subspace,
+    isotropy_group,
+    isotropy_partition,
+    restricted_loss,
+    restricted_loss_extended,
+)
+from symland.gaussian._families import (  # noqa: E402
+    DECAY_CONSTANT,
+    SAFRAN_SHAMIR_K7,
+    DecayFit,
+    SymmetricCriticalPoint,
+    analyse_point,
+    continue_family,
+    critical_value_decay,
+    full_space_derivatives,
+    global_minimum_spectrum,
+    safran_shamir_family,
+    solve_on_subspace,
+    symmetric_critical_points,
+)
+from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family  # noqa: E402
+from symland.gaussian._dynamics import (  # noqa: E402
+    FrequencyResult,
+    SplitScan,
+    align_rows_columns,
+    empirical_frequency,
+    family_split_report,
+    split_neuron,
+    split_scan,
+    trainable_output_point,
+)
