@@ -35,7 +35,7 @@ test-all: setup
 	$(PY) -m pytest -q -n 2
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

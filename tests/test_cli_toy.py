@@ -18,6 +18,7 @@ def test_toy_end_to_end(tmp_path, capsys):
     assert (out / "toy.png").stat().st_size > 10_000
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "grouped by loss" in html
+    assert "Equal-loss valley" in html and data["valley"]["max_rel_loss_change"] <= 1e-12
     assert "report:" in capsys.readouterr().out
 
 

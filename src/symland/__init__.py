@@ -70,7 +70,7 @@ from ._io import load_data, load_params, save_params
 
 __version__ = "0.1.0"
 from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
-from . import counting
+from . import counting, gaussian
 from .counting import (
     T,
     T_lower_bound,

@@ -102,10 +102,14 @@ def plot_toy(problem, paths, out_png):
 
 def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
             ratio: float = 1e-4, seed: int = 1, max_newton_steps: int = 50,
-            progress: bool = True) -> dict:
-    """Reproduce Fig. 1: paths for the chosen pairs, JSON, figure and HTML report in `out`."""
+            valley: bool = True, progress: bool = True) -> dict:
+    """Reproduce Fig. 1: paths for the chosen pairs, JSON, figure and HTML report in `out`.
+
+    With `valley`, the report also gets the equal-loss valley of §4.2 (ii)
+    (`symland.experiments.valley.run_valley`, written to `out/valley.*`).
+    """
     out = Path(out)
-    stages = tqdm(total=4, desc="toy", disable=not progress, unit="stage")
+    stages = tqdm(total=5 if valley else 4, desc="toy", disable=not progress, unit="stage")
     problem = toy_problem(activation, seed=seed)
     if pairs == "all":
         pairs = list(itertools.combinations(range(problem.model.widths[1]), 2))
@@ -144,6 +148,20 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
         ("Permutation points grouped by loss",
          html_table(["pairs (1-based)", "loss", "index", "nullity", "every step converged"], rows)),
     ]
+    if valley:
+        from .valley import run_valley
+
+        stages.set_postfix_str("equal-loss valley")
+        v = run_valley(out)
+        sections.append((
+            "Equal-loss valley (§4.2 (ii))",
+            f"<p>From a permutation point of the {v.get('activation', 'tanh')} toy, the six moves of the "
+            f"proof sketch realise the permutation {v['perm']} of the hidden layer in "
+            f"{v['n_samples']} samples; the largest relative loss change along the way is "
+            f"{v['max_rel_loss_change']:.1e} (round-off).</p>" + embed_png(v["figure"])))
+        result["valley"] = {k: v[k] for k in ("perm", "n_samples", "max_rel_loss_change")}
+        (out / "toy.json").write_text(json.dumps(result, indent=1))
+        stages.update()
     write_report(out / "report.html", "symland: permutation paths on the toy (Fig. 1)", sections)
     stages.update()
     stages.close()
