@@ -77,6 +77,62 @@ def _flat(loss_fn, params):
     return (lambda x: loss_fn(unravel(x))), x0, unravel
 
 
+# --- the shared loop ----------------------------------------------------------------
+
+
+def _lam_max(lam):
+    return jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
+
+
+def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps):
+    """Damped Newton iterations built on one Hessian eigendecomposition per step.
+
+    `propose(g, λ, Q, μ) → (p, pred)` gives the step and its predicted
+    decrease; `judge(state, f_new, g_new, p, pred) → (accept, μ_new)` decides;
+    `tol_of(f)` is the gradient tolerance; `stalled(μ, λ)` says when damping
+    has grown so large that no step can make progress. Traceable under
+    jit/vmap/scan.
+
+    **Returns:** `(x, f, ‖∇L‖∞, steps, status, history)`.
+    """
+    vg = jax.value_and_grad(f)
+
+    def evaluate(x):
+        fx, gx = vg(x)
+        lam, Q = _eigh_hessian(f, x)
+        return fx, gx, lam, Q
+
+    f0, g0, lam0, Q0 = evaluate(x0)
+    hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
+
+    def status_of(fx, gx, mu, lam, step):
+        gn = jnp.max(jnp.abs(gx))
+        return jnp.where(
+            ~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), DIVERGED,
+            jnp.where(gn <= tol_of(fx), CONVERGED,
+                      jnp.where(stalled(mu, lam), STALLED,
+                                jnp.where(step >= max_steps, MAX_STEPS, -1))))
+
+    def body(state):
+        x, fx, gx, lam, Q, mu, step, hist, _ = state
+        p, pred = propose(gx, lam, Q, mu)
+        f_new, g_new, lam_new, Q_new = evaluate(x + p)
+        accept, mu = judge((fx, gx, lam, mu), f_new, g_new, p, pred)
+        x = jnp.where(accept, x + p, x)
+        fx = jnp.where(accept, f_new, fx)
+        gx = jnp.where(accept, g_new, gx)
+        lam = jnp.where(accept, lam_new, lam)
+        Q = jnp.where(accept, Q_new, Q)
+        step = step + 1
+        hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
+        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step)
+
+    mu0 = mu0(lam0)
+    init = (x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0, status_of(f0, g0, mu0, lam0, 0))
+    x, fx, gx, *_, step, hist, status = jax.lax.while_loop(lambda s: s[-1] < 0, body, init)
+    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist
+
+
 # --- damped saddle-free Newton (minimisation) ------------------------------------
 
 
@@ -90,42 +146,21 @@ def _minimise_flat(f, x0, *, gtol, max_steps):
     and with μ → μ_min near a minimum the step is Newton's, so convergence is
     quadratic. μ shrinks after good steps and grows after rejected ones.
     """
-    vg = jax.value_and_grad(f)
     n = x0.shape[0]
 
-    def evaluate(x):
-        fx, gx = vg(x)
-        lam, Q = _eigh_hessian(f, x)
-        return fx, gx, lam, Q
-
-    f0, g0, lam0, Q0 = evaluate(x0)
-    hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
-
     def mu_floor(lam):
-        return 10.0 * n * _EPS * jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
+        return 10.0 * n * _EPS * _lam_max(lam)
 
-    def status_of(fx, gx, mu, lam, step):
-        gn = jnp.max(jnp.abs(gx))
-        lam_max = jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
-        return jnp.where(
-            ~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), DIVERGED,
-            jnp.where(gn <= gtol, CONVERGED,
-                      jnp.where(mu > 1e14 * lam_max, STALLED,
-                                jnp.where(step >= max_steps, MAX_STEPS, -1))))
-
-    def cond(state):
-        return state[-1] < 0
-
-    def body(state):
-        x, fx, gx, lam, Q, mu, step, hist, _ = state
+    def propose(gx, lam, Q, mu):
         gt = Q.T @ gx
-        d = jnp.abs(lam) + mu
-        pt = -gt / d
-        p = Q @ pt
-        pred = -(gt @ pt + 0.5 * jnp.sum(jnp.abs(lam) * pt * pt))
-        f_new, g_new, lam_new, Q_new = evaluate(x + p)
+        pt = -gt / (jnp.abs(lam) + mu)
+        return Q @ pt, -(gt @ pt + 0.5 * jnp.sum(jnp.abs(lam) * pt * pt))
+
+    def judge(state, f_new, g_new, p, pred):
+        fx, gx, lam, mu = state
         actual = fx - f_new
         rho = actual / jnp.where(pred > 0, pred, 1.0)
+        # Below round-off of L the ratio test is noise: accept if ‖∇L‖ drops.
         roundoff = jnp.abs(actual) <= 1e3 * _EPS * jnp.maximum(jnp.abs(fx), 1e-300)
         accept = jnp.isfinite(f_new) & (
             ((pred > 0) & (rho > 1e-4))
@@ -138,19 +173,11 @@ def _minimise_flat(f, x0, *, gtol, max_steps):
         mu = jnp.where(~accept, mu_reject,
                        jnp.where(rho > 0.75, jnp.maximum(0.1 * mu, floor),
                                  jnp.where(rho < 0.25, 2.0 * mu, mu)))
-        x = jnp.where(accept, x + p, x)
-        fx = jnp.where(accept, f_new, fx)
-        gx = jnp.where(accept, g_new, gx)
-        lam = jnp.where(accept, lam_new, lam)
-        Q = jnp.where(accept, Q_new, Q)
-        step = step + 1
-        hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
-        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step)
+        return accept, mu
 
-    mu0 = mu_floor(lam0)
-    init = (x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0, status_of(f0, g0, mu0, lam0, 0))
-    x, fx, gx, *_, step, hist, status = jax.lax.while_loop(cond, body, init)
-    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist
+    return _eigen_newton_loop(
+        f, x0, propose=propose, judge=judge, mu0=mu_floor, tol_of=lambda fx: gtol,
+        stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps)
 
 
 def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> SolverResult:
@@ -177,52 +204,22 @@ def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> S
 
 def _refine_flat(f, x0, *, gtol, max_steps):
     """LM on g(θ) = ∇L(θ) with Jacobian H; `gtol` is relative to max(1, |L|)."""
-    vg = jax.value_and_grad(f)
 
-    def evaluate(x):
-        fx, gx = vg(x)
-        lam, Q = _eigh_hessian(f, x)
-        return fx, gx, lam, Q
+    def propose(gx, lam, Q, mu):
+        return -Q @ (lam * (Q.T @ gx) / (lam * lam + mu)), jnp.asarray(0.0)
 
-    f0, g0, lam0, Q0 = evaluate(x0)
-    scale_max = jnp.maximum(jnp.max(jnp.abs(lam0)), 1e-300)
-    mu0 = (1e-8 * scale_max) ** 2
-    hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
-
-    def status_of(fx, gx, mu, lam, step):
-        gn = jnp.max(jnp.abs(gx))
-        tol = gtol * jnp.maximum(1.0, jnp.abs(fx))
-        lam_max = jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
-        return jnp.where(
-            ~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), DIVERGED,
-            jnp.where(gn <= tol, CONVERGED,
-                      jnp.where(mu > 1e16 * lam_max**2, STALLED,
-                                jnp.where(step >= max_steps, MAX_STEPS, -1))))
-
-    def cond(state):
-        return state[-1] < 0
-
-    def body(state):
-        x, fx, gx, lam, Q, mu, step, hist, _ = state
-        gt = Q.T @ gx
-        p = -Q @ (lam * gt / (lam * lam + mu))
-        f_new, g_new, lam_new, Q_new = evaluate(x + p)
+    def judge(state, f_new, g_new, p, pred):
+        fx, gx, lam, mu = state
         accept = jnp.isfinite(f_new) & (jnp.linalg.norm(g_new) < jnp.linalg.norm(gx))
-        lam_max = jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
-        mu = jnp.where(accept, 0.1 * mu, jnp.maximum(10.0 * mu, (_EPS * lam_max) ** 2))
-        x = jnp.where(accept, x + p, x)
-        fx = jnp.where(accept, f_new, fx)
-        gx = jnp.where(accept, g_new, gx)
-        lam = jnp.where(accept, lam_new, lam)
-        Q = jnp.where(accept, Q_new, Q)
-        step = step + 1
-        hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
-        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step)
+        mu = jnp.where(accept, 0.1 * mu, jnp.maximum(10.0 * mu, (_EPS * _lam_max(lam)) ** 2))
+        return accept, mu
 
-    init = (x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0, status_of(f0, g0, mu0, lam0, 0))
-    x, fx, gx, *_, step, hist, status = jax.lax.while_loop(cond, body, init)
-    tol = gtol * jnp.maximum(1.0, jnp.abs(fx))
-    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist, tol
+    tol_of = lambda fx: gtol * jnp.maximum(1.0, jnp.abs(fx))
+    x, fx, gn, step, status, hist = _eigen_newton_loop(
+        f, x0, propose=propose, judge=judge, mu0=lambda lam: (1e-8 * _lam_max(lam)) ** 2,
+        tol_of=tol_of, stalled=lambda mu, lam: mu > 1e16 * _lam_max(lam) ** 2,
+        max_steps=max_steps)
+    return x, fx, gn, step, status, hist, tol_of(fx)
 
 
 def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
