@@ -4,21 +4,23 @@ import pytest
 
 import symland as s
 
-# A toy configuration whose every δ step converges to ‖∇L‖∞ ≤ 1e−10
-# (softplus, 3 hidden neurons, seed 3, pair 1 & 2; measured, see README).
-PROBLEM = s.toy_problem("softplus", seed=3, n_hidden=3)
+# The Fig. 1 toy (5 hidden neurons) with tanh, seed 2: the path of pair 2 & 3
+# converges at every δ step to ‖∇L‖∞ ≤ 1e−10 (measured, see README). Many
+# other pairs and seeds do not, for reasons the path reports (kink/escape).
+PROBLEM = s.toy_problem("tanh", seed=2)
+L_, M_ = 2, 3
 
 
 @pytest.fixture(scope="module")
 def path():
     return s.find_permutation_path(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y,
-                                   1, 1, 2, steps=50)
+                                   1, L_, M_, steps=200)
 
 
 def test_every_step_converges(path):
     assert path.all_converged, path.status
     assert np.all(path.grad_norm <= 1e-10)
-    assert path.delta[0] == pytest.approx(float(s.neuron_distance(PROBLEM.teacher, 1, 1, 2)))
+    assert path.delta[0] == pytest.approx(float(s.neuron_distance(PROBLEM.teacher, 1, L_, M_)))
     assert path.delta[-1] == 0.0
     assert path.loss[0] < 1e-25
 
@@ -28,8 +30,8 @@ def test_permutation_point_is_a_weak_first_order_critical_point(path):
     assert path.permutation_point_index <= 1
     assert path.permutation_point_nullity >= 1  # n_{k+1} = 1
     W, b = path.permutation_point[0]
-    np.testing.assert_allclose(W[1], W[2], atol=1e-14)
-    np.testing.assert_allclose(path.permutation_point[1][0][:, 1], path.permutation_point[1][0][:, 2],
+    np.testing.assert_allclose(W[L_], W[M_], atol=1e-14)
+    np.testing.assert_allclose(path.permutation_point[1][0][:, L_], path.permutation_point[1][0][:, M_],
                                atol=1e-14)
     report = s.classify_critical_point(path.loss_fn, path.permutation_point)
     assert report.index == path.permutation_point_index
@@ -37,7 +39,7 @@ def test_permutation_point_is_a_weak_first_order_critical_point(path):
 
 def test_mirrored_end_equals_swapped_start(path):
     end = path(1.0)
-    swapped = s.swap_neurons(PROBLEM.teacher, 1, 1, 2)
+    swapped = s.swap_neurons(PROBLEM.teacher, 1, L_, M_)
     for a, b in zip(jax.tree_util.tree_leaves(end), jax.tree_util.tree_leaves(swapped)):
         np.testing.assert_allclose(a, b, atol=1e-13)
     mid = path(0.5)
@@ -52,14 +54,14 @@ def test_mirrored_end_equals_swapped_start(path):
 
 def test_batched_pairs_match_single(path):
     paths = s.find_permutation_paths(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1,
-                                     [(1, 2), (0, 1)], steps=50)
+                                     [(L_, M_), (0, 1)], steps=200)
     np.testing.assert_allclose(paths[0].loss, path.loss, rtol=1e-10, atol=1e-20)
     assert (paths[1].l, paths[1].m) == (0, 1)
 
 
 def test_unconverged_steps_are_reported():
     # With one Newton step per δ the solver cannot converge; it must say so.
-    p = s.find_permutation_path(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1, 1, 2,
+    p = s.find_permutation_path(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1, L_, M_,
                                 steps=5, max_newton_steps=1)
     assert not p.all_converged
     assert "max_steps" in p.status
@@ -72,7 +74,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="l, m"):
         s.find_permutation_path(m, T, x, y, 1, 1, 1)
     with pytest.raises(ValueError, match="out of range"):
-        s.find_permutation_path(m, T, x, y, 1, 0, 3)
+        s.find_permutation_path(m, T, x, y, 1, 0, 5)
     with pytest.raises(ValueError, match="steps"):
         s.find_permutation_path(m, T, x, y, 1, 0, 1, steps=1)
     for ratio in (0.0, 1.0, 2.0):
