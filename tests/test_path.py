@@ -82,6 +82,10 @@ def test_bad_input():
             s.find_permutation_path(m, T, x, y, 1, 0, 1, ratio=ratio)
     with pytest.raises(ValueError, match="x"):
         s.find_permutation_path(m, T, x[:, :1], y, 1, 0, 1)
+    with pytest.raises(ValueError, match="max_newton_steps"):
+        s.find_permutation_path(m, T, x, y, 1, 0, 1, max_newton_steps=0)
+    with pytest.raises(ValueError, match="gtol"):
+        s.find_permutation_path(m, T, x, y, 1, 0, 1, gtol=-1.0)
     with pytest.raises(ValueError, match="NaN"):
         s.find_permutation_path(m, T, x.at[0, 0].set(np.nan), y, 1, 0, 1)
     W, b = T[0]

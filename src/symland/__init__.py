@@ -2,13 +2,14 @@
 
 Brea et al. 2019 (permutation saddles), Şimşek et al. 2021 (over-parameterised
 minima), Arjevani & Field and Safran & Shamir (symmetric critical points).
-Everything runs in float64 JAX.
+Everything runs in float64 JAX. The whole public surface is this file.
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
+# Networks, symmetry, data and losses (Brea et al. 2019, eq. 1–2).
 from ._network import ACTIVATIONS, MLP, activation_function
 from ._symmetry import (
     are_permutation_equivalent,
@@ -31,19 +32,24 @@ from ._data import (
     read_idx,
     toy_problem,
 )
+from ._io import load_data, load_params, save_params
+
+# Solvers and critical-point analysis.
 from ._solver import SolverResult, minimise, refine_critical_point
 from ._critical import (
+    WHICH,
     CriticalPointReport,
     classify_critical_point,
     count_signs,
     eigenvalue_multiplicities,
     hessian_matrix,
     hessian_spectrum,
+    hessian_vector_product,
     zero_tolerance,
 )
 
-from ._critical import WHICH, hessian_vector_product
-from ._embedding import check_assignment, embed_in_wider, equal_output_split
+# Permutation paths, points, plateaus and valleys (§4.1–4.3).
+from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
 from ._plateau import (
     PlateauReport,
     check_permutation_point,
@@ -53,6 +59,9 @@ from ._plateau import (
     verify_plateau,
 )
 from ._valley import ValleyPath, equal_loss_permutation, silent_neuron_permutation
+from ._embedding import check_assignment, embed_in_wider, equal_output_split
+
+# Neuron splitting (Fukumizu & Amari 2000) and over-parameterised minima (Şimşek et al. 2021).
 from ._splitting import (
     SplittingLine,
     classify_splitting_line,
@@ -66,17 +75,17 @@ from ._overparameterised import (
     minimum_subspace_directions,
     overparameterised_minimum,
 )
-from ._io import load_data, load_params, save_params
 
-__version__ = "0.1.0"
-from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
+# Exact counts (Prop. 1, Lemma 1; Şimşek et al. 2021) and Gaussian-input theory.
 from . import counting, gaussian
 from .counting import (
     T,
     T_lower_bound,
     c_K,
     count_permutation_points,
+    crossover_h,
     global_minima_subspaces,
     symmetry_induced_subspaces,
-    crossover_h,
 )
+
+__version__ = "0.1.0"

@@ -27,13 +27,12 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
 
 from ._critical import count_signs, hessian_spectrum, zero_tolerance
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params
-from ._solver import STATUS, _minimise_flat, CONVERGED
-from tqdm.auto import tqdm
-
+from ._solver import CONVERGED, STATUS, _check_solver_args, _minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
 jax.config.update("jax_enable_x64", True)
@@ -333,6 +332,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     model.check_params(params)
     n = check_hidden_layer(params, layer)
     check_schedule(steps, ratio)
+    _check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     x, y = check_data(model, x, y)

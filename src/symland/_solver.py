@@ -251,8 +251,8 @@ def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
     return SolverResult(unravel(x), fx, gn, step, status, hist, tol)
 
 
-def _check_solver_args(gtol, max_steps):
-    if not (isinstance(gtol, (int, float)) and gtol > 0):
+def _check_solver_args(gtol, max_steps, *, steps_name: str = "max_steps"):
+    if isinstance(gtol, bool) or not (isinstance(gtol, (int, float)) and gtol > 0):
         raise ValueError(f"gtol: must be a positive number, got {gtol!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")
+        raise ValueError(f"{steps_name}: must be a positive integer, got {max_steps!r}")
