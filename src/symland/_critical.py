@@ -24,13 +24,30 @@ _EPS = float(np.finfo(np.float64).eps)
 DENSE_THRESHOLD = 4000
 
 
+HESSIAN_BLOCK = 128  # Hessian columns per forward-over-reverse batch
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled_hessian(loss_fn, treedef, leaf_specs):
     """jit(∇²) of θ_flat ↦ L(unravel(θ_flat)), cached per loss function and parameter layout,
     so that repeated spectra of one loss (e.g. along a path) compile once."""
     template = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s, d) for s, d in leaf_specs])
-    _, unravel = ravel_pytree(template)
-    return jax.jit(jax.hessian(lambda x: loss_fn(unravel(x))))
+    x_template, unravel = ravel_pytree(template)
+    n = x_template.size
+    if n <= HESSIAN_BLOCK:
+        return jax.jit(jax.hessian(lambda x: loss_fn(unravel(x))))
+    grad = jax.grad(lambda x: loss_fn(unravel(x)))
+    pad = (-n) % HESSIAN_BLOCK
+
+    def blocked(x):
+        # Columns H·e_i in blocks of HESSIAN_BLOCK forward-over-reverse passes:
+        # `jax.hessian` pushes all n tangents at once, whose intermediates
+        # (n × samples × width) thrash memory; blocks are ≈ 3× faster at n ≈ 2000.
+        eye = jnp.concatenate([jnp.eye(n), jnp.zeros((pad, n))]).reshape(-1, HESSIAN_BLOCK, n)
+        hvp = lambda t: jax.jvp(grad, (x,), (t,))[1]
+        return jax.lax.map(jax.vmap(hvp), eye).reshape(-1, n)[:n]
+
+    return jax.jit(blocked)
 
 
 def hessian_matrix(loss_fn, params):
