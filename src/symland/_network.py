@@ -101,14 +101,20 @@ class MLP:
             params.append((W, b))
         return params
 
-    def apply(self, params: Params, x):
-        """f(x; θ) for a batch `x` of shape (T, n_0); returns (T, n_d)."""
+    def apply(self, params: Params, x, *, offset=None):
+        """f(x; θ) for a batch `x` of shape (T, n_0); returns (T, n_d).
+
+        `offset=(j, E)` adds E (shape (T, n_j)) to the pre-activation of
+        layer j, e.g. to differentiate the loss with respect to it.
+        """
         g = ACTIVATIONS[self.activation]
         h = x
         for k, (W, b) in enumerate(params, start=1):
             h = h @ W.T
             if b is not None:
                 h = h + b
+            if offset is not None and k == offset[0]:
+                h = h + offset[1]
             if k < len(params):
                 h = g(h)
         return h

@@ -135,38 +135,31 @@ class PermutationPath:
                 "index": neg, "nullity": zero, "params": knots[i]}
 
 
+def _row(W, b, i):
+    """ϑ_i = (W_{i,:}, b_i) with a traced index i."""
+    return W[i] if b is None else jnp.concatenate([W[i], b[i][None]])
+
+
+def _with_row(params, layer, i, v):
+    """θ with ϑ_i of layer k set to v (traced index i)."""
+    W, b = params[layer - 1]
+    n_in = W.shape[1]
+    out = list(params)
+    out[layer - 1] = (W.at[i].set(v[:n_in]), None if b is None else b.at[i].set(v[n_in]))
+    return out
+
+
 def _effective(z, layer, l, m, delta):
     """θ from free variables z: row m of layer k holds u; ϑ_m = ϑ_l + δ u/‖u‖."""
     W, b = z[layer - 1]
-    if b is None:
-        theta_l, u = W[l], W[m]
-    else:
-        theta_l = jnp.concatenate([W[l], b[l][None]])
-        u = jnp.concatenate([W[m], b[m][None]])
-    theta_m = theta_l + delta * u / jnp.linalg.norm(u)
-    n_in = W.shape[1]
-    W = W.at[m].set(theta_m[:n_in])
-    if b is not None:
-        b = b.at[m].set(theta_m[n_in])
-    out = list(z)
-    out[layer - 1] = (W, b)
-    return out
+    u = _row(W, b, m)
+    return _with_row(z, layer, m, _row(W, b, l) + delta * u / jnp.linalg.norm(u))
 
 
 def _to_free(params, layer, l, m):
     """Free variables at θ: row m of layer k replaced by u = ϑ_m − ϑ_l (so e = u/‖u‖)."""
     W, b = params[layer - 1]
-    if b is None:
-        u = W[m] - W[l]
-    else:
-        u = jnp.concatenate([W[m] - W[l], b[m][None] - b[l][None]])
-    n_in = W.shape[1]
-    W = W.at[m].set(u[:n_in])
-    if b is not None:
-        b = b.at[m].set(u[n_in])
-    out = list(params)
-    out[layer - 1] = (W, b)
-    return out
+    return _with_row(params, layer, m, _row(W, b, m) - _row(W, b, l))
 
 
 def _rescale_direction(z, layer, m, norm):

@@ -87,19 +87,6 @@ def splitting_direction(params: Params, layer: int, m: int, lam: float, u) -> Pa
     return out
 
 
-def _forward(model: MLP, params, x, layer, E):
-    g = ACTIVATIONS[model.activation]
-    h = x
-    for j, (W, b) in enumerate(params, start=1):
-        z = h @ W.T
-        if b is not None:
-            z = z + b
-        if j == layer + 1:
-            z = z + E
-        h = g(z) if j < len(params) else z
-    return h
-
-
 def splitting_matrix(model: MLP, params: Params, x, y, layer: int, m: int, *,
                      kind: str = "mse") -> np.ndarray:
     """F of Fukumizu & Amari 2000, Th. 3 for neuron m of layer k (see module docstring).
@@ -118,7 +105,7 @@ def splitting_matrix(model: MLP, params: Params, x, y, layer: int, m: int, *,
     scale = 1.0 if kind == "mse" else 1.0 / float(jnp.mean(y * y))
 
     def loss_of_E(E):
-        r = y - _forward(model, params, x, layer, E)
+        r = y - model.apply(params, x, offset=(layer + 1, E))
         return scale * jnp.mean(jnp.sum(r * r, axis=-1))
 
     n_next = params[layer][0].shape[0]
