@@ -96,6 +96,11 @@ def main():
     t, path = timed(lambda: s.find_permutation_path(p.model, p.teacher, p.x, p.y, 1, 2, 3, steps=200), 2)
     print(f"tanh 5-neuron toy (seed 2, pair 2&3), 200 steps: {t:6.2f} s; "
           f"{int(path.converged.sum())}/{path.converged.size} converged; Newton steps {int(path.steps.sum())}")
+    t10, paths10 = timed(lambda: s.find_permutation_paths(p.model, p.teacher, p.x, p.y, 1, [(2, 3)] * 10,
+                                                          steps=200))
+    print(f"tanh 5-neuron toy, 10 copies of pair 2&3 batched, 200 steps: {t10:6.2f} s; "
+          f"{sum(int(q.converged.sum()) for q in paths10)}/{10 * path.converged.size} converged "
+          f"(the lockstep cost of 10 converging paths)")
     n_delta = 3
     cap = 100_000 if args.quick else 1_000_000
     rows = gd_reference(p, path, n_delta, cap=cap)
