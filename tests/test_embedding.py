@@ -8,6 +8,7 @@ from symland._embedding import embed_in_wider, equal_output_split
 from symland._plateau import verify_plateau
 
 from microscope_points import narrow_critical_point
+from brute_force import stirling2
 
 
 def _grad_norm(L, p):
@@ -75,12 +76,6 @@ def _surjections(n, r):
     return [a for a in itertools.product(range(r), repeat=n) if len(set(a)) == r]
 
 
-def _stirling2(n, k):
-    if n == k:
-        return 1
-    if k == 0 or k > n:
-        return 0
-    return k * _stirling2(n - 1, k) + _stirling2(n - 1, k - 1)
 
 
 def _T_brute(K, n):
@@ -96,7 +91,7 @@ def test_T_brute_force_against_closed_forms():
     for n in range(2, 8):
         for K in range(1, n):
             T = _T_brute(K, n)
-            assert T == Fr(factorial(n - K) * _stirling2(n, n - K), factorial(n))
+            assert T == Fr(factorial(n - K) * stirling2(n, n - K), factorial(n))
             if K == 1:
                 assert T == Fr(comb(n - 1, 1), 2)                       # Prop. 1 (i)
             if K == 2:

@@ -10,6 +10,7 @@ from symland import MLP, gaussian_teacher_data, hessian_spectrum, loss_function,
 from symland._overparameterised import (ZERO_TYPE, minimum_subspace_dimension,
                                         minimum_subspace_directions, overparameterised_minimum)
 from symland._valley import silent_neuron_permutation
+from brute_force import stirling2
 
 D_IN = 2
 
@@ -55,12 +56,6 @@ def test_every_subspace_type_has_zero_loss_and_its_dimension(r, m):
     assert seen == {(2, 3): 3, (2, 4): 6}[(r, m)]   # types up to permutation
 
 
-def _stirling2(n, k):
-    if n == k:
-        return 1
-    if k == 0 or k > n:
-        return 0
-    return k * _stirling2(n - 1, k) + _stirling2(n - 1, k - 1)
 
 
 @pytest.mark.parametrize("r, m", [(1, 3), (2, 3), (2, 5), (3, 5), (3, 6)])
@@ -68,8 +63,8 @@ def test_number_of_subspaces_math_md(r, m):
     """math.md §5: T(r*, m) = Σ_j C(m, j)·r*!·S(m−j, r*) = r*!·S(m+1, r*+1), by enumeration."""
     from math import comb, factorial
     count = sum(1 for a in itertools.product(range(-1, r), repeat=m) if set(range(r)) <= set(a))
-    assert count == sum(comb(m, j) * factorial(r) * _stirling2(m - j, r) for j in range(m - r + 1))
-    assert count == factorial(r) * _stirling2(m + 1, r + 1)
+    assert count == sum(comb(m, j) * factorial(r) * stirling2(m - j, r) for j in range(m - r + 1))
+    assert count == factorial(r) * stirling2(m + 1, r + 1)
 
 
 def test_null_directions_off_the_subspace_raise_the_loss():

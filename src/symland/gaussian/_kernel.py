@@ -146,6 +146,16 @@ def _check_shapes(W, V, a, b):
         raise ValueError(f"teacher output weights b must have shape ({V.shape[0]},), got {jnp.shape(b)}")
 
 
+def _checked(W, V, a, b, activation):
+    """Validated float arrays (W, V, a, b); output weights default to ones (Safran & Shamir)."""
+    W, V = jnp.asarray(W), jnp.asarray(V)
+    _check_shapes(W, V, a, b)
+    check_activation(activation)
+    a = jnp.ones(W.shape[0], W.dtype) if a is None else jnp.asarray(a)
+    b = jnp.ones(V.shape[0], V.dtype) if b is None else jnp.asarray(b)
+    return W, V, a, b
+
+
 def expected_loss(W, V, a=None, b=None, *, activation: str = "relu"):
     """Population loss ½ E[(Σ_i a_i σ(w_i·x) − Σ_j b_j σ(v_j·x))²], x ~ N(0, I_d).
 
@@ -156,12 +166,7 @@ def expected_loss(W, V, a=None, b=None, *, activation: str = "relu"):
     **Returns:** the scalar loss (math.md §6). Autodiff through it gives the
     gradient and Hessian, NaN-free at w_i = 0 and (anti)parallel neurons.
     """
-    W, V = jnp.asarray(W), jnp.asarray(V)
-    _check_shapes(W, V, a, b)
-    check_activation(activation)
-    a = jnp.ones(W.shape[0], W.dtype) if a is None else jnp.asarray(a)
-    b = jnp.ones(V.shape[0], V.dtype) if b is None else jnp.asarray(b)
-    return _expected_loss(W, V, a, b, activation)
+    return _expected_loss(*_checked(W, V, a, b, activation), activation)
 
 
 @functools.partial(jax.jit, static_argnums=4)
@@ -193,11 +198,7 @@ def sample_loss(key, W, V, a=None, b=None, *, activation: str = "relu", n_sample
 
     **Returns:** ``(mean, standard_error)`` over `n_samples` Gaussian inputs.
     """
-    W, V = jnp.asarray(W), jnp.asarray(V)
-    _check_shapes(W, V, a, b)
-    check_activation(activation)
-    a = jnp.ones(W.shape[0]) if a is None else jnp.asarray(a)
-    b = jnp.ones(V.shape[0]) if b is None else jnp.asarray(b)
+    W, V, a, b = _checked(W, V, a, b, activation)
     x = jax.random.normal(key, (n_samples, W.shape[1]))
     act = jax.nn.relu if activation == "relu" else (lambda t: jax.scipy.special.erf(t / math.sqrt(2)))
     r = act(x @ W.T) @ a - act(x @ V.T) @ b
@@ -220,12 +221,7 @@ def loss_hessian(W, V, a=None, b=None, *, activation: str = "relu"):
     O(k² d²) work instead of O(k⁴ d) for the dense `jax.hessian` of the loss
     (same values; tested). Row-major order of W (neuron i, input p) ↦ i·d + p.
     """
-    W, V = jnp.asarray(W), jnp.asarray(V)
-    _check_shapes(W, V, a, b)
-    check_activation(activation)
-    a = jnp.ones(W.shape[0], W.dtype) if a is None else jnp.asarray(a)
-    b = jnp.ones(V.shape[0], V.dtype) if b is None else jnp.asarray(b)
-    return _loss_hessian(W, V, a, b, activation)
+    return _loss_hessian(*_checked(W, V, a, b, activation), activation)
 
 
 @functools.partial(jax.jit, static_argnums=4)
