@@ -149,8 +149,11 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
     return _lanczos(loss_fn, params, int(k), which, tol, shift)
 
 
-def zero_tolerance(eigenvalues, *, factor: float = 100.0) -> float:
+def zero_tolerance(eigenvalues, *, factor: float = 100.0, n: int | None = None) -> float:
     """The tolerance below which |λ| counts as zero: factor · n · ε · max|λ|.
+
+    `n` is the Hessian's dimension, by default the number of eigenvalues
+    given; pass it when only part of the spectrum is known (Lanczos).
 
     A backward-stable symmetric eigensolver returns eigenvalues with absolute
     error ≲ c·n·ε·‖H‖₂ (Golub & Van Loan, §8.1); the Hessian itself carries
@@ -158,7 +161,8 @@ def zero_tolerance(eigenvalues, *, factor: float = 100.0) -> float:
     factor 100 leaves two digits of margin above that floor.
     """
     eig = np.asarray(eigenvalues)
-    return float(factor * eig.size * _EPS * max(np.max(np.abs(eig)), np.finfo(np.float64).tiny))
+    dim = eig.size if n is None else n
+    return float(factor * dim * _EPS * max(np.max(np.abs(eig)), np.finfo(np.float64).tiny))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ._critical import count_signs, hessian_spectrum, zero_tolerance
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params
-from ._solver import CONVERGED, STATUS, _check_solver_args, _minimise_flat
+from ._solver import CONVERGED, STATUS, _check_solver_args, _eigh_hessian, _minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
 jax.config.update("jax_enable_x64", True)
@@ -239,8 +239,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
         pf = ravel_pytree(_equalise(unravel_theta(theta_last), layer, l, m))[0]
         full = lambda v: loss_of(model, unravel_theta(v), x, y)
         pl, pg = jax.value_and_grad(full)(pf)
-        H = jax.hessian(full)(pf)
-        eig = jnp.linalg.eigvalsh(0.5 * (H + H.T))
+        eig = _eigh_hessian(full, pf)[0]
         return pf, pl, jnp.max(jnp.abs(pg)), eig
 
     return (jax.jit(jax.vmap(start, in_axes=(None, 0, 0, 0))),

@@ -34,7 +34,8 @@ def analyze(params_path, data_path, *, loss: str = "mse", gtol: float = 1e-8,
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from .._critical import DENSE_THRESHOLD, classify_critical_point, count_signs, hessian_spectrum
+    from .._critical import (DENSE_THRESHOLD, classify_critical_point, count_signs, hessian_spectrum,
+                             zero_tolerance)
     from .._io import load_data, load_params
     from .._loss import loss_function
     from .._solver import refine_critical_point
@@ -59,7 +60,7 @@ def analyze(params_path, data_path, *, loss: str = "mse", gtol: float = 1e-8,
     gn = float(jnp.max(jnp.abs(ravel_pytree(grad)[0])))
     eig = hessian_spectrum(L, params, method="lanczos", k=k, which="smallest")
     top = hessian_spectrum(L, params, method="lanczos", k=1, which="largest")
-    tol = 100.0 * model.n_params * np.finfo(np.float64).eps * abs(float(top[0]))
+    tol = zero_tolerance(np.concatenate([eig, top]), n=model.n_params)
     neg, zero, _ = count_signs(eig, tol)
     kind = "not critical" if gn > gtol else "strict saddle" if neg else "undecided (partial spectrum)"
     out.update(loss=float(loss_val), grad_norm=gn, gtol=gtol, method="lanczos", kind=kind,

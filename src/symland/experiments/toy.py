@@ -125,7 +125,6 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
                           "widths": list(problem.model.widths), "steps": steps, "ratio": ratio,
                           "max_newton_steps": max_newton_steps, "gtol": 1e-10},
               "paths": records}
-    (out / "toy.json").write_text(json.dumps(result, indent=1))
     stages.update()
     stages.set_postfix_str("figure")
     png = plot_toy(problem, paths, out / "toy.png")
@@ -160,8 +159,8 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
             f"{v['n_samples']} samples; the largest relative loss change along the way is "
             f"{v['max_rel_loss_change']:.1e} (round-off).</p>" + embed_png(v["figure"])))
         result["valley"] = {k: v[k] for k in ("perm", "n_samples", "max_rel_loss_change")}
-        (out / "toy.json").write_text(json.dumps(result, indent=1))
         stages.update()
+    (out / "toy.json").write_text(json.dumps(result, indent=1))
     write_report(out / "report.html", "symland: permutation paths on the toy (Fig. 1)", sections)
     stages.update()
     stages.close()
