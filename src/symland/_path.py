@@ -44,7 +44,8 @@ class PermutationPath:
 
     **Fields (per δ step, first half; index 0 is θ*, the last is δ = 0):**
     `delta`, `loss`, `grad_norm` (‖∇L‖∞ over the free parameters), `converged`,
-    `status` (solver status names), `steps` (Newton steps), `params` (list of
+    `status` (solver status names), `steps` (Newton steps tried),
+    `hessians` (Hessian eigendecompositions used), `params` (list of
     pytrees θ(δ)), `reason` (why a step failed: "" when it converged, else
     `kink` when a sample lies within 1e−8 of a hyperplane of a ReLU network
     (the loss is not differentiable there), `escape` when the pair's output
@@ -69,6 +70,7 @@ class PermutationPath:
     converged: np.ndarray
     status: tuple
     steps: np.ndarray
+    hessians: np.ndarray
     params: list
     start: Params
     permutation_point: Params
@@ -207,7 +209,6 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
 
     def advance(params, x, y, l, m, state, deltas):
         unravel_theta = ravel_pytree(params)[1]
-        unravel = ravel_pytree(_to_free(params, layer, l, m))[1]
         logd = jnp.log(jnp.where(deltas > 0, deltas, 1.0))
 
         def step(carry, inp):
@@ -220,8 +221,9 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             guess = unravel_theta(curr + w * (curr - prev))
             norm = jnp.where(delta > 0, delta, norm)  # at δ = 0 keep the last scale
             z = _rescale_direction(_to_free(guess, layer, l, m), layer, m, norm)
+            unravel = ravel_pytree(z)[1]
             f = lambda v: loss_of(model, _effective(unravel(v), layer, l, m, delta), x, y)
-            v, fv, gn, nsteps, status, _ = _minimise_flat(
+            v, fv, gn, nsteps, status, _, nhess = _minimise_flat(
                 f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps)
             eff = _effective(unravel(v), layer, l, m, delta)
             theta = ravel_pytree(eff)[0]
@@ -230,7 +232,8 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             kink = jnp.min(jnp.stack([jnp.min(jnp.abs(z)) for z in model.preactivations(eff, x)]))
             W_next = eff[layer][0]
             out_w = jnp.maximum(jnp.max(jnp.abs(W_next[:, l])), jnp.max(jnp.abs(W_next[:, m])))
-            return (curr, theta, s_curr, s_next, norm), (fv, gn, nsteps, status, theta, kink, out_w)
+            return ((curr, theta, s_curr, s_next, norm),
+                    (fv, gn, nsteps, status, theta, kink, out_w, nhess))
 
         return jax.lax.scan(step, state, (deltas, logd))
 
@@ -348,7 +351,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps))
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
-    (fs, gns, nsteps, status, thetas, kinks, out_ws), (pf, pl, pg, eig) = _solve_paths(
+    (fs, gns, nsteps, status, thetas, kinks, out_ws, nhess), (pf, pl, pg, eig) = _solve_paths(
         kernels, params, x, y, ls, ms, delta0[:, None] * unit[None, :], progress)
     unravel = ravel_pytree(params)[1]
     loss_of = mse if loss == "mse" else nmse
@@ -360,7 +363,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         paths.append(PermutationPath(
             model=model, layer=int(layer), l=l, m=m, delta=delta0[i] * unit,
             loss=fs[i], grad_norm=gns[i], converged=status[i] == CONVERGED,
-            status=tuple(STATUS[s] for s in status[i]), steps=nsteps[i],
+            status=tuple(STATUS[s] for s in status[i]), steps=nsteps[i], hessians=nhess[i],
             reason=failure_reasons(status[i], kinks[i], out_ws[i], out_ws[i][0], model.activation),
             min_abs_preactivation=kinks[i], output_weight_max=out_ws[i],
             params=[unravel(jnp.asarray(t)) for t in thetas[i]], start=params,

@@ -36,15 +36,19 @@ jax.config.update("jax_enable_x64", True)
 STATUS = ("converged", "max_steps", "diverged", "stalled")
 CONVERGED, MAX_STEPS, DIVERGED, STALLED = range(4)
 _EPS = jnp.finfo(jnp.float64).eps
+CONTRACTION = 0.5  # a reused Hessian is kept while each step shrinks ‖∇L‖∞ this much
 
 
 class SolverResult(eqx.Module):
     """The outcome of `minimise` or `refine_critical_point` (a pytree).
 
     **Fields:** `value` (parameters, same structure as the input), `loss`,
-    `grad_norm` (‖∇L‖∞ at `value`), `steps`, `status` (an int code, see
-    `status_name`), `grad_norm_history` (‖∇L‖∞ before each step, NaN-padded
-    to `max_steps + 1`), `gtol` (the tolerance that was asked for, after scaling).
+    `grad_norm` (‖∇L‖∞ at `value`), `steps` (steps tried, i.e. gradient
+    evaluations after the first), `status` (an int code, see `status_name`),
+    `grad_norm_history` (‖∇L‖∞ after each step, NaN-padded to
+    `max_steps + 1`), `gtol` (the tolerance that was asked for, after
+    scaling), `hessians` (Hessian eigendecompositions used; a Hessian is
+    reused while it keeps contracting the gradient).
     """
 
     value: object
@@ -54,6 +58,7 @@ class SolverResult(eqx.Module):
     status: jnp.ndarray
     grad_norm_history: jnp.ndarray
     gtol: jnp.ndarray
+    hessians: jnp.ndarray
 
     @property
     def status_name(self) -> str:
@@ -67,7 +72,8 @@ class SolverResult(eqx.Module):
 def _eigh_hessian(f, x):
     H = jax.hessian(f)(x)
     H = 0.5 * (H + H.T)
-    return jnp.linalg.eigh(H)
+    lam, Q = jnp.linalg.eigh(H)
+    return lam, Q
 
 
 def _flat(loss_fn, params):
@@ -84,8 +90,9 @@ def _lam_max(lam):
     return jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
 
 
-def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps):
-    """Damped Newton iterations built on one Hessian eigendecomposition per step.
+def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
+                       contraction=CONTRACTION):
+    """Damped Newton iterations built on eigendecompositions of the exact Hessian.
 
     `propose(g, λ, Q, μ) → (p, pred)` gives the step and its predicted
     decrease; `judge(state, f_new, g_new, p, pred) → (accept, μ_new)` decides;
@@ -93,16 +100,24 @@ def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps
     has grown so large that no step can make progress. Traceable under
     jit/vmap/scan.
 
-    **Returns:** `(x, f, ‖∇L‖∞, steps, status, history)`.
+    The Hessian is the expensive part (for the toy, 15 gradients' worth), so
+    it is reused while it keeps working: after a fresh eigendecomposition the
+    loop takes steps with it (chord / Shamanskii Newton) as long as each
+    accepted step shrinks ‖∇L‖∞ by at least the factor `contraction`, and
+    retries rejected steps with more damping at the same point; only an
+    accepted step that contracts less triggers a new Hessian. Near a
+    non-degenerate solution the chord iteration converges linearly at a rate
+    ∝ the distance to it, so a good starting point costs one Hessian and a
+    few gradients. Two nested `while_loop`s keep this true under `vmap`:
+    the Hessian is computed in the outer loop only, never as a masked
+    branch of the inner one.
+
+    **Returns:** `(x, f, ‖∇L‖∞, steps, status, history, hessians)`; `steps`
+    counts steps tried (gradient evaluations), `hessians` the Hessians
+    computed.
     """
     vg = jax.value_and_grad(f)
-
-    def evaluate(x):
-        fx, gx = vg(x)
-        lam, Q = _eigh_hessian(f, x)
-        return fx, gx, lam, Q
-
-    f0, g0, lam0, Q0 = evaluate(x0)
+    f0, g0 = vg(x0)
     hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
 
     def status_of(fx, gx, mu, lam, step):
@@ -113,24 +128,34 @@ def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps
                       jnp.where(stalled(mu, lam), STALLED,
                                 jnp.where(step >= max_steps, MAX_STEPS, -1))))
 
-    def body(state):
-        x, fx, gx, lam, Q, mu, step, hist, _ = state
+    def inner(state):
+        x, fx, gx, lam, Q, mu, step, hist, status, n_hess, _ = state
         p, pred = propose(gx, lam, Q, mu)
-        f_new, g_new, lam_new, Q_new = evaluate(x + p)
+        f_new, g_new = vg(x + p)
         accept, mu = judge((fx, gx, lam, mu), f_new, g_new, p, pred)
+        stale = accept & (jnp.max(jnp.abs(g_new)) > contraction * jnp.max(jnp.abs(gx)))
         x = jnp.where(accept, x + p, x)
         fx = jnp.where(accept, f_new, fx)
         gx = jnp.where(accept, g_new, gx)
-        lam = jnp.where(accept, lam_new, lam)
-        Q = jnp.where(accept, Q_new, Q)
         step = step + 1
         hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
-        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step)
+        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step), n_hess, stale
 
+    def chord(state):
+        return jax.lax.while_loop(lambda s: (s[8] < 0) & ~s[10], inner, state[:-1] + (False,))
+
+    def refresh(state):
+        x, fx, gx, _, _, mu, step, hist, status, n_hess, stale = state
+        lam, Q = _eigh_hessian(f, x)
+        return chord((x, fx, gx, lam, Q, mu, step, hist, status, n_hess + 1, stale))
+
+    lam0, Q0 = _eigh_hessian(f, x0)
     mu0 = mu0(lam0)
-    init = (x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0, status_of(f0, g0, mu0, lam0, 0))
-    x, fx, gx, *_, step, hist, status = jax.lax.while_loop(lambda s: s[-1] < 0, body, init)
-    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist
+    state = chord((x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0,
+                   status_of(f0, g0, mu0, lam0, 0), jnp.asarray(1), jnp.asarray(False)))
+    x, fx, gx, *_, step, hist, status, n_hess, _ = jax.lax.while_loop(
+        lambda s: s[8] < 0, refresh, state)
+    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist, n_hess
 
 
 # --- damped saddle-free Newton (minimisation) ------------------------------------
@@ -194,9 +219,9 @@ def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> S
     """
     _check_solver_args(gtol, max_steps)
     f, x0, unravel = _flat(loss_fn, params)
-    x, fx, gn, step, status, hist = jax.jit(
+    x, fx, gn, step, status, hist, n_hess = jax.jit(
         lambda x0: _minimise_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
-    return SolverResult(unravel(x), fx, gn, step, status, hist, jnp.asarray(gtol))
+    return SolverResult(unravel(x), fx, gn, step, status, hist, jnp.asarray(gtol), n_hess)
 
 
 # --- Levenberg–Marquardt on ∇L = 0 --------------------------------------------
@@ -215,11 +240,11 @@ def _refine_flat(f, x0, *, gtol, max_steps):
         return accept, mu
 
     tol_of = lambda fx: gtol * jnp.maximum(1.0, jnp.abs(fx))
-    x, fx, gn, step, status, hist = _eigen_newton_loop(
+    x, fx, gn, step, status, hist, n_hess = _eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=lambda lam: (1e-8 * _lam_max(lam)) ** 2,
         tol_of=tol_of, stalled=lambda mu, lam: mu > 1e16 * _lam_max(lam) ** 2,
         max_steps=max_steps)
-    return x, fx, gn, step, status, hist, tol_of(fx)
+    return x, fx, gn, step, status, hist, n_hess, tol_of(fx)
 
 
 def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
@@ -246,9 +271,9 @@ def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
     """
     _check_solver_args(gtol, max_steps)
     f, x0, unravel = _flat(loss_fn, params)
-    x, fx, gn, step, status, hist, tol = jax.jit(
+    x, fx, gn, step, status, hist, n_hess, tol = jax.jit(
         lambda x0: _refine_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
-    return SolverResult(unravel(x), fx, gn, step, status, hist, tol)
+    return SolverResult(unravel(x), fx, gn, step, status, hist, tol, n_hess)
 
 
 def _check_solver_args(gtol, max_steps, *, steps_name: str = "max_steps"):
