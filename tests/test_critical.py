@@ -88,3 +88,35 @@ def test_lanczos_bad_arguments():
         hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=0)
     with pytest.raises(ValueError, match="which"):
         hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=2, which="middle")
+
+
+@pytest.mark.parametrize("activation", ["relu", "softplus", "tanh", "sigmoid", "erf", "gelu", "g"])
+@pytest.mark.parametrize("widths,bias", [((2, 5, 1), True), ((3, 4, 2), True), ((3, 4, 2), False)])
+def test_two_layer_mse_hessian_matches_autodiff(activation, widths, bias):
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    from symland import MLP, mse
+    from symland._critical import two_layer_mse_hessian
+
+    model = MLP(widths, activation=activation, bias=bias)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (40, widths[0]))
+    y = jax.random.normal(jax.random.PRNGKey(2), (40, widths[-1]))
+    flat, unravel = ravel_pytree(params)
+    ref = jax.hessian(lambda t: mse(model, unravel(t), x, y))(flat)
+    H = two_layer_mse_hessian(model, params, x, y)
+    assert H.shape == ref.shape
+    np.testing.assert_allclose(H, ref, rtol=0, atol=1e-12 * max(1.0, float(jnp.max(jnp.abs(ref)))))
+
+
+def test_two_layer_mse_hessian_rejects_deeper_networks():
+    import jax
+
+    from symland import MLP
+    from symland._critical import two_layer_mse_hessian
+
+    model = MLP((2, 3, 3, 1))
+    params = model.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="model"):
+        two_layer_mse_hessian(model, params, jnp.zeros((4, 2)), jnp.zeros((4, 1)))

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._critical import count_signs, hessian_spectrum, zero_tolerance
+from ._critical import count_signs, hessian_spectrum, two_layer_mse_hessian, zero_tolerance
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params
 from ._solver import CONVERGED, STATUS, _check_solver_args, _eigh_hessian, _minimise_flat
@@ -188,6 +188,30 @@ def _equalise(theta, layer, l, m):
     return out
 
 
+def _free_hessian(model: MLP, kind: str, to_theta, unravel_theta, x, y):
+    """v ↦ ∇²_v L(θ(v)) for the path's free variables v, or None (use `jax.hessian`).
+
+    Chain rule: ∇²_v L = Jᵀ ∇²_θL J + Σ_i ∂L/∂θ_i ∇²_v θ_i with J = ∂θ/∂v; the
+    second term involves only the reparametrisation ϑ_m = ϑ_l + δu/‖u‖, no
+    data. For a one-hidden-layer network ∇²_θL is the closed form
+    `two_layer_mse_hessian` (scaled by 1/⟨y²⟩ for `nmse`), ≈ 5× faster than
+    `jax.hessian` on the toy; deeper networks return None.
+    """
+    if model.depth != 2:
+        return None
+    loss_of = mse if kind == "mse" else nmse
+    scale = 1.0 if kind == "mse" else 1.0 / jnp.mean(y * y)
+
+    def hessian(v):
+        theta = to_theta(v)
+        H = scale * two_layer_mse_hessian(model, unravel_theta(theta), x, y)
+        g = jax.lax.stop_gradient(jax.grad(lambda t: loss_of(model, unravel_theta(t), x, y))(theta))
+        J = jax.jacfwd(to_theta)(v)
+        return J.T @ H @ J + jax.hessian(lambda w: g @ to_theta(w))(v)
+
+    return hessian
+
+
 CHUNK = 25  # δ steps per jitted call; the progress bar advances per chunk
 
 
@@ -201,7 +225,6 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
     spectrum.
     """
     loss_of = mse if kind == "mse" else nmse
-
     def start(params, l, m, deltas):
         theta0 = ravel_pytree(params)[0]
         logd0 = jnp.log(deltas[0])
@@ -222,9 +245,11 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             norm = jnp.where(delta > 0, delta, norm)  # at δ = 0 keep the last scale
             z = _rescale_direction(_to_free(guess, layer, l, m), layer, m, norm)
             unravel = ravel_pytree(z)[1]
-            f = lambda v: loss_of(model, _effective(unravel(v), layer, l, m, delta), x, y)
+            to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta))[0]
+            f = lambda v: loss_of(model, unravel_theta(to_theta(v)), x, y)
             v, fv, gn, nsteps, status, _, nhess = _minimise_flat(
-                f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps)
+                f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps,
+                hessian=_free_hessian(model, kind, to_theta, unravel_theta, x, y))
             eff = _effective(unravel(v), layer, l, m, delta)
             theta = ravel_pytree(eff)[0]
             # Diagnostics for steps that fail: how close a sample sits to a

@@ -69,8 +69,9 @@ class SolverResult(eqx.Module):
         return int(self.status) == CONVERGED
 
 
-def _eigh_hessian(f, x):
-    H = jax.hessian(f)(x)
+def _eigh_hessian(f, x, hessian=None):
+    """Eigendecomposition of ∇²f(x); `hessian(x)`, when given, computes the matrix."""
+    H = jax.hessian(f)(x) if hessian is None else hessian(x)
     H = 0.5 * (H + H.T)
     lam, Q = jnp.linalg.eigh(H)
     return lam, Q
@@ -91,13 +92,14 @@ def _lam_max(lam):
 
 
 def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
-                       contraction=CONTRACTION):
+                       contraction=CONTRACTION, hessian=None):
     """Damped Newton iterations built on eigendecompositions of the exact Hessian.
 
     `propose(g, λ, Q, μ) → (p, pred)` gives the step and its predicted
     decrease; `judge(state, f_new, g_new, p, pred) → (accept, μ_new)` decides;
     `tol_of(f)` is the gradient tolerance; `stalled(μ, λ)` says when damping
-    has grown so large that no step can make progress. Traceable under
+    has grown so large that no step can make progress; `hessian(x)`, when
+    given, replaces `jax.hessian(f)` (a closed form). Traceable under
     jit/vmap/scan.
 
     The Hessian is the expensive part (for the toy, 15 gradients' worth), so
@@ -146,10 +148,10 @@ def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps
 
     def refresh(state):
         x, fx, gx, _, _, mu, step, hist, status, n_hess, stale = state
-        lam, Q = _eigh_hessian(f, x)
+        lam, Q = _eigh_hessian(f, x, hessian)
         return chord((x, fx, gx, lam, Q, mu, step, hist, status, n_hess + 1, stale))
 
-    lam0, Q0 = _eigh_hessian(f, x0)
+    lam0, Q0 = _eigh_hessian(f, x0, hessian)
     mu0 = mu0(lam0)
     state = chord((x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0,
                    status_of(f0, g0, mu0, lam0, 0), jnp.asarray(1), jnp.asarray(False)))
@@ -161,7 +163,7 @@ def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps
 # --- damped saddle-free Newton (minimisation) ------------------------------------
 
 
-def _minimise_flat(f, x0, *, gtol, max_steps):
+def _minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
     """Damped Newton in the |H| metric on a flat vector; traceable (jit/vmap/scan).
 
     Step p(μ) = −Σ_i (q_iᵀg)/(|λ_i| + μ) q_i over the eigenpairs of ∇²L: a
@@ -202,7 +204,7 @@ def _minimise_flat(f, x0, *, gtol, max_steps):
 
     return _eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=mu_floor, tol_of=lambda fx: gtol,
-        stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps)
+        stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps, hessian=hessian)
 
 
 def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> SolverResult:
