@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -114,3 +115,15 @@ def test_free_variable_hessian_matches_autodiff(kind):
     np.testing.assert_allclose(H, jax.hessian(f)(v), rtol=0, atol=1e-11)
     deep = s.MLP((2, 3, 3, 1))
     assert _free_hessian(deep, kind, to_theta, unravel_theta, prob.x, prob.y) is None
+
+
+def test_relu_fixed_distance_problem_is_degenerate():
+    """For ReLU, rescaling the pair (ϑ → cϑ, a → a/c) reaches any δ < δ₀ at the
+    teacher's loss 0: the constrained minimum of §4.1 is 0 for every δ > 0."""
+    prob = s.toy_problem("relu", seed=1)
+    d0 = float(s.neuron_distance(prob.teacher, 1, 0, 1))
+    for c in (0.5, 1e-2, 1e-4):
+        q = s.rescale_neurons(prob.teacher, 1, [0, 1], c)
+        assert abs(float(s.neuron_distance(q, 1, 0, 1)) - c * d0) <= 1e-12 * d0
+        assert float(s.mse(prob.model, q, prob.x, prob.y)) <= 1e-24
+        assert float(jnp.max(jnp.abs(q[1][0]))) >= 0.5 / c  # output weights grow as 1/c

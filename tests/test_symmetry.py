@@ -57,3 +57,26 @@ def test_bad_input():
         s.neuron_distance(PARAMS, 1, 0, 5)
     with pytest.raises(ValueError, match="perm"):
         s.permute_layer(PARAMS, 1, [0, 1, 2, 3, 3])
+
+
+def test_rescale_neurons_is_a_symmetry_of_relu_only():
+    x = jax.random.normal(jax.random.PRNGKey(3), (30, 3))
+    for activation, invariant in (("relu", True), ("softplus", False), ("tanh", False)):
+        model = s.MLP((3, 4, 2), activation=activation)
+        params = model.init(jax.random.PRNGKey(1))
+        q = s.rescale_neurons(params, 1, [0, 2], 2.5)
+        diff = float(jnp.max(jnp.abs(model.apply(q, x) - model.apply(params, x))))
+        assert (diff < 1e-13) == invariant
+        np.testing.assert_allclose(s.neuron_vector(q, 1, 0), 2.5 * s.neuron_vector(params, 1, 0))
+        np.testing.assert_allclose(s.neuron_vector(q, 1, 1), s.neuron_vector(params, 1, 1))
+
+
+def test_rescale_neurons_bad_input():
+    model = s.MLP((3, 4, 2))
+    params = model.init(jax.random.PRNGKey(1))
+    with pytest.raises(ValueError, match="c:"):
+        s.rescale_neurons(params, 1, [0], 0.0)
+    with pytest.raises(ValueError, match="neurons"):
+        s.rescale_neurons(params, 1, [4], 2.0)
+    with pytest.raises(ValueError, match="layer"):
+        s.rescale_neurons(params, 2, [0], 2.0)

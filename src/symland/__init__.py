@@ -20,6 +20,7 @@ from ._symmetry import (
     neuron_vectors,
     permutation_between,
     permute_layer,
+    rescale_neurons,
     swap_neurons,
 )
 from ._loss import loss_function, mse, nmse

@@ -62,6 +62,29 @@ def swap_neurons(params: Params, layer: int, l: int, m: int) -> Params:
     return permute_layer(params, layer, perm)
 
 
+def rescale_neurons(params: Params, layer: int, neurons, c: float) -> Params:
+    """ϑ_j^(k) → c·ϑ_j^(k) and W^(k+1)_{:,j} → W^(k+1)_{:,j}/c for j in `neurons`, c > 0.
+
+    The positive-homogeneity symmetry of ReLU networks (relu(c z) = c relu(z)):
+    f is unchanged for `relu` and changed for every other activation. It makes
+    the paper's fixed-δ problem (§4.1) degenerate for ReLU: rescaling the pair
+    l, m of a minimum θ* by c = δ/δ₀ gives a point at distance δ with the same
+    loss, so the constrained minimum is L(θ*) at every δ > 0 and the output
+    weights grow as δ₀/δ (see README, "Corrections to the sources").
+    """
+    n = check_hidden_layer(params, layer)
+    if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not c > 0:
+        raise ValueError(f"c: the scale must be a positive number, got {c!r}")
+    idx = np.asarray(list(neurons), dtype=int)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"neurons: indices must lie in 0…{n - 1}, got {list(neurons)}")
+    (W, b), (W_next, b_next) = params[layer - 1], params[layer]
+    out = list(params)
+    out[layer - 1] = (W.at[idx].multiply(c), None if b is None else b.at[idx].multiply(c))
+    out[layer] = (W_next.at[:, idx].divide(c), b_next)
+    return out
+
+
 def neuron_vector(params: Params, layer: int, m: int):
     """ϑ_m^(k) = (W^(k)_{m,:}, b^(k)_m), the incoming parameter vector of neuron m."""
     n = check_hidden_layer(params, layer)

@@ -38,6 +38,7 @@ def path_record(path) -> dict:
         "status": list(path.status),
         "reason": list(path.reason),
         "newton_steps": path.steps.tolist(),
+        "hessians": path.hessians.tolist(),
         "all_converged": path.all_converged,
         "permutation_point": {
             "loss": path.permutation_point_loss,
