@@ -47,11 +47,16 @@ class PermutationPath:
     `status` (solver status names), `steps` (Newton steps tried),
     `hessians` (Hessian eigendecompositions used), `params` (list of
     pytrees θ(δ)), `reason` (why a step failed: "" when it converged, else
-    `kink` when a sample lies within 1e−8 of a hyperplane of a ReLU network
-    (the loss is not differentiable there), `escape` when the pair's output
-    weights grew beyond 100× their start (the constrained minimum runs off to
-    infinity, e.g. the pair forms a derivative unit a·(g(ϑ+δe) − g(ϑ))), or
-    the solver status), `min_abs_preactivation`, `output_weight_max`.
+    `kink` when, in a ReLU network, a sample lies on a neuron's hyperplane
+    (|z_μj| ≤ 1e−8·max_μ|z_μj|; the loss is not differentiable there),
+    `escape` when the output weights of l or m grew beyond 100× their start
+    (no finite constrained minimiser: m and a third neuron j merge into a
+    derivative unit a·(g(ϑ_m·x̃) − g(ϑ_j·x̃)) with a → ∞ and a‖ϑ_m − ϑ_j‖
+    fixed while the loss creeps down), `rescaling` for the same in a ReLU
+    network (by positive homogeneity ϑ → cϑ, a → a/c reaches any δ at the
+    same loss, see `rescale_neurons`), or the solver status),
+    `min_abs_preactivation` (that relative distance to a kink),
+    `output_weight_max`.
 
     **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*),
     `permutation_point` (θ_{l⇔m}), `permutation_point_loss`,
@@ -179,6 +184,12 @@ def _rescale_direction(z, layer, m, norm):
     return out
 
 
+def _pair_output_weight(theta, layer, l, m):
+    """max |W^(k+1)_{:,l}|, |W^(k+1)_{:,m}|: the size of the pair's output weights."""
+    W_next = theta[layer][0]
+    return jnp.maximum(jnp.max(jnp.abs(W_next[:, l])), jnp.max(jnp.abs(W_next[:, m])))
+
+
 def _equalise(theta, layer, l, m):
     """Set both outgoing weight vectors of l and m to their mean (sum kept)."""
     W2, b2 = theta[layer]
@@ -253,10 +264,13 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             eff = _effective(unravel(v), layer, l, m, delta)
             theta = ravel_pytree(eff)[0]
             # Diagnostics for steps that fail: how close a sample sits to a
-            # kink of g (ReLU), and how large the pair's output weights grew.
-            kink = jnp.min(jnp.stack([jnp.min(jnp.abs(z)) for z in model.preactivations(eff, x)]))
-            W_next = eff[layer][0]
-            out_w = jnp.maximum(jnp.max(jnp.abs(W_next[:, l])), jnp.max(jnp.abs(W_next[:, m])))
+            # kink of g (ReLU), relative to the neuron's scale (so that the
+            # rescaling ϑ → cϑ does not fake one), and how large the pair's
+            # output weights grew.
+            kink = jnp.min(jnp.stack([
+                jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
+                for z in model.preactivations(eff, x)]))
+            out_w = _pair_output_weight(eff, layer, l, m)
             return ((curr, theta, s_curr, s_next, norm),
                     (fv, gn, nsteps, status, theta, kink, out_w, nhess))
 
@@ -299,7 +313,7 @@ ESCAPE_FACTOR = 100.0
 
 
 def failure_reasons(status, kinks, out_ws, out_w0, activation) -> tuple:
-    """Per step: "" if converged, else `kink`, `escape` or the solver status name."""
+    """Per step: "" if converged, else `kink`, `escape`, `rescaling` or the solver status name."""
     reasons = []
     for st, kink, w in zip(status, kinks, out_ws):
         if st == CONVERGED:
@@ -307,7 +321,7 @@ def failure_reasons(status, kinks, out_ws, out_w0, activation) -> tuple:
         elif activation == "relu" and kink < KINK_TOL:
             reasons.append("kink")
         elif w > ESCAPE_FACTOR * max(out_w0, 1e-12):
-            reasons.append("escape")
+            reasons.append("rescaling" if activation == "relu" else "escape")
         else:
             reasons.append(STATUS[st])
     return tuple(reasons)
