@@ -25,8 +25,12 @@ data:
 	  echo "note: dataset-fashion-mnist could not be installed; tests that need it will skip"; \
 	fi
 
+# The paper's setting (ReLU; its fixed-δ problem is degenerate, and the report
+# says so step by step), then the softplus toy whose paths converge and whose
+# pairs 0&1, 0&3, 2&3 reach the same 4-neuron configuration (Fig. 1 A/B).
 demo: setup
 	$(VENV)/bin/symland toy --out $(OUT)
+	$(VENV)/bin/symland toy --activation softplus --seed 6 --out $(OUT)-softplus
 
 test: setup
 	$(PY) -m pytest -q -n 2 -m "not slow"
