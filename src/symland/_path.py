@@ -236,6 +236,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
     spectrum.
     """
     loss_of = mse if kind == "mse" else nmse
+
     def start(params, l, m, deltas):
         theta0 = ravel_pytree(params)[0]
         logd0 = jnp.log(deltas[0])
