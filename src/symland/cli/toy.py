@@ -26,7 +26,8 @@ def add_parser(subparsers):
     p.add_argument("--ratio", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-newton", type=int, default=50,
-                   help="Newton steps allowed per δ (a step that needs more is reported as not converged)")
+                   help="Newton steps allowed per δ, chord steps with a reused Hessian included "
+                        "(a δ that needs more is reported as not converged)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
