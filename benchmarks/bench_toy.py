@@ -8,7 +8,9 @@ Times, after compilation and in one run (ratios are what to compare):
 2. all 10 pairs of the 5-neuron toy in one batched call;
 3. the paper's own procedure as a reference: plain full-batch gradient descent
    at each δ until the same gradient tolerance (‖∇L‖∞ ≤ 1e−10), capped at
-   10⁶ steps, on the first few δ steps; the speed-up is per δ step.
+   10⁶ steps, on the first few δ steps; the speed-up is per δ step;
+4. one toy Hessian: the closed form `two_layer_mse_hessian` against
+   `jax.hessian` (`--only hessian` runs just this).
 """
 
 from __future__ import annotations
@@ -68,13 +70,40 @@ def gd_reference(problem, path, n_delta, gtol=1e-10, cap=1_000_000):
     return rows
 
 
+def hessian_timing(repeat=300):
+    """Per-call time of the toy's Hessian: closed form vs forward-over-reverse autodiff."""
+    from symland._critical import two_layer_mse_hessian
+
+    p = s.toy_problem("tanh", seed=2)
+    flat, unravel = ravel_pytree(p.teacher)
+    flat = flat + 0.1  # away from the zero-residual teacher
+    closed = jax.jit(lambda t: two_layer_mse_hessian(p.model, unravel(t), p.x, p.y))
+    auto = jax.jit(jax.hessian(lambda t: s.mse(p.model, unravel(t), p.x, p.y)))
+    times = {}
+    for name, fn in (("closed form", closed), ("jax.hessian", auto)):
+        jax.block_until_ready(fn(flat))
+        t = time.perf_counter()
+        for _ in range(repeat):
+            out = fn(flat)
+        jax.block_until_ready(out)
+        times[name] = (time.perf_counter() - t) / repeat
+    diff = float(jnp.max(jnp.abs(closed(flat) - auto(flat))))
+    print(f"toy Hessian (21 parameters, 1000 samples): closed form {times['closed form'] * 1e3:.3f} ms, "
+          f"jax.hessian {times['jax.hessian'] * 1e3:.3f} ms, ratio "
+          f"{times['jax.hessian'] / times['closed form']:.1f}×; max |difference| {diff:.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer GD steps (cap 10⁵)")
-    ap.add_argument("--only", choices=["paper", "converging"], default=None,
-                    help="only the paper's 5-neuron toys, or only the converging path + GD reference")
+    ap.add_argument("--only", choices=["paper", "converging", "hessian"], default=None,
+                    help="only the paper's 5-neuron toys, only the converging paths + GD reference, "
+                         "or only the Hessian timing")
     args = ap.parse_args()
     print(f"jax {jax.__version__}, devices {jax.devices()}")
+    hessian_timing()
+    if args.only == "hessian":
+        return
     results = {}
     for act in (("softplus", "relu") if args.only != "converging" else ()):
         p = s.toy_problem(act)
