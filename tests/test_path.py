@@ -157,3 +157,22 @@ def test_relu_fixed_distance_problem_is_degenerate():
         assert abs(float(s.neuron_distance(q, 1, 0, 1)) - c * d0) <= 1e-12 * d0
         assert float(s.mse(prob.model, q, prob.x, prob.y)) <= 1e-24
         assert float(jnp.max(jnp.abs(q[1][0]))) >= 0.5 / c  # output weights grow as 1/c
+
+
+def test_fig1_a_b_pairs_reach_the_same_configuration():
+    """Fig. 1 A/B on the softplus toy (seed 6): merging 0&1, 0&3 or 2&3 converges at
+    every step and ends at permutation points that compute the same function with
+    equal loss; they differ in which neuron is doubled, hence in their index."""
+    prob = s.toy_problem("softplus", seed=6)
+    paths = s.find_permutation_paths(prob.model, prob.teacher, prob.x, prob.y, 1,
+                                     [(0, 1), (0, 3), (2, 3)])
+    assert all(p.all_converged for p in paths)
+    losses = np.array([p.permutation_point_loss for p in paths])
+    np.testing.assert_allclose(losses, 3.75022e-5, rtol=1e-5)
+    np.testing.assert_allclose(losses, losses[0], rtol=1e-8)
+    f = [prob.model.apply(p.permutation_point, prob.x) for p in paths]
+    for g in f[1:]:
+        assert float(jnp.max(jnp.abs(g - f[0]))) < 1e-8
+    assert [p.permutation_point_index for p in paths] == [1, 2, 1]
+    assert [p.permutation_point_nullity for p in paths] == [1, 1, 1]
+    assert all(p.permutation_point_grad_norm <= 1e-10 for p in paths)
