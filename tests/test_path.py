@@ -128,7 +128,6 @@ def test_bad_input():
 @pytest.mark.parametrize("kind", ["mse", "nmse"])
 def test_free_variable_hessian_matches_autodiff(kind):
     """The path's closed-form Hessian over (ϑ_l, u, …) equals `jax.hessian`."""
-    import jax
     from jax.flatten_util import ravel_pytree
 
     from symland._path import _effective, _free_hessian, _to_free
