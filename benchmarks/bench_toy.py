@@ -114,7 +114,7 @@ def main():
         print(f"{act:8s} 5-neuron toy, one path (0&1), 200 steps, ≤50 Newton steps per δ: {t:6.2f} s after compile; "
               f"{int(path.converged.sum())}/{path.converged.size} steps converged to 1e-10; "
               f"Newton steps {int(path.steps.sum())}, Hessians {int(path.hessians.sum())}; "
-              f"failures: {sorted(set(r for r in path.reason if r))}")
+              f"failures: {sorted(set(path.status) - {'converged'})}")
         t, paths = timed(lambda: s.find_permutation_paths(p.model, p.teacher, p.x, p.y, 1, "all", steps=200,
                                                           max_newton_steps=50))
         conv = sum(int(q.converged.sum()) for q in paths)
@@ -127,7 +127,7 @@ def main():
     t, path = timed(lambda: s.find_permutation_path(p.model, p.teacher, p.x, p.y, 1, 0, 3, steps=200), 2)
     print(f"softplus 5-neuron toy (seed 6, pair 0&3), 200 steps: {t:6.2f} s; "
           f"{int(path.converged.sum())}/{path.converged.size} converged; Newton steps {int(path.steps.sum())}, "
-          f"Hessians {int(path.hessians.sum())}; permutation point ‖∇L‖∞ {path.permutation_point_grad_norm:.1e}")
+          f"Hessians {int(path.hessians.sum())}; permutation point ‖∇L‖∞ {path.permutation_point_report.grad_norm:.1e}")
     # Converging configuration used by the tests (5-neuron tanh toy, seed 2, pair 2&3).
     p = s.toy_problem("tanh", seed=2)
     t, path = timed(lambda: s.find_permutation_path(p.model, p.teacher, p.x, p.y, 1, 2, 3, steps=200), 2)

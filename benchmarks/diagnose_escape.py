@@ -25,7 +25,8 @@ from jax.flatten_util import ravel_pytree
 
 import symland as s
 from symland._path import _effective, _rescale_direction, _to_free, delta_schedule
-from symland._solver import STATUS, _minimise_flat
+from symland._results import result_name
+from symland._solver import minimise_flat
 
 
 def main():
@@ -41,7 +42,7 @@ def main():
     @jax.jit
     def solve(v, delta):
         f = lambda w: s.mse(prob.model, _effective(unravel(w), layer, l, m, delta), prob.x, prob.y)
-        return _minimise_flat(f, v, gtol=1e-10, max_steps=args.budget)
+        return minimise_flat(f, v, gtol=1e-10, max_steps=args.budget)
 
     def describe(v, delta):
         f = lambda w: s.mse(prob.model, _effective(unravel(w), layer, l, m, delta), prob.x, prob.y)
@@ -60,9 +61,9 @@ def main():
     for i, delta in enumerate(deltas[1:], start=1):
         z = _rescale_direction(_to_free(theta, layer, l, m), layer, m, delta)
         v, fv, gn, steps, status, *_ = solve(ravel_pytree(z)[0], delta)
-        print(f"δ step {i} (δ/δ₀ = {delta / deltas[0]:.3f}): {STATUS[int(status)]} after {int(steps)} "
+        print(f"δ step {i} (δ/δ₀ = {delta / deltas[0]:.3f}): {result_name(status)} after {int(steps)} "
               f"steps, L = {float(fv):.7e}, ‖∇L‖∞ = {float(gn):.1e}", flush=True)
-        if int(status) != 0:
+        if result_name(status) != "converged":
             break
         theta = _effective(unravel(v), layer, l, m, delta)
     print(f"   {describe(v, delta)}")
@@ -75,7 +76,7 @@ def main():
           f"{describe(jnp.asarray(res.x), delta)}")
     for r in range(args.rounds):
         v, fv, gn, steps, status, *_ = solve(v, delta)
-        print(f"+{(r + 1) * args.budget} steps: {STATUS[int(status)]}, L = {float(fv):.7e}, "
+        print(f"+{(r + 1) * args.budget} steps: {result_name(status)}, L = {float(fv):.7e}, "
               f"‖∇L‖∞ = {float(gn):.1e}; {describe(v, delta)}", flush=True)
 
 

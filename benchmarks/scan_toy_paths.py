@@ -73,11 +73,11 @@ def main():
                   f"({time.perf_counter() - t:.1f} s)", flush=True)
             n_pairs += len(paths)
             for q in paths:
-                reasons.update(r for r in q.reason if r)
+                reasons.update(r for r in q.status if r != "converged")
                 if q.all_converged:
                     c = s.find_permutation_path(p.model, p.teacher, p.x, p.y, 1, q.l, q.m, steps=200)
-                    full.append((seed, (q.l, q.m), int(c.converged.sum()), c.permutation_point_loss,
-                                 c.permutation_point_index))
+                    full.append((seed, (q.l, q.m), int(c.converged.sum()), c.permutation_point_report.loss,
+                                 c.permutation_point_report.index))
         confirmed = [f for f in full if f[2] == 201]
         print(f"{args.teacher} {act}: {len(confirmed)}/{n_pairs} pairs converge at every step (201/201 on the full "
               f"schedule); failed screening steps by reason {dict(reasons)}")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import jax.numpy as jnp
 
-from symland import classify_critical_point, count_signs, hessian_spectrum, zero_tolerance
+from symland import classify_critical_point, hessian_spectrum, zero_tolerance
+from symland._results import count_signs
 
 
 def _quad(c):

@@ -35,18 +35,26 @@ from ._data import (
 )
 from ._io import load_data, load_params, save_params
 
+# The result vocabulary: outcomes and critical-point verdicts.
+from ._results import (
+    RESULTS,
+    CriticalPointReport,
+    Kind,
+    classify_spectrum,
+    result_message,
+    result_name,
+    result_names,
+    zero_tolerance,
+)
+
 # Solvers and critical-point analysis.
 from ._solver import SolverResult, minimise, refine_critical_point
 from ._critical import (
-    WHICH,
-    CriticalPointReport,
     classify_critical_point,
-    count_signs,
     eigenvalue_multiplicities,
     hessian_matrix,
     hessian_spectrum,
     hessian_vector_product,
-    zero_tolerance,
 )
 
 # Permutation paths, points, plateaus and valleys (§4.1–4.3).

@@ -10,7 +10,6 @@ n_{k+1} > 1 the nullity is generically 1 per merged pair, see
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
@@ -18,11 +17,11 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._network import ACTIVATIONS
+from ._network import ACTIVATIONS, check_finite_params
+from ._results import PARTS, CriticalPointReport, check_tolerance, zero_tolerance
 
 jax.config.update("jax_enable_x64", True)
 
-_EPS = float(np.finfo(np.float64).eps)
 DENSE_THRESHOLD = 4000
 
 
@@ -127,7 +126,7 @@ def hessian_vector_product(loss_fn, params):
     return lambda v: hvp(x0, v)
 
 
-WHICH = ("smallest", "largest", "nearest_zero")
+LANCZOS_PARTS = PARTS[1:]  # which part of the spectrum Lanczos computes
 
 
 def _lanczos(loss_fn, params, k, which, tol, shift):
@@ -192,8 +191,8 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
         method = "dense" if n <= DENSE_THRESHOLD else "lanczos"
     if method == "dense":  # NumPy's LAPACK eigvalsh: faster on CPU than jnp.linalg.eigvalsh
         return np.linalg.eigvalsh(np.asarray(hessian_matrix(loss_fn, params)))
-    if which not in WHICH:
-        raise ValueError(f"which: unknown choice {which!r}; choose one of {', '.join(WHICH)}")
+    if which not in LANCZOS_PARTS:
+        raise ValueError(f"which: unknown choice {which!r}; choose one of {', '.join(LANCZOS_PARTS)}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k: must be a positive integer, got {k!r}")
     if k >= n:
@@ -203,87 +202,46 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
     return _lanczos(loss_fn, params, int(k), which, tol, shift)
 
 
-def zero_tolerance(eigenvalues, *, factor: float = 100.0, n: int | None = None) -> float:
-    """The tolerance below which |λ| counts as zero: factor · n · ε · max|λ|.
-
-    `n` is the Hessian's dimension, by default the number of eigenvalues
-    given; pass it when only part of the spectrum is known (Lanczos).
-
-    A backward-stable symmetric eigensolver returns eigenvalues with absolute
-    error ≲ c·n·ε·‖H‖₂ (Golub & Van Loan, §8.1); the Hessian itself carries
-    round-off of the same order from summing over samples. The default
-    factor 100 leaves two digits of margin above that floor.
-    """
-    eig = np.asarray(eigenvalues)
-    dim = eig.size if n is None else n
-    return float(factor * dim * _EPS * max(np.max(np.abs(eig)), np.finfo(np.float64).tiny))
-
-
-@dataclasses.dataclass(frozen=True)
-class CriticalPointReport:
-    """What a critical point is: gradient, index, nullity, and the verdict.
-
-    **Fields:** `loss`, `grad_norm` (‖∇L‖∞), `index` (negative eigenvalues),
-    `nullity` (|λ| ≤ `zero_tol`), `n_positive`, `zero_tol`, `kind`
-    (`minimum`, `strict saddle`, `degenerate` or `not critical`),
-    `eigenvalues` (ascending), `gtol` (the gradient tolerance used).
-    """
-
-    loss: float
-    grad_norm: float
-    index: int
-    nullity: int
-    n_positive: int
-    zero_tol: float
-    kind: str
-    eigenvalues: np.ndarray
-    gtol: float
-
-    @property
-    def is_critical(self) -> bool:
-        return self.grad_norm <= self.gtol
-
-    def to_dict(self) -> dict:
-        return {
-            "loss": self.loss, "grad_norm": self.grad_norm, "index": self.index,
-            "nullity": self.nullity, "n_positive": self.n_positive,
-            "zero_tol": self.zero_tol, "kind": self.kind, "gtol": self.gtol,
-            "min_eigenvalue": float(self.eigenvalues[0]),
-            "max_eigenvalue": float(self.eigenvalues[-1]),
-        }
-
-
-def count_signs(eigenvalues, zero_tol: float) -> tuple[int, int, int]:
-    """(negative, zero, positive) counts with |λ| ≤ `zero_tol` counted as zero."""
-    eig = np.asarray(eigenvalues)
-    neg = int(np.sum(eig < -zero_tol))
-    pos = int(np.sum(eig > zero_tol))
-    return neg, eig.size - neg - pos, pos
-
-
 def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
-                            zero_tol: float | None = None) -> CriticalPointReport:
-    """Classify θ from its gradient and dense Hessian spectrum.
+                            zero_tol: float | None = None, method: str = "dense",
+                            k: int = 20) -> CriticalPointReport:
+    """Classify θ from its gradient and Hessian spectrum (verdict: `classify_spectrum`).
 
-    `kind` is `not critical` when ‖∇L‖∞ > `gtol`; otherwise `strict saddle`
-    if some eigenvalue is negative, `minimum` if all are positive, and
-    `degenerate` if none is negative but some are zero (a second-order test
-    cannot decide). Zero means |λ| ≤ `zero_tol`, by default `zero_tolerance`.
+    **Arguments:**
+    - `loss_fn`, `params`: the loss and the point θ (finite parameters).
+    - `gtol`: θ is critical when ‖∇L‖∞ ≤ `gtol`.
+    - `zero_tol`: |λ| ≤ `zero_tol` counts as zero (default `zero_tolerance`).
+    - `method`: `dense` (every eigenvalue), `lanczos` (the `k` smallest) or
+      `auto` (dense up to `DENSE_THRESHOLD` parameters).
+
+    **Returns:** a `CriticalPointReport`; its `kind` is `not critical` when
+    ‖∇L‖∞ > `gtol`, otherwise `strict saddle`, `minimum`, `degenerate`, or
+    (partial spectrum only) `undecided`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from symland import classify_critical_point
+        >>> saddle = lambda p: p["x"] ** 2 - p["y"] ** 2
+        >>> r = classify_critical_point(saddle, {"x": jnp.array(0.0), "y": jnp.array(0.0)})
+        >>> str(r.kind), r.index, r.nullity
+        ('strict saddle', 1, 0)
     """
+    check_tolerance(gtol, "gtol")
+    check_finite_params(params)
     loss, grad = jax.value_and_grad(loss_fn)(params)
     grad_norm = float(jnp.max(jnp.abs(ravel_pytree(grad)[0])))
-    eig = hessian_spectrum(loss_fn, params, method="dense")
-    tol = zero_tolerance(eig) if zero_tol is None else float(zero_tol)
-    neg, zero, pos = count_signs(eig, tol)
-    if grad_norm > gtol:
-        kind = "not critical"
-    elif neg > 0:
-        kind = "strict saddle"
-    elif zero > 0:
-        kind = "degenerate"
+    n = ravel_pytree(params)[0].size
+    if method == "auto":
+        method = "dense" if n <= DENSE_THRESHOLD else "lanczos"
+    if method == "dense":
+        eig, part = hessian_spectrum(loss_fn, params, method="dense"), "all"
     else:
-        kind = "minimum"
-    return CriticalPointReport(float(loss), grad_norm, neg, zero, pos, tol, kind, eig, float(gtol))
+        eig, part = hessian_spectrum(loss_fn, params, method=method, k=min(k, n - 1)), "smallest"
+        if zero_tol is None:  # the tolerance scales with ‖H‖₂, which the smallest may not show
+            top = hessian_spectrum(loss_fn, params, method="lanczos", k=1, which="largest")
+            zero_tol = zero_tolerance(np.concatenate([eig, top]), n=n)
+    return CriticalPointReport.from_spectrum(float(loss), grad_norm, eig, gtol=float(gtol),
+                                             part=part, n=n, zero_tol=zero_tol)
 
 
 def eigenvalue_multiplicities(eigenvalues, *, rtol: float = 1e-7, atol: float | None = None):

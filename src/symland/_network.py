@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
@@ -155,3 +156,17 @@ class MLP:
                 raise ValueError(f"params: b^({k}) must have shape ({self.widths[k]},)")
             if not self.bias and b is not None:
                 raise ValueError(f"params: b^({k}) must be None for a network without bias")
+
+
+def check_finite_params(params, name: str = "params") -> None:
+    """`ValueError` naming `name` if any parameter is complex, NaN or infinite."""
+    for leaf in jax.tree_util.tree_leaves(params):
+        if isinstance(leaf, jax.core.Tracer):  # inside jit/vmap: values are not known here
+            continue
+        a = np.asarray(leaf)
+        if np.iscomplexobj(a):
+            raise ValueError(f"{name}: parameters must be real, got complex entries")
+        if not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
+            raise ValueError(f"{name}: parameters must be numeric arrays, got dtype {a.dtype}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: parameters must be finite, got NaN or inf")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 import jax
@@ -29,10 +30,11 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._critical import count_signs, hessian_spectrum, two_layer_mse_hessian, zero_tolerance
+from ._critical import hessian_spectrum, two_layer_mse_hessian
 from ._loss import LOSSES, check_data, mse, nmse
-from ._network import MLP, Params
-from ._solver import CONVERGED, STATUS, _check_solver_args, _eigh_hessian, _minimise_flat
+from ._network import MLP, Params, check_finite_params
+from ._results import CriticalPointReport, result_code, result_names
+from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
 jax.config.update("jax_enable_x64", True)
@@ -43,26 +45,27 @@ class PermutationPath:
     """A permutation path γ: [0, 1] → Θ for neurons l, m of hidden layer `layer`.
 
     **Fields (per δ step, first half; index 0 is θ*, the last is δ = 0):**
-    `delta`, `loss`, `grad_norm` (‖∇L‖∞ over the free parameters), `converged`,
-    `status` (solver status names), `steps` (Newton steps tried),
-    `hessians` (Hessian eigendecompositions used), `params` (list of
-    pytrees θ(δ)), `reason` (why a step failed: "" when it converged, else
-    `kink` when, in a ReLU network, a sample lies on a neuron's hyperplane
-    (|z_μj| ≤ 1e−8·max_μ|z_μj|; the loss is not differentiable there),
-    `escape` when the output weights of l or m grew beyond 100× their start
-    (no finite constrained minimiser: m and a third neuron j merge into a
-    derivative unit a·(g(ϑ_m·x̃) − g(ϑ_j·x̃)) with a → ∞ and a‖ϑ_m − ϑ_j‖
-    fixed while the loss creeps down), `rescaling` for the same in a ReLU
-    network (by positive homogeneity ϑ → cϑ, a → a/c reaches any δ at the
-    same loss, see `rescale_neurons`), or the solver status),
-    `min_abs_preactivation` (that relative distance to a kink),
-    `output_weight_max`.
+    `delta`, `loss`, `grad_norm` (‖∇L‖∞ over the free parameters), `status`
+    (`RESULTS` names: `converged`, or why the step has no certified
+    constrained minimum: `kink` when, in a ReLU network, a sample lies on a
+    neuron's hyperplane (|z_μj| ≤ 1e−8·max_μ|z_μj|; the loss is not
+    differentiable there), `escape` when the output weights of l or m grew
+    beyond 100× their start (no finite constrained minimiser: m and a third
+    neuron j merge into a derivative unit a·(g(ϑ_m·x̃) − g(ϑ_j·x̃)) with
+    a → ∞ and a‖ϑ_m − ϑ_j‖ fixed while the loss creeps down), `rescaling`
+    for the same in a ReLU network (by positive homogeneity ϑ → cϑ,
+    a → a/c reaches any δ at the same loss, see `rescale_neurons`), or the
+    solver's own `max_steps`, `stalled`, `diverged`), `converged` (booleans),
+    `steps` (Newton steps tried), `hessians` (Hessian eigendecompositions
+    used), `params` (list of pytrees θ(δ)), `min_abs_preactivation` (that
+    relative distance to a kink), `output_weight_max`.
 
-    **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*),
-    `permutation_point` (θ_{l⇔m}), `permutation_point_loss`,
-    `permutation_point_grad_norm` (full gradient, ‖∇L‖∞), and the Hessian
-    counts `permutation_point_index`, `permutation_point_nullity`,
-    `permutation_point_positive` with `zero_tol`.
+    **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*), `gtol` and
+    `max_newton_steps` (what every δ step was solved with),
+    `permutation_point` (the parameters θ_{l⇔m}) and
+    `permutation_point_report` (a `CriticalPointReport` of θ_{l⇔m}: loss,
+    full-gradient ‖∇L‖∞, dense-Hessian index and nullity, verdict at
+    ‖∇L‖∞ ≤ `CRITICAL_GTOL`).
     """
 
     model: MLP
@@ -72,23 +75,23 @@ class PermutationPath:
     delta: np.ndarray
     loss: np.ndarray
     grad_norm: np.ndarray
-    converged: np.ndarray
     status: tuple
     steps: np.ndarray
     hessians: np.ndarray
     params: list
     start: Params
     permutation_point: Params
-    permutation_point_loss: float
-    permutation_point_grad_norm: float
-    permutation_point_index: int
-    permutation_point_nullity: int
-    permutation_point_positive: int
-    zero_tol: float
-    reason: tuple
+    permutation_point_report: CriticalPointReport
     min_abs_preactivation: np.ndarray
     output_weight_max: np.ndarray
+    gtol: float
+    max_newton_steps: int
     loss_fn: object = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def converged(self) -> np.ndarray:
+        """Per δ step: did the step converge?"""
+        return np.array([s == "converged" for s in self.status])
 
     @property
     def all_converged(self) -> bool:
@@ -133,13 +136,53 @@ class PermutationPath:
         point), `index`, `nullity`, `params`.
         """
         ts, knots = self._first_half()
-        losses = list(self.loss) + [self.permutation_point_loss]
+        losses = list(self.loss) + [self.permutation_point_report.loss]
         i = int(np.argmax(losses))
-        eig = hessian_spectrum(self.loss_fn, knots[i], method="dense")
-        neg, zero, _ = count_signs(eig, zero_tolerance(eig))
+        report = CriticalPointReport.from_spectrum(
+            losses[i], np.nan, hessian_spectrum(self.loss_fn, knots[i], method="dense"),
+            gtol=CRITICAL_GTOL)
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
-                "index": neg, "nullity": zero, "params": knots[i]}
+                "index": report.index, "nullity": report.nullity, "params": knots[i]}
+
+    def checks(self) -> dict:
+        """The claims of §4.2 at θ_{l⇔m}, each True or False.
+
+        `critical` (‖∇L‖∞ ≤ `CRITICAL_GTOL`), `at_most_one_negative`
+        (Fukumizu & Amari Th. 3 as cited; fails in general, see
+        `splitting_matrix`) and `at_least_n_next_zero` (§4.2 (i); fails for
+        n_{k+1} > 1 in general, see `plateau_directions`). The Hessian claims
+        are only judged at a critical point: elsewhere they are None.
+        """
+        r = self.permutation_point_report
+        n_next = int(self.model.widths[self.layer + 1])
+        critical = r.is_critical
+        return {
+            "critical": bool(critical),
+            "at_most_one_negative": bool(r.index <= 1) if critical else None,
+            "at_least_n_next_zero": bool(r.nullity >= n_next) if critical else None,
+        }
+
+    def to_dict(self) -> dict:
+        """The JSON record of the path (schema in README.md); 0-based neuron indices."""
+        top = self.highest_point()
+        return {
+            "layer": self.layer,
+            "pair": [self.l, self.m],
+            "gtol": self.gtol,
+            "max_newton_steps": self.max_newton_steps,
+            "distance": self.delta.tolist(),
+            "loss": self.loss.tolist(),
+            "grad_norm": self.grad_norm.tolist(),
+            "status": list(self.status),
+            "converged": self.converged.tolist(),
+            "newton_steps": self.steps.tolist(),
+            "hessians": self.hessians.tolist(),
+            "all_converged": self.all_converged,
+            "permutation_point": {**self.permutation_point_report.to_dict(),
+                                  "checks": self.checks()},
+            "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "nullity")},
+        }
 
 
 def _row(W, b, i):
@@ -224,6 +267,20 @@ def _free_hessian(model: MLP, kind: str, to_theta, unravel_theta, x, y):
 
 
 CHUNK = 25  # δ steps per jitted call; the progress bar advances per chunk
+CRITICAL_GTOL = 1e-8  # θ_{l⇔m} counts as critical when its full ‖∇L‖∞ is at most this
+
+
+class StepRecord(NamedTuple):
+    """Per-δ-step outputs of the path scan (stacked over steps, then over pairs)."""
+
+    loss: jnp.ndarray
+    grad_norm: jnp.ndarray
+    steps: jnp.ndarray
+    status: jnp.ndarray  # `RESULTS` codes of the solver
+    theta: jnp.ndarray
+    kink: jnp.ndarray
+    output_weight: jnp.ndarray
+    hessians: jnp.ndarray
 
 
 @functools.lru_cache(maxsize=32)
@@ -259,10 +316,10 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             unravel = ravel_pytree(z)[1]
             to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta))[0]
             f = lambda v: loss_of(model, unravel_theta(to_theta(v)), x, y)
-            v, fv, gn, nsteps, status, _, nhess = _minimise_flat(
+            sol = minimise_flat(
                 f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps,
                 hessian=_free_hessian(model, kind, to_theta, unravel_theta, x, y))
-            eff = _effective(unravel(v), layer, l, m, delta)
+            eff = _effective(unravel(sol.x), layer, l, m, delta)
             theta = ravel_pytree(eff)[0]
             # Diagnostics for steps that fail: how close a sample sits to a
             # kink of g (ReLU), relative to the neuron's scale (so that the
@@ -273,7 +330,8 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
                 for z in model.preactivations(eff, x)]))
             out_w = _pair_output_weight(eff, layer, l, m)
             return ((curr, theta, s_curr, s_next, norm),
-                    (fv, gn, nsteps, status, theta, kink, out_w, nhess))
+                    StepRecord(sol.loss, sol.grad_norm, sol.steps, result_code(sol.status), theta,
+                               kink, out_w, sol.hessians))
 
         return jax.lax.scan(step, state, (deltas, logd))
 
@@ -282,7 +340,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
         pf = ravel_pytree(_equalise(unravel_theta(theta_last), layer, l, m))[0]
         full = lambda v: loss_of(model, unravel_theta(v), x, y)
         pl, pg = jax.value_and_grad(full)(pf)
-        eig = _eigh_hessian(full, pf)[0]
+        eig = hessian_eigh(full, pf)[0]
         return pf, pl, jnp.max(jnp.abs(pg)), eig
 
     return (jax.jit(jax.vmap(start, in_axes=(None, 0, 0, 0))),
@@ -304,8 +362,9 @@ def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress):
         pieces.append([np.asarray(a) for a in out])
         bar.update(min(CHUNK, n - c * CHUNK))
     bar.close()
-    per_step = [np.concatenate([p[i] for p in pieces], axis=1)[:, :n] for i in range(len(pieces[0]))]
-    fin = [np.asarray(a) for a in finish(params, x, y, ls, ms, jnp.asarray(per_step[4][:, -1]))]
+    per_step = StepRecord(*[np.concatenate([p[i] for p in pieces], axis=1)[:, :n]
+                            for i in range(len(pieces[0]))])
+    fin = [np.asarray(a) for a in finish(params, x, y, ls, ms, jnp.asarray(per_step.theta[:, -1]))]
     return per_step, fin
 
 
@@ -313,19 +372,26 @@ KINK_TOL = 1e-8
 ESCAPE_FACTOR = 100.0
 
 
-def failure_reasons(status, kinks, out_ws, out_w0, activation) -> tuple:
-    """Per step: "" if converged, else `kink`, `escape`, `rescaling` or the solver status name."""
-    reasons = []
-    for st, kink, w in zip(status, kinks, out_ws):
-        if st == CONVERGED:
-            reasons.append("")
+def step_status(solver_status, kinks, out_ws, out_w0, activation) -> tuple:
+    """Per δ step, a `RESULTS` name: the solver's, or the landscape reason it failed.
+
+    `converged` stays; a failed step is `kink` (ReLU, a sample within
+    `KINK_TOL` of a hyperplane, relative to the neuron's scale), `escape`
+    (output weights beyond `ESCAPE_FACTOR` × their start) or, for ReLU,
+    `rescaling` (the same run-away, by positive homogeneity); otherwise the
+    solver's status.
+    """
+    out = []
+    for st, kink, w in zip(result_names(solver_status), kinks, out_ws):
+        if st == "converged":
+            out.append(st)
         elif activation == "relu" and kink < KINK_TOL:
-            reasons.append("kink")
+            out.append("kink")
         elif w > ESCAPE_FACTOR * max(out_w0, 1e-12):
-            reasons.append("rescaling" if activation == "relu" else "escape")
+            out.append("rescaling" if activation == "relu" else "escape")
         else:
-            reasons.append(STATUS[st])
-    return tuple(reasons)
+            out.append(st)
+    return tuple(out)
 
 
 def check_schedule(steps, ratio) -> None:
@@ -367,7 +433,8 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     model.check_params(params)
     n = check_hidden_layer(params, layer)
     check_schedule(steps, ratio)
-    _check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
+    check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
+    check_finite_params(params)
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     x, y = check_data(model, x, y)
@@ -391,26 +458,26 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps))
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
-    (fs, gns, nsteps, status, thetas, kinks, out_ws, nhess), (pf, pl, pg, eig) = _solve_paths(
+    rec, (pf, pl, pg, eig) = _solve_paths(
         kernels, params, x, y, ls, ms, delta0[:, None] * unit[None, :], progress)
     unravel = ravel_pytree(params)[1]
     loss_of = mse if loss == "mse" else nmse
     loss_fn = lambda p: loss_of(model, p, x, y)
+    n_params = int(pf.shape[1])
     paths = []
     for i, (l, m) in enumerate(pairs):
-        tol = zero_tolerance(eig[i])
-        neg, zero, pos = count_signs(eig[i], tol)
         paths.append(PermutationPath(
             model=model, layer=int(layer), l=l, m=m, delta=delta0[i] * unit,
-            loss=fs[i], grad_norm=gns[i], converged=status[i] == CONVERGED,
-            status=tuple(STATUS[s] for s in status[i]), steps=nsteps[i], hessians=nhess[i],
-            reason=failure_reasons(status[i], kinks[i], out_ws[i], out_ws[i][0], model.activation),
-            min_abs_preactivation=kinks[i], output_weight_max=out_ws[i],
-            params=[unravel(jnp.asarray(t)) for t in thetas[i]], start=params,
+            loss=rec.loss[i], grad_norm=rec.grad_norm[i],
+            status=step_status(rec.status[i], rec.kink[i], rec.output_weight[i],
+                               rec.output_weight[i][0], model.activation),
+            steps=rec.steps[i], hessians=rec.hessians[i],
+            min_abs_preactivation=rec.kink[i], output_weight_max=rec.output_weight[i],
+            params=[unravel(jnp.asarray(t)) for t in rec.theta[i]], start=params,
             permutation_point=unravel(jnp.asarray(pf[i])),
-            permutation_point_loss=float(pl[i]), permutation_point_grad_norm=float(pg[i]),
-            permutation_point_index=neg, permutation_point_nullity=zero,
-            permutation_point_positive=pos, zero_tol=tol, loss_fn=loss_fn))
+            permutation_point_report=CriticalPointReport.from_spectrum(
+                pl[i], pg[i], eig[i], gtol=CRITICAL_GTOL, n=n_params),
+            gtol=float(gtol), max_newton_steps=int(max_newton_steps), loss_fn=loss_fn))
     return paths
 
 

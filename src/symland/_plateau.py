@@ -33,13 +33,10 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._critical import (DENSE_THRESHOLD, count_signs, hessian_spectrum, hessian_vector_product,
-                        zero_tolerance)
+from ._critical import DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product
+from ._results import EPS as _EPS, count_signs, zero_tolerance
 from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
-
-_EPS = float(np.finfo(np.float64).eps)
-
 
 def _grad_norm(loss_fn, params) -> tuple[float, float]:
     loss, grad = jax.value_and_grad(loss_fn)(params)

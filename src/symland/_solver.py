@@ -19,58 +19,95 @@ eigenvalues that we need anyway for the saddle index. On problems of up to a
 few thousand parameters an exact dense Hessian and its eigendecomposition are
 cheap, so both solvers are built on them.
 
-Results carry a status: `converged`, `max_steps`, `diverged` or `stalled`
-(no step makes progress, e.g. at a kink of a ReLU loss). A result never claims
-convergence it did not reach.
+Results carry a status from `symland.RESULTS` (`converged`, `max_steps`,
+`diverged`, `stalled`: no step makes progress, e.g. at a kink of a ReLU
+loss). A result never claims convergence it did not reach.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ._network import check_finite_params
+from ._results import EPS, RESULTS, check_tolerance, result_name
+
 jax.config.update("jax_enable_x64", True)
 
-STATUS = ("converged", "max_steps", "diverged", "stalled")
-CONVERGED, MAX_STEPS, DIVERGED, STALLED = range(4)
-_EPS = jnp.finfo(jnp.float64).eps
 CONTRACTION = 0.5  # a reused Hessian is kept while each step shrinks ‖∇L‖∞ this much
 
 
 class SolverResult(eqx.Module):
-    """The outcome of `minimise` or `refine_critical_point` (a pytree).
+    """The outcome of `minimise` or `refine_critical_point` (a pytree; vmappable).
 
     **Fields:** `value` (parameters, same structure as the input), `loss`,
     `grad_norm` (‖∇L‖∞ at `value`), `steps` (steps tried, i.e. gradient
-    evaluations after the first), `status` (an int code, see `status_name`),
-    `grad_norm_history` (‖∇L‖∞ at the start and after each step, NaN-padded to
-    `max_steps + 1`), `gtol` (the tolerance that was asked for, after
-    scaling), `hessians` (Hessian eigendecompositions used; a Hessian is
-    reused while it keeps contracting the gradient).
+    evaluations after the first), `status` (a `RESULTS` item; its name is
+    `status_name`), `grad_norm_history` (‖∇L‖∞ at the start and after each
+    step, NaN-padded to `max_steps + 1`), `gtol` (the tolerance that was
+    asked for, after scaling), `hessians` (Hessian eigendecompositions used;
+    a Hessian is reused while it keeps contracting the gradient).
     """
 
     value: object
     loss: jnp.ndarray
     grad_norm: jnp.ndarray
     steps: jnp.ndarray
-    status: jnp.ndarray
+    status: RESULTS
     grad_norm_history: jnp.ndarray
     gtol: jnp.ndarray
     hessians: jnp.ndarray
 
     @property
     def status_name(self) -> str:
-        return STATUS[int(self.status)]
+        return result_name(self.status)
 
     @property
     def converged(self) -> bool:
-        return int(self.status) == CONVERGED
+        return self.status_name == "converged"
+
+    def to_dict(self) -> dict:
+        """Scalars of the result (not the parameters), for JSON."""
+        return {"status": self.status_name, "loss": float(self.loss),
+                "grad_norm": float(self.grad_norm), "gtol": float(self.gtol),
+                "steps": int(self.steps), "hessians": int(self.hessians)}
 
 
-def _eigh_hessian(f, x, hessian=None):
-    """Eigendecomposition of ∇²f(x); `hessian(x)`, when given, computes the matrix."""
+class NewtonOutcome(NamedTuple):
+    """What the eigen-Newton loop returns (flat vectors, traceable)."""
+
+    x: jnp.ndarray
+    loss: jnp.ndarray
+    grad_norm: jnp.ndarray
+    steps: jnp.ndarray
+    status: RESULTS
+    history: jnp.ndarray
+    hessians: jnp.ndarray
+    gtol: jnp.ndarray
+
+
+class _NewtonState(NamedTuple):
+    """The state threaded through the loops of `eigen_newton_loop`."""
+
+    x: jnp.ndarray
+    f: jnp.ndarray
+    g: jnp.ndarray
+    lam: jnp.ndarray  # Hessian eigenvalues (of the Hessian in use)
+    Q: jnp.ndarray  # and eigenvectors
+    mu: jnp.ndarray  # damping
+    step: jnp.ndarray
+    history: jnp.ndarray
+    status: RESULTS  # `_RUNNING` while the loop goes on
+    hessians: jnp.ndarray
+    stale: jnp.ndarray  # the last accepted step contracted ‖∇L‖∞ too little: refresh H
+
+
+def hessian_eigh(f, x, hessian=None):
+    """Eigendecomposition (λ, Q) of ∇²f(x); `hessian(x)`, when given, computes the matrix."""
     H = jax.hessian(f)(x) if hessian is None else hessian(x)
     H = 0.5 * (H + H.T)
     lam, Q = jnp.linalg.eigh(H)
@@ -91,15 +128,15 @@ def _lam_max(lam):
     return jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
 
 
-def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
-                       contraction=CONTRACTION, hessian=None):
+def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
+                      contraction=CONTRACTION, hessian=None) -> NewtonOutcome:
     """Damped Newton iterations built on eigendecompositions of the exact Hessian.
 
     `propose(g, λ, Q, μ) → (p, pred)` gives the step and its predicted
-    decrease; `judge(state, f_new, g_new, p, pred) → (accept, μ_new)` decides;
-    `tol_of(f)` is the gradient tolerance; `stalled(μ, λ)` says when damping
-    has grown so large that no step can make progress; `hessian(x)`, when
-    given, replaces `jax.hessian(f)` (a closed form). Traceable under
+    decrease; `judge((f, g, λ, μ), f_new, g_new, p, pred) → (accept, μ_new)`
+    decides; `tol_of(f)` is the gradient tolerance; `stalled(μ, λ)` says when
+    damping has grown so large that no step can make progress; `hessian(x)`,
+    when given, replaces `jax.hessian(f)` (a closed form). Traceable under
     jit/vmap/scan.
 
     The Hessian is the expensive part (on the toy, `jax.hessian` costs 15
@@ -115,9 +152,8 @@ def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps
     the Hessian is computed in the outer loop only, never as a masked
     branch of the inner one.
 
-    **Returns:** `(x, f, ‖∇L‖∞, steps, status, history, hessians)`; `steps`
-    counts steps tried (gradient evaluations), `hessians` the Hessians
-    computed.
+    **Returns:** a `NewtonOutcome`; `steps` counts steps tried (gradient
+    evaluations), `hessians` the Hessians computed.
     """
     vg = jax.value_and_grad(f)
     f0, g0 = vg(x0)
@@ -125,46 +161,59 @@ def _eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps
 
     def status_of(fx, gx, mu, lam, step):
         gn = jnp.max(jnp.abs(gx))
-        return jnp.where(
-            ~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), DIVERGED,
-            jnp.where(gn <= tol_of(fx), CONVERGED,
-                      jnp.where(stalled(mu, lam), STALLED,
-                                jnp.where(step >= max_steps, MAX_STEPS, -1))))
+        done = jnp.where(~jnp.isfinite(fx) | ~jnp.all(jnp.isfinite(gx)), _DIVERGED,
+                         jnp.where(gn <= tol_of(fx), _CONVERGED,
+                                   jnp.where(stalled(mu, lam), _STALLED,
+                                             jnp.where(step >= max_steps, _MAX_STEPS, _RUNNING))))
+        return done
 
-    def inner(state):
-        x, fx, gx, lam, Q, mu, step, hist, status, n_hess, _ = state
-        p, pred = propose(gx, lam, Q, mu)
-        f_new, g_new = vg(x + p)
-        accept, mu = judge((fx, gx, lam, mu), f_new, g_new, p, pred)
-        stale = accept & (jnp.max(jnp.abs(g_new)) > contraction * jnp.max(jnp.abs(gx)))
-        x = jnp.where(accept, x + p, x)
-        fx = jnp.where(accept, f_new, fx)
-        gx = jnp.where(accept, g_new, gx)
-        step = step + 1
-        hist = hist.at[step].set(jnp.max(jnp.abs(gx)))
-        return x, fx, gx, lam, Q, mu, step, hist, status_of(fx, gx, mu, lam, step), n_hess, stale
+    def inner(s: _NewtonState) -> _NewtonState:
+        p, pred = propose(s.g, s.lam, s.Q, s.mu)
+        f_new, g_new = vg(s.x + p)
+        accept, mu = judge((s.f, s.g, s.lam, s.mu), f_new, g_new, p, pred)
+        stale = accept & (jnp.max(jnp.abs(g_new)) > contraction * jnp.max(jnp.abs(s.g)))
+        x = jnp.where(accept, s.x + p, s.x)
+        fx = jnp.where(accept, f_new, s.f)
+        gx = jnp.where(accept, g_new, s.g)
+        step = s.step + 1
+        history = s.history.at[step].set(jnp.max(jnp.abs(gx)))
+        return s._replace(x=x, f=fx, g=gx, mu=mu, step=step, history=history,
+                          status=status_of(fx, gx, mu, s.lam, step), stale=stale)
 
-    def chord(state):
-        return jax.lax.while_loop(lambda s: (s[8] < 0) & ~s[10], inner, state[:-1] + (False,))
+    def running(s: _NewtonState):
+        return s.status == _RUNNING
 
-    def refresh(state):
-        x, fx, gx, _, _, mu, step, hist, status, n_hess, stale = state
-        lam, Q = _eigh_hessian(f, x, hessian)
-        return chord((x, fx, gx, lam, Q, mu, step, hist, status, n_hess + 1, stale))
+    def chord(s: _NewtonState) -> _NewtonState:
+        return jax.lax.while_loop(lambda t: running(t) & ~t.stale, inner,
+                                  s._replace(stale=jnp.asarray(False)))
 
-    lam0, Q0 = _eigh_hessian(f, x0, hessian)
+    def refresh(s: _NewtonState) -> _NewtonState:
+        lam, Q = hessian_eigh(f, s.x, hessian)
+        return chord(s._replace(lam=lam, Q=Q, hessians=s.hessians + 1))
+
+    lam0, Q0 = hessian_eigh(f, x0, hessian)
     mu0 = mu0(lam0)
-    state = chord((x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0,
-                   status_of(f0, g0, mu0, lam0, 0), jnp.asarray(1), jnp.asarray(False)))
-    x, fx, gx, *_, step, hist, status, n_hess, _ = jax.lax.while_loop(
-        lambda s: s[8] < 0, refresh, state)
-    return x, fx, jnp.max(jnp.abs(gx)), step, status, hist, n_hess
+    state = chord(_NewtonState(x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0,
+                               status_of(f0, g0, mu0, lam0, 0), jnp.asarray(1), jnp.asarray(False)))
+    s = jax.lax.while_loop(running, refresh, state)
+    # The loop's status codes are RESULTS codes (plus the internal _RUNNING).
+    status = RESULTS.where(s.status == _CONVERGED, RESULTS.converged,
+                           RESULTS.where(s.status == _MAX_STEPS, RESULTS.max_steps,
+                                         RESULTS.where(s.status == _DIVERGED, RESULTS.diverged,
+                                                       RESULTS.stalled)))
+    return NewtonOutcome(s.x, s.f, jnp.max(jnp.abs(s.g)), s.step, status, s.history, s.hessians,
+                         jnp.asarray(tol_of(s.f), dtype=jnp.float64))
+
+
+# Integer codes of the loop's state (traced comparisons are cheaper on ints);
+# mapped to `RESULTS` items when the loop ends.
+_RUNNING, _CONVERGED, _MAX_STEPS, _DIVERGED, _STALLED = -1, 0, 1, 2, 3
 
 
 # --- damped saddle-free Newton (minimisation) ------------------------------------
 
 
-def _minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
+def minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
     """Damped Newton in the |H| metric on a flat vector; traceable (jit/vmap/scan).
 
     Step p(μ) = −Σ_i (q_iᵀg)/(|λ_i| + μ) q_i over the eigenpairs of ∇²L: a
@@ -179,7 +228,7 @@ def _minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
     n = x0.shape[0]
 
     def mu_floor(lam):
-        return 10.0 * n * _EPS * _lam_max(lam)
+        return 10.0 * n * EPS * _lam_max(lam)
 
     def propose(gx, lam, Q, mu):
         gt = Q.T @ gx
@@ -191,7 +240,7 @@ def _minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
         actual = fx - f_new
         rho = actual / jnp.where(pred > 0, pred, 1.0)
         # Below round-off of L the ratio test is noise: accept if ‖∇L‖ drops.
-        roundoff = jnp.abs(actual) <= 1e3 * _EPS * jnp.maximum(jnp.abs(fx), 1e-300)
+        roundoff = jnp.abs(actual) <= 1e3 * EPS * jnp.maximum(jnp.abs(fx), 1e-300)
         accept = jnp.isfinite(f_new) & (
             ((pred > 0) & (rho > 1e-4))
             | (roundoff & (jnp.max(jnp.abs(g_new)) < jnp.max(jnp.abs(gx))))
@@ -205,7 +254,7 @@ def _minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
                                  jnp.where(rho < 0.25, 2.0 * mu, mu)))
         return accept, mu
 
-    return _eigen_newton_loop(
+    return eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=mu_floor, tol_of=lambda fx: gtol,
         stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps, hessian=hessian)
 
@@ -222,18 +271,30 @@ def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> S
 
     **Returns:** a `SolverResult`; check `.status_name` (`converged`,
     `max_steps`, `diverged`, `stalled`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from symland import minimise
+        >>> r = minimise(lambda p: jnp.sum((p - 1.0) ** 2) + jnp.sum(p ** 4), jnp.zeros(3))
+        >>> r.status_name, bool(r.grad_norm <= 1e-10)
+        ('converged', True)
     """
-    _check_solver_args(gtol, max_steps)
+    check_solver_args(gtol, max_steps)
+    check_finite_params(params)
     f, x0, unravel = _flat(loss_fn, params)
-    x, fx, gn, step, status, hist, n_hess = jax.jit(
-        lambda x0: _minimise_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
-    return SolverResult(unravel(x), fx, gn, step, status, hist, jnp.asarray(gtol), n_hess)
+    out = jax.jit(lambda x0: minimise_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
+    return _solver_result(out, unravel)
+
+
+def _solver_result(out: NewtonOutcome, unravel) -> SolverResult:
+    return SolverResult(unravel(out.x), out.loss, out.grad_norm, out.steps, out.status,
+                        out.history, out.gtol, out.hessians)
 
 
 # --- Levenberg–Marquardt on ∇L = 0 --------------------------------------------
 
 
-def _refine_flat(f, x0, *, gtol, max_steps):
+def refine_flat(f, x0, *, gtol, max_steps):
     """LM on g(θ) = ∇L(θ) with Jacobian H; `gtol` is relative to max(1, |L|)."""
 
     def propose(gx, lam, Q, mu):
@@ -242,15 +303,13 @@ def _refine_flat(f, x0, *, gtol, max_steps):
     def judge(state, f_new, g_new, p, pred):
         fx, gx, lam, mu = state
         accept = jnp.isfinite(f_new) & (jnp.linalg.norm(g_new) < jnp.linalg.norm(gx))
-        mu = jnp.where(accept, 0.1 * mu, jnp.maximum(10.0 * mu, (_EPS * _lam_max(lam)) ** 2))
+        mu = jnp.where(accept, 0.1 * mu, jnp.maximum(10.0 * mu, (EPS * _lam_max(lam)) ** 2))
         return accept, mu
 
-    tol_of = lambda fx: gtol * jnp.maximum(1.0, jnp.abs(fx))
-    x, fx, gn, step, status, hist, n_hess = _eigen_newton_loop(
+    return eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=lambda lam: (1e-8 * _lam_max(lam)) ** 2,
-        tol_of=tol_of, stalled=lambda mu, lam: mu > 1e16 * _lam_max(lam) ** 2,
-        max_steps=max_steps)
-    return x, fx, gn, step, status, hist, n_hess, tol_of(fx)
+        tol_of=lambda fx: gtol * jnp.maximum(1.0, jnp.abs(fx)),
+        stalled=lambda mu, lam: mu > 1e16 * _lam_max(lam) ** 2, max_steps=max_steps)
 
 
 def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
@@ -275,15 +334,15 @@ def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,
     **Returns:** a `SolverResult` with `grad_norm_history`; `.gtol` is the
     scaled tolerance used.
     """
-    _check_solver_args(gtol, max_steps)
+    check_solver_args(gtol, max_steps)
+    check_finite_params(params)
     f, x0, unravel = _flat(loss_fn, params)
-    x, fx, gn, step, status, hist, n_hess, tol = jax.jit(
-        lambda x0: _refine_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
-    return SolverResult(unravel(x), fx, gn, step, status, hist, tol, n_hess)
+    out = jax.jit(lambda x0: refine_flat(f, x0, gtol=gtol, max_steps=max_steps))(x0)
+    return _solver_result(out, unravel)
 
 
-def _check_solver_args(gtol, max_steps, *, steps_name: str = "max_steps"):
-    if isinstance(gtol, bool) or not (isinstance(gtol, (int, float)) and gtol > 0):
-        raise ValueError(f"gtol: must be a positive number, got {gtol!r}")
+def check_solver_args(gtol, max_steps, *, steps_name: str = "max_steps"):
+    """`ValueError` naming the argument unless `gtol` > 0 is finite and `max_steps` ≥ 1."""
+    check_tolerance(gtol, "gtol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"{steps_name}: must be a positive integer, got {max_steps!r}")

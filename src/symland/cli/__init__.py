@@ -11,16 +11,19 @@ import argparse
 import importlib
 import sys
 
+from ._options import SymlandParser
+
 # Subcommand modules, in the order `symland --help` lists them.
 COMMANDS = ("toy", "count", "analyze", "valley", "spurious")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SymlandParser(
         prog="symland",
         description="Symmetry-induced geometry of neural-network loss landscapes.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=SymlandParser)
     for name in COMMANDS:
         importlib.import_module(f"symland.cli.{name}").add_parser(subparsers)
     return parser
@@ -28,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a refused argument (2, one line already printed)
+        return int(exit_.code or 0)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:

@@ -15,52 +15,15 @@ from .._symmetry import neuron_vectors
 from .report import embed_png, html_table, write_report
 
 
-def permutation_point_checks(path) -> dict:
-    """The claims of §4.2 at θ_{l⇔m}: critical, ≤ 1 negative and ≥ n_{k+1} zero eigenvalues."""
-    n_next = int(path.model.widths[path.layer + 1])
-    return {
-        "critical": bool(path.permutation_point_grad_norm <= 1e-8),
-        "at_most_one_negative": bool(path.permutation_point_index <= 1),
-        "at_least_n_next_zero": bool(path.permutation_point_nullity >= n_next),
-    }
-
-
-def path_record(path) -> dict:
-    """The JSON record of one permutation path (schema in README.md)."""
-    top = path.highest_point()
-    return {
-        "layer": path.layer,
-        "pair": [path.l, path.m],
-        "distance": path.delta.tolist(),
-        "loss": path.loss.tolist(),
-        "grad_norm": path.grad_norm.tolist(),
-        "converged": path.converged.tolist(),
-        "status": list(path.status),
-        "reason": list(path.reason),
-        "newton_steps": path.steps.tolist(),
-        "hessians": path.hessians.tolist(),
-        "all_converged": path.all_converged,
-        "permutation_point": {
-            "loss": path.permutation_point_loss,
-            "grad_norm": path.permutation_point_grad_norm,
-            "index": path.permutation_point_index,
-            "nullity": path.permutation_point_nullity,
-            "positive": path.permutation_point_positive,
-            "zero_tol": path.zero_tol,
-            "checks": permutation_point_checks(path),
-        },
-        "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "nullity")},
-    }
-
-
 def group_equal_loss(paths, rtol: float = 1e-6):
     """Group pairs whose permutation points have equal loss (within `rtol`)."""
     groups = []
-    for p in sorted(paths, key=lambda q: q.permutation_point_loss):
-        if groups and abs(p.permutation_point_loss - groups[-1][0]) <= rtol * max(abs(groups[-1][0]), 1e-300):
+    for p in sorted(paths, key=lambda q: q.permutation_point_report.loss):
+        loss = p.permutation_point_report.loss
+        if groups and abs(loss - groups[-1][0]) <= rtol * max(abs(groups[-1][0]), 1e-300):
             groups[-1][1].append(p)
         else:
-            groups.append((p.permutation_point_loss, [p]))
+            groups.append((loss, [p]))
     return groups
 
 
@@ -121,10 +84,10 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
     stages.update()
     out.mkdir(parents=True, exist_ok=True)
     stages.set_postfix_str("Hessians")
-    records = [path_record(p) for p in paths]
+    records = [p.to_dict() for p in paths]
     result = {"problem": {"activation": activation, "seed": seed, "n_samples": int(problem.x.shape[0]),
                           "widths": list(problem.model.widths), "steps": steps, "ratio": ratio,
-                          "max_newton_steps": max_newton_steps, "gtol": 1e-10},
+                          "max_newton_steps": paths[0].max_newton_steps, "gtol": paths[0].gtol},
               "paths": records}
     stages.update()
     stages.set_postfix_str("figure")
@@ -132,12 +95,12 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
     stages.update()
     groups = group_equal_loss(paths)
     rows = [[", ".join(f"{p.l + 1}&{p.m + 1}" for p in members), f"{loss:.6e}",
-             ", ".join(str(p.permutation_point_index) for p in members),
-             ", ".join(str(p.permutation_point_nullity) for p in members),
+             ", ".join(str(p.permutation_point_report.index) for p in members),
+             ", ".join(str(p.permutation_point_report.nullity) for p in members),
              ", ".join("yes" if p.all_converged else
                        "NO ({} of {} steps: {})".format(
                            int((~p.converged).sum()), p.converged.size,
-                           "/".join(sorted(set(r for r in p.reason if r))))
+                           "/".join(sorted(set(p.status) - {"converged"})))
                        for p in members)]
             for loss, members in groups]
     sections = [

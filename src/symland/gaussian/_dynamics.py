@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from scipy.optimize import linear_sum_assignment
 
-from symland._critical import count_signs, zero_tolerance
+from symland._results import count_signs, result_names, zero_tolerance
 from symland._solver import minimise, refine_critical_point
 from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family
 from symland.gaussian._isotropy import check_k
@@ -242,13 +242,13 @@ def empirical_frequency(k: int, *, n_runs: int = 500, steps: int = 1500, lr: flo
     f = gaussian_loss_function(jnp.eye(k))
     losses, gns = _loss_and_grad_norm(Ws, k)
     Wr, losses = np.array(Ws), np.array(losses)
-    status = ["converged" if g <= gtol else "" for g in np.asarray(gns)]
+    status = ["converged" if g <= gtol else "max_steps" for g in np.asarray(gns)]
     need = np.flatnonzero(np.asarray(gns) > gtol)
     if need.size:  # points already at ‖∇L‖∞ ≤ gtol would take 0 steps; refine the rest in one vmap
         res = jax.vmap(lambda W: refine_critical_point(f, W, gtol=gtol, max_steps=refine_steps))(Ws[need])
         Wr[need], losses[need] = np.asarray(res.value), np.asarray(res.loss)
-        for i, st in zip(need, np.asarray(res.status)):
-            status[i] = ("converged", "max_steps", "diverged", "stalled")[int(st)]
+        for i, st in zip(need, result_names(res.status)):
+            status[i] = st
     refs = {}
     for name in families:
         fam = spurious_family(name, [k])

@@ -13,7 +13,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from symland._critical import count_signs, eigenvalue_multiplicities, zero_tolerance
+from symland._critical import eigenvalue_multiplicities
+from symland._results import CriticalPointReport
 from symland._solver import refine_critical_point
 from symland.gaussian._isotropy import (
     restricted_loss_extended,
@@ -174,13 +175,12 @@ def analyse_point(subspace: FixedPointSubspace, z, *, activation: str = "relu", 
         loss, g, H = full_space_derivatives(W, activation=activation, pad_to=pad_to)
         gn = float(np.max(np.abs(g)))
     eig = np.linalg.eigvalsh(H)
-    tol = zero_tolerance(eig)
-    neg, zero, _ = count_signs(eig, tol)
-    kind = ("not critical" if gn > gtol else "strict saddle" if neg else "degenerate" if zero else "minimum")
+    report = CriticalPointReport.from_spectrum(loss, gn, eig, gtol=gtol)
     W = np.asarray(W)
     return SymmetricCriticalPoint(
         k=k, isotropy=subspace.name, z=np.asarray(subspace.from_full(W)), W=W, loss=loss,
-        grad_norm=gn, status=status, index=neg, nullity=zero, kind=kind, eigenvalues=eig,
+        grad_norm=gn, status=status, index=report.index, nullity=report.nullity,
+        kind=str(report.kind), eigenvalues=eig,
         multiplicities=eigenvalue_multiplicities(eig, rtol=rtol_multiplicity),
         partition=diagonal_isotropy_partition(W, tol=1e-7),
     )
