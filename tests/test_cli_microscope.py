@@ -30,7 +30,8 @@ def test_analyze_saved_permutation_point(tmp_path, main, capsys):
     assert main(["analyze", str(tmp_path / "theta.npz"), "--data", str(tmp_path / "data.npz"),
                  "--method", "lanczos", "-k", "4", "--out", str(out)]) == 0
     rep_l = json.loads(out.read_text())
-    assert rep_l["index_lower_bound"] == 2 and rep_l["kind"] == "strict saddle"
+    assert rep_l["index"] == 2 and rep_l["kind"] == "strict saddle" and rep_l["part"] == "smallest"
+    assert rep_l["index_is_exact"]  # 2 negatives among the 4 smallest: all of them
     np.testing.assert_allclose(rep_l["smallest_eigenvalues"], rep["smallest_eigenvalues"][:4],
                                atol=1e-10 * abs(rep["max_eigenvalue"]))
 

@@ -234,5 +234,8 @@ class CriticalPointReport:
             "index": self.index, "nullity": self.nullity, "n_positive": self.n_positive,
             "zero_tol": self.zero_tol, "kind": str(self.kind), "part": self.part, "n": self.n,
             "min_eigenvalue": float(self.eigenvalues[0]),
-            "max_eigenvalue": float(self.eigenvalues[-1]),
+            # With a partial spectrum the largest computed eigenvalue is not λ_max.
+            ("max_eigenvalue" if self.complete else "max_computed_eigenvalue"):
+                float(self.eigenvalues[-1]),
+            "n_eigenvalues": int(self.eigenvalues.size),
         }
