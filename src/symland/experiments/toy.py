@@ -200,7 +200,7 @@ def valley_section(run: ToyRun):
             f"<p>From a permutation point of this {html.escape(s['activation'])} toy (seed {s['seed']}), "
             f"the six moves of the proof sketch realise the permutation {perm} (1-based) of the "
             f"hidden layer in {v['n_samples']} samples; the largest relative loss change along the "
-            f"way is {v['max_rel_loss_change']:.1e} (round-off).</p>" + embed_png(v["figure"]))
+            f"way is {v['max_rel_loss_change']:.1e} (round-off).</p>" + embed_png(run.out / v["figure"]))
 
 
 SECTIONS = (setting_section, figure_section, permutation_point_section)
