@@ -18,10 +18,10 @@ def files(tmp_path, monkeypatch):
     np.savez("data.npz", x=np.zeros((10, 2)), y=np.zeros(10))
     np.savez("p.npz", W1=np.ones((3, 2)), b1=np.zeros(3), W2=np.ones((1, 3)), b2=np.zeros(1),
              activation=np.array("tanh"))
-    raw = open("p.npz", "rb").read()
-    open("trunc.npz", "wb").write(raw[: len(raw) // 2])
-    open("empty.npz", "wb").close()
-    open("notzip.npz", "w").write("hello world")
+    raw = (tmp_path / "p.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "notzip.npz").write_text("hello world")
     np.save("single.npy", np.zeros(3))
     bad = dict(W1=np.ones((3, 2)), b1=np.zeros(3), W2=np.ones((1, 3)), b2=np.zeros(1),
                activation=np.array("tanh"))
@@ -35,7 +35,7 @@ def files(tmp_path, monkeypatch):
     np.savez("nandata.npz", x=np.full((10, 2), np.nan), y=np.zeros(10))
     np.savez("widedata.npz", x=np.zeros((10, 5)), y=np.zeros(10))
     np.savez("ydata.npz", x=np.zeros((10, 2)), y=np.zeros(7))
-    open("afile", "w").write("x")
+    (tmp_path / "afile").write_text("x")
     return tmp_path
 
 
@@ -115,7 +115,7 @@ BAD = [
     ("count G --r 1:3 --m 1:5 --json ''", "json"),
     ("count G --r 1:3 --m 1:5 --csv .", "csv"),
     ("count G --r a:b --m 1:5", "--r"),
-    ("count G --r 1:3 --mm 1:5", "--mm"),
+    ("count G --r 1:3 --m 1:5 --mm 2", "--mm"),
     # spurious
     ("spurious --k 5:2 --out o", "reversed"),
     ("spurious --k 1:3 --out o", "k"),

@@ -78,7 +78,7 @@ def _bad_files(d):
 
 @pytest.mark.parametrize("name, word", [("trunc", "not a readable .npz"), ("empty", "not a readable .npz"),
                                         ("text", "not a readable .npz"), ("nan", "NaN or inf"),
-                                        ("cplx", "complex"), ("obj", "without pickle"),
+                                        ("cplx", "complex"), ("obj", "Python objects"),
                                         ("stray", "unexpected arrays b3")])
 def test_unreadable_or_bad_npz(tmp_path, name, word):
     _bad_files(tmp_path)

@@ -23,21 +23,22 @@ from ._network import MLP, Params, check_finite_params
 def _open_npz(path, name: str):
     """`np.load(path, allow_pickle=False)`, with every unreadable file as `ValueError` naming `name`.
 
-    Truncated, empty and non-zip files, and arrays that need pickle (object
-    arrays), are refused; pickled data is never loaded.
+    Truncated, empty and non-zip files, and object arrays, are refused;
+    Python objects stored in a file are never loaded.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no file at {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"{name}: {path} is not a readable .npz file "
-                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{name}: {path} is a single .npy array, expected an .npz archive")
-    with z:
-        yield z
+    with open(path, "rb") as fh:
+        try:
+            z = np.load(fh, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+            raise ValueError(f"{name}: {path} is not a readable .npz file (truncated, empty or "
+                             f"not a zip archive; {type(err).__name__})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{name}: {path} is a single .npy array, expected an .npz archive")
+        with z:
+            yield z
 
 
 def _array(z, key: str, name: str, path) -> np.ndarray:
@@ -45,8 +46,8 @@ def _array(z, key: str, name: str, path) -> np.ndarray:
     try:
         a = z[key]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"{name}: array {key!r} in {path} cannot be read without pickle or is "
-                         f"damaged ({type(err).__name__})") from None
+        raise ValueError(f"{name}: array {key!r} in {path} is damaged or holds Python objects; "
+                         f"only numeric arrays are read ({type(err).__name__})") from None
     if np.iscomplexobj(a):
         raise ValueError(f"{name}: array {key!r} in {path} is complex; parameters must be real")
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):

@@ -100,6 +100,7 @@ def analyze(params_path, data_path, *, loss: str = "mse", gtol: float = 1e-8,
     bar.close()
     out.update(rep.to_dict(), method="dense" if dense else "lanczos",
                index_is_exact=rep.complete or rep.index < rep.eigenvalues.size,
+               **({} if rep.complete else {"index_lower_bound": rep.index}),
                smallest_eigenvalues=[float(v) for v in rep.eigenvalues[:k]])
     return out
 
