@@ -1,9 +1,12 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import symland as s
+from symland import MLP
 
 
 @pytest.mark.parametrize("activation", sorted(s.ACTIVATIONS))
@@ -81,3 +84,29 @@ def test_bad_input():
         s.loss_function(model, jnp.ones((5, 2)), jnp.ones((5, 1)).at[1, 0].set(jnp.inf))
     with pytest.raises(ValueError, match="params"):
         model.check_params(params[:1])
+
+
+@pytest.mark.parametrize("mutate, word", [
+    (lambda p: p[:1], "expected a list of 2"),                      # too few layers
+    (lambda p: p + p[:1], "expected a list of 2"),                  # too many
+    (lambda p: [(p[0][0].T, p[0][1]), p[1]], "W^(1) has shape"),    # transposed
+    (lambda p: [(p[0][0], p[0][1][:2]), p[1]], "b^(1)"),            # short bias
+    (lambda p: [p[0], (p[1][0][:, :2], p[1][1])], "W^(2) has shape"),
+    (lambda p: [p[0][0], p[1]], "pair"),                            # not a pair
+])
+def test_apply_refuses_params_that_do_not_match(mutate, word):
+    model = MLP((2, 3, 1), "tanh")
+    p = model.init(jax.random.PRNGKey(0))
+    x = jnp.ones((4, 2))
+    assert model.apply(p, x).shape == (4, 1)
+    with pytest.raises(ValueError, match="params: .*" + re.escape(word)):
+        model.apply(mutate(p), x)
+    with pytest.raises(ValueError, match="x: expected shape"):
+        model.apply(p, jnp.ones((4, 3)))
+
+
+def test_apply_checks_hold_under_jit():
+    model = MLP((2, 3, 1), "tanh")
+    p = model.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="params"):
+        jax.jit(lambda q: model.apply(q, jnp.ones((4, 2))))(p[:1])

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import symland as s
+from symland import MLP
+from symland._symmetry import neuron_distance, neuron_vector, permute_layer, rescale_neurons, swap_neurons
 
 MODEL = s.MLP((3, 5, 4, 2), activation="tanh")
 PARAMS = MODEL.init(jax.random.PRNGKey(0))
@@ -80,3 +82,19 @@ def test_rescale_neurons_bad_input():
         s.rescale_neurons(params, 1, [4], 2.0)
     with pytest.raises(ValueError, match="layer"):
         s.rescale_neurons(params, 2, [0], 2.0)
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda p: rescale_neurons(p, 1, [1.5], 2.0), "neurons"),
+    (lambda p: rescale_neurons(p, 1, [1.0], 2.0), "neurons"),
+    (lambda p: rescale_neurons(p, 1, [True], 2.0), "neurons"),
+    (lambda p: permute_layer(p, 1, [0.0, 1.0, 2.0]), "perm"),
+    (lambda p: swap_neurons(p, 1, 0.0, 1), "l"),
+    (lambda p: neuron_vector(p, 1, 1.5), "m"),
+    (lambda p: neuron_distance(p, 1, 0, np.float64(2)), "m"),
+])
+def test_non_integer_neuron_index_is_refused(call, word):
+    model = MLP((2, 3, 1), "tanh")
+    p = model.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=rf"^{word}:"):
+        call(p)

@@ -107,7 +107,19 @@ class MLP:
 
         `offset=(j, E)` adds E (shape (T, n_j)) to the pre-activation of
         layer j, e.g. to differentiate the loss with respect to it.
+
+        `ValueError` naming `params` when the parameters do not match the
+        widths (a list with too few layers included), naming `x` when its
+        last axis is not n_0, and naming `offset` for a layer outside 1…d.
+        Shapes are static, so the checks also hold under `jit` and `vmap`.
         """
+        self.check_params(params)
+        if jnp.ndim(x) not in (1, 2) or jnp.shape(x)[-1] != self.widths[0]:
+            raise ValueError(f"x: expected shape (T, {self.widths[0]}), got {tuple(jnp.shape(x))}")
+        if offset is not None:
+            j = offset[0]
+            if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not 1 <= j <= self.depth:
+                raise ValueError(f"offset: layer {j!r} must be one of 1…{self.depth}")
         g = ACTIVATIONS[self.activation]
         h = x
         for k, (W, b) in enumerate(params, start=1):
@@ -145,10 +157,17 @@ class MLP:
 
     def check_params(self, params: Params) -> None:
         """`ValueError` unless `params` matches the widths and bias setting."""
-        if not isinstance(params, Sequence) or len(params) != self.depth:
-            raise ValueError(f"params: expected a list of {self.depth} (W, b) pairs")
+        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence) \
+                or len(params) != self.depth:
+            got = f"{len(params)} entries" if isinstance(params, Sequence) else type(params).__name__
+            raise ValueError(f"params: expected a list of {self.depth} (W, b) pairs for widths "
+                             f"{self.widths}, got {got}")
         for k, pair in enumerate(params, start=1):
+            if not isinstance(pair, Sequence) or len(pair) != 2:
+                raise ValueError(f"params: entry {k} must be a pair (W^({k}), b^({k}))")
             W, b = pair
+            if jnp.ndim(W) != 2:
+                raise ValueError(f"params: W^({k}) must be a matrix, got shape {tuple(jnp.shape(W))}")
             shape = (self.widths[k], self.widths[k - 1])
             if tuple(jnp.shape(W)) != shape:
                 raise ValueError(f"params: W^({k}) has shape {tuple(jnp.shape(W))}, expected {shape}")

@@ -34,6 +34,20 @@ def check_neuron_pair(params: Params, layer, l, m) -> None:
         raise ValueError(f"l, m: need two different neurons, got l == m == {l}")
 
 
+def _check_indices(values, name: str, n: int) -> np.ndarray:
+    """Integer neuron indices in 0…n−1 as an int array; `ValueError` naming `name` otherwise.
+
+    Floats (even 1.0), booleans and out-of-range values are refused rather
+    than truncated.
+    """
+    a = np.asarray(values)
+    if a.ndim != 1 or (a.size and (a.dtype == bool or not np.issubdtype(a.dtype, np.integer))):
+        raise ValueError(f"{name}: neuron indices must be integers, got {values!r}")
+    if a.size and (a.min() < 0 or a.max() >= n):
+        raise ValueError(f"{name}: indices must lie in 0…{n - 1}, got {a.tolist()}")
+    return a.astype(int)
+
+
 def permute_layer(params: Params, layer: int, perm) -> Params:
     """Apply a permutation σ to hidden layer `layer`: new neuron i is old neuron perm[i].
 
@@ -41,7 +55,7 @@ def permute_layer(params: Params, layer: int, perm) -> Params:
     f(·; θ) is unchanged.
     """
     n = check_hidden_layer(params, layer)
-    perm_np = np.asarray(perm)
+    perm_np = _check_indices(perm, "perm", n)
     if perm_np.shape != (n,) or sorted(perm_np.tolist()) != list(range(n)):
         raise ValueError(f"perm: {perm!r} is not a permutation of 0…{n - 1}")
     perm_j = jnp.asarray(perm_np)
@@ -75,9 +89,7 @@ def rescale_neurons(params: Params, layer: int, neurons, c: float) -> Params:
     n = check_hidden_layer(params, layer)
     if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not c > 0:
         raise ValueError(f"c: the scale must be a positive number, got {c!r}")
-    idx = np.asarray(list(neurons), dtype=int)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"neurons: indices must lie in 0…{n - 1}, got {list(neurons)}")
+    idx = _check_indices(list(neurons), "neurons", n)
     (W, b), (W_next, b_next) = params[layer - 1], params[layer]
     out = list(params)
     out[layer - 1] = (W.at[idx].multiply(c), None if b is None else b.at[idx].multiply(c))

@@ -136,6 +136,118 @@ def output_dir(path, name: str = "out") -> Path:
     return p
 
 
+def output_file(path, name: str = "out") -> Path:
+    """`ValueError` unless `path` is a non-empty file path (not a folder) in a writable place."""
+    if path is None or str(path).strip() == "":
+        raise ValueError(f"{name}: must be a file path, got an empty string")
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(os.sep):
+        raise ValueError(f"{name}: {str(p)!r} is a folder; give a file name")
+    parent = p.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"{name}: cannot write under {str(parent)!r}")
+    return p
+
+
+def input_file(path, name: str) -> Path:
+    """`ValueError` unless `path` names an existing, readable, non-empty file."""
+    if path is None or str(path).strip() == "":
+        raise ValueError(f"{name}: must be a file path, got an empty string")
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{name}: no file at {str(p)!r}")
+    if not p.is_file():
+        raise ValueError(f"{name}: {str(p)!r} is not a file")
+    if not os.access(p, os.R_OK):
+        raise ValueError(f"{name}: {str(p)!r} is not readable")
+    if p.stat().st_size == 0:
+        raise ValueError(f"{name}: {str(p)!r} is empty")
+    return p
+
+
+def output_dir_arg(name: str = "out"):
+    """argparse type: a folder path for `--out` (see `output_dir`)."""
+    return _typed(name, lambda t: output_dir(t, name))
+
+
+def output_file_arg(name: str):
+    """argparse type: a file path to write (see `output_file`)."""
+    return _typed(name, lambda t: output_file(t, name))
+
+
+def input_file_arg(name: str):
+    """argparse type: an existing, readable, non-empty file (see `input_file`)."""
+    return _typed(name, lambda t: input_file(t, name))
+
+
+def plot_path_arg(name: str = "plot"):
+    """argparse type: a figure path whose extension is a format we write (see `plot_path`)."""
+    return _typed(name, lambda t: output_file(plot_path(t, name), name))
+
+
+TIME_LIMIT_S = 12 * 3600     # estimated run time above which a request is refused
+WARN_TIME_S = 60.0           # above this, a warning line (the run shows a progress bar)
+
+
+def memory_limit_bytes() -> float:
+    """Half of this machine's physical memory (8 GiB where it cannot be read)."""
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8 * 2 ** 30
+
+
+def check_cost(name: str, *, seconds: float = 0.0, nbytes: float = 0.0, what: str = "") -> str | None:
+    """Refuse a request whose estimated time or memory is too large; warn about a long one.
+
+    **Arguments:** `name` (the argument to blame), `seconds` and `nbytes`
+    (estimates), `what` (what was estimated, for the message).
+
+    **Returns:** a warning line when the run will take more than `WARN_TIME_S`
+    (the caller prints it; the command shows a progress bar), else `None`.
+    `ValueError` naming `name`, with the estimate, above `TIME_LIMIT_S` or
+    half the physical memory.
+
+    Example:
+        >>> check_cost("steps", seconds=1.0, nbytes=1e3) is None
+        True
+        >>> check_cost("steps", seconds=1e9, what="10 paths")
+        Traceback (most recent call last):
+        ...
+        ValueError: steps: 10 paths would take about 31.7 years (limit 12 h); ask for less
+    """
+    limit = memory_limit_bytes()
+    label = f"{what} " if what else ""
+    if nbytes > limit:
+        raise ValueError(f"{name}: {label}would need about {human_bytes(nbytes)} of memory "
+                         f"(limit {human_bytes(limit)}, half of this machine's); ask for less")
+    if seconds > TIME_LIMIT_S:
+        raise ValueError(f"{name}: {label}would take about {human_seconds(seconds)} "
+                         f"(limit {human_seconds(TIME_LIMIT_S)}); ask for less")
+    if seconds > WARN_TIME_S:
+        return f"warning: {label}will take about {human_seconds(seconds)} ({name})"
+    return None
+
+
+def human_bytes(n: float) -> str:
+    """`n` bytes as text with a binary prefix, e.g. '1.5 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
+
+
+def human_seconds(s: float) -> str:
+    """`s` seconds as text in s, min, h or days."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            return f"{s / size:.3g} {unit}"
+    return f"{s:.3g} s"
+
+
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 
@@ -150,6 +262,11 @@ def plot_path(path, name: str = "plot") -> Path:
     return p
 
 
+def plot_format(path) -> str:
+    """The matplotlib format named by `path`'s extension (already checked by `plot_path`)."""
+    return Path(path).suffix.lower().lstrip(".")
+
+
 @contextlib.contextmanager
 def atomic_output(path):
     """Yield a temporary folder next to `path`; on success its files replace those in `path`.
@@ -160,12 +277,14 @@ def atomic_output(path):
     not exist).
     """
     target = Path(path)
+    made = _missing_parents(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise
     target.mkdir(exist_ok=True)
     for item in sorted(tmp.rglob("*")):
@@ -177,9 +296,48 @@ def atomic_output(path):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _missing_parents(target: Path) -> list[Path]:
+    """The ancestors of `target` that do not exist yet, innermost first."""
+    out, p = [], target.parent
+    while not p.exists():
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_empty(folders) -> None:
+    for f in folders:
+        with contextlib.suppress(OSError):
+            f.rmdir()
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary file name next to `path`; moved onto `path` when the block succeeds.
+
+    For writers that need a file name (matplotlib's `savefig`, `np.savez`).
+    On any exception the temporary file (and any parent folder this call
+    created) is removed.
+    """
+    p = Path(path)
+    made = _missing_parents(p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        _remove_empty(made)
+        raise
+
+
 def atomic_write_text(path, text: str) -> Path:
     """Write `text` to `path` through a temporary name and a rename."""
     p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         with os.fdopen(fd, "w") as fh:

@@ -15,15 +15,25 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
+import sys
 from decimal import Context, Decimal
 from fractions import Fraction
 from pathlib import Path
 
 from symland import counting
 
+from ._options import (atomic_file, atomic_write_text, check_cost, int_arg, output_file_arg,
+                       plot_format, plot_path_arg)
+
 _EXACT_DIGITS = 12  # terminal: exact up to this many characters, else scientific
+MAX_VALUE = 10 ** 6     # largest K, n, r or m accepted
+MAX_ENTRIES = 10 ** 5   # largest table
+# global_minima_subspaces(r, m) enumerates the dimension of every subspace: about 1.8 s at
+# m = 2000 (r = 3, 4) growing like m³ (measured on the development machine).
+MINIMA_SECONDS_AT_2000 = 1.8
 
 
 def add_parser(subparsers) -> None:
@@ -46,11 +56,13 @@ def add_parser(subparsers) -> None:
         for flag, h in options:
             p.add_argument(flag, required=True, help=h)
         if name == "minima":
-            p.add_argument("--d", type=int, default=1,
+            p.add_argument("--d", type=int_arg("d", lo=1, hi=MAX_VALUE), default=1,
                            help="input dimension for the subspace dimensions (default 1)")
-        p.add_argument("--csv", type=Path, help="write the table as CSV")
-        p.add_argument("--json", type=Path, help="write the table as JSON")
-        p.add_argument("--plot", type=Path, help="write a png figure")
+        p.add_argument("--csv", type=output_file_arg("csv"), help="write the table as CSV")
+        p.add_argument("--json", type=output_file_arg("json"), help="write the table as JSON")
+        p.add_argument("--plot", type=plot_path_arg("plot"),
+                       help="write a figure; the extension picks the format (.png, .pdf, .svg)")
+        p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=run)
 
 
@@ -65,18 +77,21 @@ def parse_values(text: str, name: str, minimum: int = 1) -> list[tuple[int, bool
         try:
             if ":" in item:
                 a, b = (int(x) for x in item.split(":"))
-                if a > b:
-                    raise ValueError
-                values = [(v, True) for v in range(a, b + 1)]
             else:
-                values = [(int(item), False)]
+                a = b = int(item)
         except ValueError:
             raise ValueError(f"--{name}: expected an integer, a:b with a <= b, or a comma list, "
                              f"got {text!r}") from None
-        for v, _ in values:
+        if a > b:
+            raise ValueError(f"--{name}: range {item!r} is reversed; write {b}:{a}")
+        for v in (a, b):
             if v < minimum:
-                raise ValueError(f"--{name} must be >= {minimum}, got {v}")
-        out.extend(values)
+                raise ValueError(f"--{name}: must be >= {minimum}, got {v}")
+            if v > MAX_VALUE:
+                raise ValueError(f"--{name}: at most {MAX_VALUE}, got {v}")
+        if b - a + 1 > MAX_ENTRIES:
+            raise ValueError(f"--{name}: {item!r} has {b - a + 1} values; at most {MAX_ENTRIES}")
+        out.extend((v, ":" in item) for v in range(a, b + 1))
     seen: dict[int, bool] = {}
     for v, ranged in out:  # a value is explicit if listed explicitly anywhere
         seen[v] = seen.get(v, True) and ranged
@@ -157,7 +172,11 @@ def _table_subspaces(args, quantity):
     ms = parse_values(args.m, "m")
     records = []
     grid = {}
-    for r, m, ok in _pairs(rs, ms, lambda r, m: r <= m, "r", "m"):
+    from tqdm.auto import tqdm
+
+    pairs = list(_pairs(rs, ms, lambda r, m: r <= m, "r", "m"))
+    for r, m, ok in tqdm(pairs, desc=f"count {quantity}", unit="entry", delay=2.0, leave=False,
+                         disable=getattr(args, "no_progress", False)):
         if not ok:
             continue
         if quantity == "minima":
@@ -186,19 +205,19 @@ def _table_subspaces(args, quantity):
 
 
 def _write_csv(path: Path, records) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(records[0]) if records else []
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(fields)
-        for rec in records:
-            row = []
-            for k in fields:
-                v = rec[k]
-                if isinstance(v, dict):
-                    v = ";".join(f"{a}:{b}" for a, b in v.items())
-                row.append(str(v))
-            w.writerow(row)
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(fields)
+    for rec in records:
+        row = []
+        for k in fields:
+            v = rec[k]
+            if isinstance(v, dict):
+                v = ";".join(f"{a}:{b}" for a, b in v.items())
+            row.append(str(v))
+        w.writerow(row)
+    atomic_write_text(path, f.getvalue())
 
 
 def _plot(path: Path, quantity, args, records) -> None:
@@ -214,12 +233,12 @@ def _plot(path: Path, quantity, args, records) -> None:
             recs = [rec for rec in records if rec["K"] == K]
             ns = [rec["n"] for rec in recs]
             color = f"C{i % 10}"
-            ax.plot(ns, [_log10(rec["T"]) for rec in recs], "-", color=color, label=f"T(K={K}, n)")
+            ax.plot(ns, [_log10(rec["T"]) for rec in recs], "-", color=color, label=rf"$T(K={K}, n)$")
             ax.plot(ns, [_log10(rec["lower_bound"]) for rec in recs], "--", color=color)
             ax.plot(ns, [_log10(rec["c_K_n_K"]) for rec in recs], ":", color=color)
-        ax.set_xlabel("layer width n")
-        ax.set_ylabel("log10 count per global minimum")
-        ax.set_title("T(K, n) (solid), C(n-K, K)/2^K (dashed), c_K n^K (dotted)", fontsize=9)
+        ax.set_xlabel(r"layer width $n$")
+        ax.set_ylabel(r"$\log_{10}$ count per global minimum")
+        ax.set_title(r"$T(K, n)$ (solid), $\binom{n-K}{K}/2^K$ (dashed), $c_K n^K$ (dotted)", fontsize=9)
     else:
         # G(r*-1, m) / T(r*, m) against h = m - r*.
         key = "r_star" if quantity == "minima" else "r"
@@ -230,22 +249,33 @@ def _plot(path: Path, quantity, args, records) -> None:
                                             counting.global_minima_subspaces(rs, m).count)))
                    for m in ms if m >= rs]
             if pts:
-                ax.plot(*zip(*pts), "o-", color=f"C{i % 10}", ms=3, label=f"r*={rs}")
+                ax.plot(*zip(*pts), "o-", color=f"C{i % 10}", ms=3, label=rf"$r^*={rs}$")
         ax.axhline(0.0, color="k", lw=0.8)
-        ax.set_xlabel("h = m - r*")
-        ax.set_ylabel("log10 G(r*-1, m) / T(r*, m)")
-        ax.set_title("symmetry-induced (G) vs global-minimum (T) subspaces", fontsize=9)
+        ax.set_xlabel(r"$h = m - r^*$")
+        ax.set_ylabel(r"$\log_{10}\, G(r^*-1, m)\,/\,T(r^*, m)$")
+        ax.set_title(r"symmetry-induced ($G$) vs global-minimum ($T$) subspaces", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format=plot_format(path), dpi=120)
 
 
 def run(args: argparse.Namespace) -> int:
     quantity = args.quantity
-    if quantity == "minima" and args.d < 1:
-        raise ValueError(f"--d must be >= 1, got {args.d}")
+    xs, ys = (args.K, args.n) if quantity == "T" else (args.r, args.m)
+    xname, yname = ("K", "n") if quantity == "T" else ("r", "m")
+    xv, yv = parse_values(xs, xname), parse_values(ys, yname)
+    if len(xv) * len(yv) > MAX_ENTRIES:
+        raise ValueError(f"--{yname}: the table would have {len(xv) * len(yv)} entries; at most {MAX_ENTRIES}")
+    if quantity == "minima":
+        seconds = sum(MINIMA_SECONDS_AT_2000 * (m / 2000) ** 3 for m, _ in yv) * len(xv)
+        warning = check_cost("m", seconds=seconds, what="the subspace dimensions")
+        if warning:
+            print(f"symland count: {warning}", file=sys.stderr)
     if quantity == "T":
         title, header, rows, records, extra = _table_T(args)
     else:
@@ -260,10 +290,9 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         _write_csv(args.csv, records)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"quantity": quantity, "records": [_jsonable(r) for r in records],
                    **_jsonable(extra)}
-        args.json.write_text(json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(payload, indent=1) + "\n")
     if args.plot:
         _plot(args.plot, quantity, args, records)
     return 0

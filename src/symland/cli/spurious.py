@@ -10,59 +10,104 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
 from symland.gaussian import SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
 
+from ._options import (ArgumentValueError, atomic_output, check_cost, int_arg, output_dir_arg, parse_range,
+                       seed_arg)
+
+K_MAX = 200
+FLOPS = 1e9
+
 
 def parse_k_range(spec: str) -> list[int]:
-    """'6:20' → 6…20 (inclusive), '7' → [7], '6,8,10' → [6, 8, 10]."""
-    try:
-        if ":" in spec:
-            lo, hi = (int(s) for s in spec.split(":"))
-            ks = list(range(lo, hi + 1))
-        else:
-            ks = [int(s) for s in spec.split(",")]
-    except ValueError:
-        raise ValueError(f"--k: expected 'LO:HI' or a comma list of integers, got {spec!r}") from None
-    if not ks or min(ks) < 2:
-        raise ValueError(f"--k: every k must be >= 2, got {spec!r}")
-    return ks
+    """'6:20' → 6…20 (inclusive), '7' → [7], '6,8,10' → [6, 8, 10]; 2 ≤ k ≤ K_MAX."""
+    ks = []
+    for item in str(spec).split(","):
+        ks += parse_range(item.strip(), "k", lo=2, hi=K_MAX)
+    return sorted(set(ks))
+
+
+def _typed(fn):
+    def parse(text):
+        try:
+            return fn(text)
+        except ValueError as err:
+            raise ArgumentValueError(str(err)) from None
+    return parse
+
+
+def parse_families(spec: str) -> list[str]:
+    """'delta_sk1,delta_sk' → the names, each one of `SPURIOUS_FAMILIES`."""
+    names = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not names:
+        raise ValueError("families: give at least one family")
+    for n in names:
+        if n not in SPURIOUS_FAMILIES:
+            raise ValueError(f"families: unknown family {n!r}; choose from {', '.join(SPURIOUS_FAMILIES)}")
+    return names
+
+
+def estimate_cost(ks, n_families: int, runs: int) -> tuple[float, float]:
+    """Worst-case (seconds, bytes): a dense k²×k² Hessian per family and k, and `runs` descents.
+
+    A descent is 1500 Adam steps of ~20·k³ flops, all runs in one vmap (k×k weights each).
+    """
+    seconds = sum(n_families * (4.0 * k ** 6 / FLOPS + 0.05) for k in ks)
+    nbytes = max(4.0 * 8 * k ** 4 for k in ks)
+    if runs:
+        seconds += sum(runs * 1500 * 20.0 * k ** 3 / FLOPS for k in ks)
+        nbytes = max(nbytes, max(20.0 * 8 * runs * k * k for k in ks))
+    return seconds, nbytes
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("spurious", help="symmetric spurious minima for Gaussian inputs (ReLU, V = I_k)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--k", default="6:20", help="k range, 'LO:HI' inclusive or a comma list (default 6:20)")
-    p.add_argument("--families", default="delta_sk1,delta_sk,delta_s2_sk2",
+    p.add_argument("--k", default="6:20", type=_typed(parse_k_range),
+                   help=f"k range, 'LO:HI' inclusive or a comma list, 2 ≤ k ≤ {K_MAX} (default 6:20)")
+    p.add_argument("--families", default="delta_sk1,delta_sk,delta_s2_sk2", type=_typed(parse_families),
                    help=f"comma list from: {', '.join(SPURIOUS_FAMILIES)}")
-    p.add_argument("--runs", type=int, default=0,
+    p.add_argument("--runs", type=int_arg("runs", lo=0), default=0,
                    help="gradient descents per k for the empirical frequency of each family (0: skip; e.g. 500)")
-    p.add_argument("--decay-kmax", type=int, default=0, help="also fit L ≈ a/k up to this k (0: skip; e.g. 10000)")
-    p.add_argument("--spectrum-k", type=int, default=None, help="k of the spectrum figure (default: largest k)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--decay-kmax", type=int_arg("decay-kmax", lo=0, hi=10 ** 6), default=0,
+                   help="also fit L ≈ a/k up to this k (0: skip; e.g. 10000; at most 10⁶)")
+    p.add_argument("--spectrum-k", type=int_arg("spectrum-k", lo=2, hi=K_MAX), default=None,
+                   help="k of the spectrum figure (default: largest k)")
+    p.add_argument("--seed", type=seed_arg("seed"), default=0, help="seed of --runs, 0 ≤ seed < 2³²")
+    p.add_argument("--out", required=True, type=output_dir_arg("out"), help="output directory")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
-    ks = parse_k_range(args.k)
-    names = [s.strip() for s in args.families.split(",") if s.strip()]
-    for n in names:
-        if n not in SPURIOUS_FAMILIES:
-            raise ValueError(f"--families: unknown family {n!r}; choose from {', '.join(SPURIOUS_FAMILIES)}")
+    ks = parse_k_range(args.k) if isinstance(args.k, str) else args.k
+    names = parse_families(args.families) if isinstance(args.families, str) else args.families
     if args.spectrum_k is not None and args.spectrum_k not in ks:
-        raise ValueError(f"--spectrum-k: {args.spectrum_k} is not in the --k range")
-    if args.runs < 0:
-        raise ValueError(f"--runs: must be >= 0, got {args.runs}")
-    os.makedirs(args.out, exist_ok=True)
+        raise ValueError(f"spectrum-k: {args.spectrum_k} is not in the --k range")
+    seconds, nbytes = estimate_cost(ks, len(names), args.runs)
+    warning = check_cost("runs" if args.runs else "k", seconds=seconds, nbytes=nbytes,
+                         what=f"{len(names)} families at {len(ks)} values of k"
+                              + (f" and {args.runs} descents per k" if args.runs else ""))
+    if warning:
+        print(f"symland spurious: {warning}", file=sys.stderr)
+    with atomic_output(args.out) as tmp:
+        _compute(args, ks, names, tmp)
+    return 0
+
+
+def _compute(args, ks, names, out) -> None:
+    quiet = getattr(args, "no_progress", False)
     result = {"k": ks, "activation": "relu", "teacher": "V = I_k, a = b = 1", "families": {}}
     points = {}
     for name in names:
         isotropy, _, _, description = SPURIOUS_FAMILIES[name]
-        bar = tqdm(desc=f"family {name}", total=len(ks), unit="k", leave=False)
+        bar = tqdm(desc=f"family {name}", total=len(ks), unit="k", leave=False, disable=quiet, delay=2.0)
         fam = spurious_family(name, ks, progress=lambda it: _ticking(it, bar))
         bar.close()
         points[name] = fam
@@ -73,7 +118,7 @@ def run(args) -> int:
         }
     if args.runs > 0:
         result["frequency"] = {}
-        for k in tqdm(ks, desc="frequency", unit="k"):
+        for k in tqdm(ks, desc="frequency", unit="k", disable=quiet, delay=2.0):
             result["frequency"][str(k)] = empirical_frequency(k, n_runs=args.runs, seed=args.seed).to_dict()
     if args.decay_kmax > 0:
         fit = critical_value_decay(args.decay_kmax)
@@ -81,15 +126,14 @@ def run(args) -> int:
                            "a_spread": fit.a_spread, "windows": fit.windows, "n_terms": fit.n_terms,
                            "status": fit.status, "closed_form": "1/2 - 2/pi^2",
                            "closed_form_value": 0.5 - 2 / 3.141592653589793**2}
-    with open(os.path.join(args.out, "spurious.json"), "w") as fh:
+    with open(os.path.join(out, "spurious.json"), "w") as fh:
         json.dump(result, fh, indent=1, ensure_ascii=False)
-    _figures(points, ks, args.spectrum_k or max(ks), args.out)
-    print(f"wrote {os.path.join(args.out, 'spurious.json')}")
+    _figures(points, ks, args.spectrum_k or max(ks), out)
+    print(f"wrote {Path(args.out) / 'spurious.json'}")
     for name, fam in points.items():
         for k, p in sorted(fam.items()):
             print(f"{name:16s} k={k:3d} L={p.loss:.8e} kL={k * p.loss:.6f} |grad|={p.grad_norm:.1e} "
                   f"min_eig={p.min_eigenvalue:+.4e} index={p.index} {p.kind}")
-    return 0
 
 
 def _ticking(it, bar):
@@ -98,21 +142,32 @@ def _ticking(it, bar):
         bar.update(1)
 
 
+FAMILY_LABELS = {
+    "delta_sk1": r"$\Delta S_{k-1}$",
+    "delta_sk": r"$\Delta S_k$",
+    "delta_s2_sk2": r"$\Delta(S_2 \times S_{k-2})$",
+    "delta_s2_sk2_b": r"$\Delta(S_2 \times S_{k-2})$, second",
+}
+
+
 def _figures(points, ks, k_spec, out):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, fam in points.items():
         kk = sorted(fam)
-        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=name)
+        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=FAMILY_LABELS.get(name, name))
         mins = [k for k in kk if fam[k].kind == "minimum"]
         ax.plot(mins, [k * fam[k].loss for k in mins], "o", ms=6, mfc="none", color="k")
-    ax.axhline(0.5 - 2 / 3.141592653589793**2, ls=":", color="gray", label="1/2 − 2/π² (k → ∞, ΔS_{k−1})")
-    ax.set_xlabel("k")
-    ax.set_ylabel("k · L")
+    ax.axhline(0.5 - 2 / 3.141592653589793**2, ls=":", color="gray",
+               label=r"$1/2 - 2/\pi^2$ ($k \to \infty$, $\Delta S_{k-1}$)")
+    ax.set_xlabel(r"$k$ (neurons)")
+    ax.set_ylabel(r"$k \cdot L$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("critical values (circled: local minima)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -123,12 +178,13 @@ def _figures(points, ks, k_spec, out):
     for i, (name, fam) in enumerate(points.items()):
         if k_spec in fam:
             vals, mult = zip(*fam[k_spec].multiplicities)
-            ax.stem(vals, mult, linefmt=f"C{i}-", markerfmt=f"C{i}o", basefmt=" ", label=name)
+            ax.stem(vals, mult, linefmt=f"C{i}-", markerfmt=f"C{i}o", basefmt=" ",
+                    label=FAMILY_LABELS.get(name, name))
     ax.set_xscale("symlog", linthresh=1e-2)
     ax.set_yscale("log")
     ax.set_xlabel("Hessian eigenvalue")
     ax.set_ylabel("multiplicity")
-    ax.set_title(f"spectrum at k = {k_spec}")
+    ax.set_title(rf"spectrum at $k = {k_spec}$")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"spectrum_k{k_spec}.png"), dpi=120)

@@ -18,8 +18,8 @@ def html_table(header, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(path, title: str, sections) -> Path:
-    """Write `sections` (list of (heading, html_fragment)) into one HTML page."""
+def report_html(title: str, sections) -> str:
+    """One self-contained HTML page from `sections`, a list of (heading, html_fragment)."""
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px;"
              "text-align:right}th{background:#eee}")
@@ -28,6 +28,11 @@ def write_report(path, title: str, sections) -> Path:
     for heading, fragment in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>{fragment}")
     parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_report(path, title: str, sections) -> Path:
+    """Write `report_html(title, sections)` to `path`; returns the path."""
     path = Path(path)
-    path.write_text("".join(parts), encoding="utf-8")
+    path.write_text(report_html(title, sections), encoding="utf-8")
     return path

@@ -1,0 +1,205 @@
+"""The command-line contract (README, "Command line"): every bad argument or input file gives
+one line on stderr naming the argument, exit code 2, no traceback, nothing left behind, and
+is refused before any computation starts."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from symland.cli import main
+from symland.cli._options import atomic_file, atomic_output, check_cost, output_file, plot_path
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    """A folder with good and bad inputs; the tests run inside it."""
+    monkeypatch.chdir(tmp_path)
+    np.savez("data.npz", x=np.zeros((10, 2)), y=np.zeros(10))
+    np.savez("p.npz", W1=np.ones((3, 2)), b1=np.zeros(3), W2=np.ones((1, 3)), b2=np.zeros(1),
+             activation=np.array("tanh"))
+    raw = (tmp_path / "p.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "notzip.npz").write_text("hello world")
+    np.save("single.npy", np.zeros(3))
+    bad = dict(W1=np.ones((3, 2)), b1=np.zeros(3), W2=np.ones((1, 3)), b2=np.zeros(1),
+               activation=np.array("tanh"))
+    np.savez("nan.npz", **{**bad, "W1": np.full((3, 2), np.nan)})
+    np.savez("inf.npz", **{**bad, "b2": np.array([np.inf])})
+    np.savez("complex.npz", **{**bad, "W2": np.ones((1, 3)) * 1j})
+    np.savez("object.npz", **{**bad, "W1": np.array([None, 1], dtype=object)})
+    np.savez("noact.npz", W1=np.ones((3, 2)), W2=np.ones((1, 3)))
+    np.savez("badact.npz", **{**bad, "activation": np.array("swish")})
+    np.savez("shape.npz", **{**bad, "W2": np.ones((1, 4))})
+    np.savez("nandata.npz", x=np.full((10, 2), np.nan), y=np.zeros(10))
+    np.savez("widedata.npz", x=np.zeros((10, 5)), y=np.zeros(10))
+    np.savez("ydata.npz", x=np.zeros((10, 2)), y=np.zeros(7))
+    (tmp_path / "afile").write_text("x")
+    return tmp_path
+
+
+# (command line, word the one stderr line must contain). Outputs go to 'o' unless named.
+BAD = [
+    # toy
+    ("toy --ratio 2 --out o", "ratio"),
+    ("toy --ratio nan --out o", "ratio"),
+    ("toy --ratio 0 --out o", "ratio"),
+    ("toy --steps 1 --out o", "steps"),
+    ("toy --steps -3 --out o", "steps"),
+    ("toy --steps 100000000 --out o", "steps"),
+    ("toy --steps 2.5 --out o", "steps"),
+    ("toy --seed -1 --out o", "seed"),
+    ("toy --seed 4294967296 --out o", "seed"),
+    ("toy --out afile", "out"),
+    ("toy --out ''", "out"),
+    ("toy --activation swish --out o", "activation"),
+    ("toy --pairs 0,0 --out o", "pairs"),
+    ("toy --pairs 0,9 --out o", "pairs"),
+    ("toy --pairs 1,2,3 --out o", "pairs"),
+    ("toy --pairs zero --out o", "pairs"),
+    ("toy --pairs 0,1 0,1 --out o", "pairs"),
+    ("toy --max-newton 0 --out o", "max-newton"),
+    ("toy --ste 10 --out o", "--ste"),
+    ("toy --valley-x --out o", "--valley-x"),
+    # analyze: input files
+    ("analyze empty.npz --data data.npz", "params"),
+    ("analyze notzip.npz --data data.npz", "params"),
+    ("analyze trunc.npz --data data.npz", "params"),
+    ("analyze single.npy --data data.npz", "params"),
+    ("analyze missing.npz --data data.npz", "params"),
+    ("analyze . --data data.npz", "params"),
+    ("analyze nan.npz --data data.npz", "params"),
+    ("analyze inf.npz --data data.npz", "params"),
+    ("analyze complex.npz --data data.npz", "params"),
+    ("analyze object.npz --data data.npz", "params"),
+    ("analyze noact.npz --data data.npz", "params"),
+    ("analyze badact.npz --data data.npz", "activation"),
+    ("analyze shape.npz --data data.npz", "params"),
+    ("analyze p.npz --data nandata.npz", "data"),
+    ("analyze p.npz --data widedata.npz", "data"),
+    ("analyze p.npz --data ydata.npz", "data"),
+    ("analyze p.npz --data empty.npz", "data"),
+    ("analyze p.npz --data notzip.npz", "data"),
+    # analyze: options
+    ("analyze p.npz --data data.npz --gtol -1", "gtol"),
+    ("analyze p.npz --data data.npz --gtol nan", "gtol"),
+    ("analyze p.npz --data data.npz --gtol 0", "gtol"),
+    ("analyze p.npz --data data.npz -k 0", "k"),
+    ("analyze p.npz --data data.npz --method lanczos -k 50", "k"),
+    ("analyze p.npz --data data.npz --method foo", "method"),
+    ("analyze p.npz --data data.npz --loss foo", "loss"),
+    ("analyze p.npz --data data.npz --out ''", "out"),
+    ("analyze p.npz --data data.npz --out .", "out"),
+    ("analyze p.npz --data data.npz --gt 1e-3", "--gt"),
+    # valley
+    ("valley --out o --seed -5", "seed"),
+    ("valley --out o --samples-per-move 1000000000", "samples-per-move"),
+    ("valley --out o --samples-per-move 1", "samples-per-move"),
+    ("valley --out o --perm 0,1", "perm"),
+    ("valley --out o --perm 0,0,1,2,3", "perm"),
+    ("valley --out o --perm 1,2,3,4,5", "perm"),
+    ("valley --out o --pair 7", "pair"),
+    ("valley --out o --pair 1.5", "pair"),
+    ("valley --out afile", "out"),
+    ("valley --out o --activation nope", "activation"),
+    # count
+    ("count T --K 5:2 --n 2:30", "reversed"),
+    ("count T --K 1:3 --n 2:10000000", "--n"),
+    ("count T --K 0 --n 5", "--K"),
+    ("count T --K 3 --n 3", "K=3"),
+    ("count minima --r 1:4 --m 1:100000", "m"),
+    ("count minima --r 1:3 --m 1:5 --d 0", "d"),
+    ("count G --r 1:3 --m 1:5 --plot x.jpg", "plot"),
+    ("count G --r 1:3 --m 1:5 --plot noext", "plot"),
+    ("count G --r 1:3 --m 1:5 --json ''", "json"),
+    ("count G --r 1:3 --m 1:5 --csv .", "csv"),
+    ("count G --r a:b --m 1:5", "--r"),
+    ("count G --r 1:3 --m 1:5 --mm 2", "--mm"),
+    # spurious
+    ("spurious --k 5:2 --out o", "reversed"),
+    ("spurious --k 1:3 --out o", "k"),
+    ("spurious --k 6:100000 --out o", "k"),
+    ("spurious --k 150:200 --out o", "k"),
+    ("spurious --d 12 --out o", "--d"),
+    ("spurious --seed -1 --out o", "seed"),
+    ("spurious --runs -1 --out o", "runs"),
+    ("spurious --runs 100000000 --out o", "runs"),
+    ("spurious --families foo --out o", "families"),
+    ("spurious --families '' --out o", "families"),
+    ("spurious --k 6:8 --spectrum-k 12 --out o", "spectrum-k"),
+    ("spurious --out ''", "out"),
+]
+
+
+@pytest.mark.parametrize("line, word", BAD, ids=[b[0] for b in BAD])
+def test_bad_command_line_exits_2(files, capsys, line, word):
+    import shlex
+
+    before = sorted(p.name for p in files.iterdir())
+    rc = main(shlex.split(line))
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, (line, err)
+    assert len(lines) == 1, err
+    assert word in lines[0], lines[0]
+    assert "Traceback" not in err and "pickle" not in err.lower()
+    assert sorted(p.name for p in files.iterdir()) == before  # nothing left behind
+
+
+def test_npz_message_does_not_suggest_pickle(files, capsys):
+    for name in ("trunc.npz", "notzip.npz", "object.npz"):
+        assert main(["analyze", name, "--data", "data.npz"]) == 2
+        err = capsys.readouterr().err
+        assert "allow_pickle" not in err and "pickle=True" not in err
+
+
+def test_help_lists_full_option_names_only(capsys):
+    with pytest.raises(SystemExit):
+        from symland.cli import build_parser
+        build_parser().parse_args(["spurious", "--d", "12", "--out", "x"])
+    assert "unrecognized arguments: --d" in capsys.readouterr().err
+
+
+def test_output_checks(tmp_path):
+    with pytest.raises(ValueError, match="out: .*folder"):
+        output_file(tmp_path, "out")
+    with pytest.raises(ValueError, match="plot: cannot write format 'jpg'"):
+        plot_path(tmp_path / "a.jpg")
+    assert plot_path(tmp_path / "a.SVG").suffix == ".SVG"
+
+
+def test_check_cost_refuses_with_estimate_and_warns():
+    with pytest.raises(ValueError, match=r"steps: .*would take about .* \(limit 12 h\)"):
+        check_cost("steps", seconds=1e7)
+    with pytest.raises(ValueError, match=r"k: .*memory"):
+        check_cost("k", nbytes=1e18)
+    assert "warning" in check_cost("steps", seconds=600)
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            (tmp / "f.txt").write_text("x")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with atomic_file(tmp_path / "c" / "x.png") as tmp:
+            tmp.write_text("x")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(target) as tmp:
+        (tmp / "f.txt").write_text("x")
+    assert (target / "f.txt").read_text() == "x"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["b"]
+
+
+@pytest.mark.parametrize("ext", ["png", "pdf", "svg"])
+def test_count_plot_writes_the_format_of_its_extension(tmp_path, ext, capsys):
+    path = tmp_path / f"g.{ext}"
+    assert main(["count", "G", "--r", "1:3", "--m", "1:6", "--plot", str(path),
+                 "--json", str(tmp_path / "g.json"), "--csv", str(tmp_path / "g.csv")]) == 0
+    head = path.read_bytes()[:5]
+    assert head == {"png": b"\x89PNG\r", "pdf": b"%PDF-", "svg": b"<?xml"}[ext]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"g.{ext}", "g.json", "g.csv"])
