@@ -15,8 +15,9 @@ def add_parser(subparsers):
     p.add_argument("--out", default=None, help="result store folder (overrides `out` in the spec)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run on this Dask scheduler instead of an embedded LocalCluster")
-    p.add_argument("--workers", type=int_arg("workers", lo=1), default=None,
-                   help="LocalCluster worker processes (default: one per core)")
+    p.add_argument("--workers", type=int_arg("workers", lo=0), default=None,
+                   help="LocalCluster worker processes (default: one per core); 0: run the jobs "
+                        "one after another in this process, without Dask")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
     return p

@@ -134,7 +134,9 @@ def run_sweep(spec: SweepSpec, out=None, *, scheduler: str | None = None, worker
     **Arguments:**
     - `spec`: a `SweepSpec` (`load_spec`); `out`: the store folder (default `spec.out`).
     - `scheduler`: address `tcp://HOST:PORT` of a running Dask scheduler; None
-      starts an embedded `LocalCluster` with `workers` processes (default: one per core).
+      starts an embedded `LocalCluster` with `workers` processes (default: one
+      per core). `workers=0` runs the jobs one after another in this process,
+      without Dask (for debugging, and the serial baseline of the benchmark).
     - `progress`: show a progress bar (done, failed, running, ETA).
     - `timeout`: seconds to wait for the scheduler to answer.
 
@@ -154,17 +156,42 @@ def run_sweep(spec: SweepSpec, out=None, *, scheduler: str | None = None, worker
         scheduler = check_scheduler(scheduler)
         if workers is not None:
             raise ValueError("workers: only for the embedded LocalCluster, not with --scheduler")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers: must be an integer ≥ 1, got {workers!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers: must be an integer ≥ 0, got {workers!r}")
     jobs = spec.jobs()
     store = ResultStore(out).open(spec.experiment, spec.to_dict())
     todo = [j for j in jobs if not store.is_complete(j.hash)]
     done = failed = 0
-    if todo:
+    if todo and workers == 0:
+        done, failed = _run_serial(store, todo, progress=progress)
+    elif todo:
         done, failed = _run_jobs(store, todo, scheduler=scheduler, workers=workers or os.cpu_count() or 1,
                                  progress=progress, timeout=timeout)
     summary = store.write_summary()
     return SweepResult(store.out, len(jobs), len(jobs) - len(todo), done, failed, summary)
+
+
+def _store_record(store, job, record) -> bool:
+    """Write one job's record; True when it completed (status not `failed`)."""
+    arrays = record.pop("arrays", None)
+    record.update(hash=job.hash, experiment=job.experiment,
+                  version=get_experiment(job.experiment).version, config=job.config)
+    store.write(record, arrays)
+    return record["status"] != FAILED
+
+
+def _run_serial(store, todo, *, progress):
+    from tqdm.auto import tqdm
+
+    done = failed = 0
+    bar = tqdm(todo, desc=f"sweep {todo[0].experiment} (serial)", unit="job", disable=not progress)
+    for job in bar:
+        if _store_record(store, job, execute_job(job.experiment, job.config)):
+            done += 1
+        else:
+            failed += 1
+        bar.set_postfix(done=done, failed=failed)
+    return done, failed
 
 
 def _run_jobs(store, todo, *, scheduler, workers, progress, timeout):
@@ -189,17 +216,13 @@ def _run_jobs(store, todo, *, scheduler, workers, progress, timeout):
         bar.set_postfix(done=0, failed=0, running=min(pending, threads))
         for fut in as_completed(list(futures), loop=client.loop):
             job = futures.pop(fut)
-            record = _outcome(fut, job)
-            arrays = record.pop("arrays", None)
-            record.update(hash=job.hash, experiment=job.experiment,
-                          version=get_experiment(job.experiment).version, config=job.config)
-            store.write(record, arrays)
+            completed = _store_record(store, job, _outcome(fut, job))
             fut.release()
             pending -= 1
-            if record["status"] == FAILED:
-                failed += 1
-            else:
+            if completed:
                 done += 1
+            else:
+                failed += 1
             bar.update(1)
             if time.monotonic() - threads_at > 2.0:  # workers may come and go
                 threads, threads_at = _threads(client), time.monotonic()
