@@ -41,7 +41,8 @@ WORKER_ENV = {
     "MPLBACKEND": "Agg",
 }
 
-SUMMARY_EVERY_S = 30.0  # rewrite summary.csv at most this often while a sweep runs
+SUMMARY_EVERY_S = 30.0
+SATURATION = float(os.environ.get("SYMLAND_SWEEP_SATURATION", "2.0"))  # rewrite summary.csv at most this often while a sweep runs
 
 
 def worker_env() -> dict:
@@ -112,7 +113,9 @@ def local_cluster(n_workers: int):
     import dask
     from distributed import LocalCluster
 
-    dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
+    dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
+                     # queue up to 2 tasks per worker thread, hiding the scheduler round trip between jobs
+                     "distributed.scheduler.worker-saturation": SATURATION})
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                         dashboard_address=None, env=worker_env(), silence_logs=logging.ERROR)
 
