@@ -149,7 +149,7 @@ def run_sweep(spec: SweepSpec, out=None, *, scheduler: str | None = None, worker
     >>> import tempfile
     >>> from symland.sweep import SweepSpec, run_sweep
     >>> spec = SweepSpec("selftest", grid={"x": [1, 2]}, fixed={})
-    >>> run_sweep(spec, tempfile.mkdtemp(), workers=1, progress=False).done
+    >>> run_sweep(spec, tempfile.mkdtemp(), workers=0, progress=False).done
     2
     """
     out = out if out is not None else spec.out
