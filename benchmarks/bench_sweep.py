@@ -1,0 +1,97 @@
+"""Sweep engine speed (issue 11): scheduling overhead per job, and parallel speed-up of toy jobs.
+
+1. Overhead: N no-op `selftest` jobs on LocalCluster(2), timed from submission
+   to the last result written (cluster start excluded):
+   (wall − Σ job wall times / workers) / N. Target ≤ 50 ms per job. Also the
+   CPU time per job of the sweep process (client, in-process scheduler, store
+   writes) and of the workers: what the overhead costs on an idle machine.
+2. Speed-up: the toy all-pairs path finder over S seeds, run serially in one
+   process (`workers=0`, same one-thread XLA settings as the workers, so one
+   core each) and on LocalCluster(2), both timed from the first job to the
+   last (cluster start included for the cluster). Target ≥ 1.7×.
+
+Run:  PYTHONPATH=src python benchmarks/bench_sweep.py [--jobs 200] [--seeds 20] [--steps 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+for key, value in {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+                   "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}.items():
+    os.environ.setdefault(key, value)  # the serial baseline gets the workers' one-thread settings
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def overhead(n_jobs: int) -> dict:
+    from symland.sweep import ResultStore, SweepSpec
+    from symland.sweep import _engine
+
+    spec = SweepSpec("selftest", grid={"x": list(range(n_jobs))}, fixed={})
+    with tempfile.TemporaryDirectory() as out:
+        store = ResultStore(out).open("selftest")
+        cluster = _engine.local_cluster(2)
+        try:
+            from distributed import Client
+
+            client = Client(cluster)  # warm the workers (imports) before timing
+            client.submit(_engine.execute_job, "selftest", spec.jobs()[0].config, pure=False).result()
+            cpu_workers = sum(client.run(time.process_time).values())
+            t0, c0 = time.perf_counter(), time.process_time()
+            done, failed = _engine._run_jobs(store, spec.jobs(), scheduler=cluster.scheduler_address,
+                                             workers=2, progress=False, timeout=60)
+            wall, cpu_driver = time.perf_counter() - t0, time.process_time() - c0
+            cpu_workers = sum(client.run(time.process_time).values()) - cpu_workers
+            client.close()
+        finally:
+            cluster.close()
+        work = sum(r["wall_time"] for r in store.records())
+    return {"jobs": n_jobs, "done": done, "failed": failed, "wall_s": wall, "work_s": work,
+            "overhead_ms_per_job": 1e3 * (wall - work / 2) / n_jobs,
+            "driver_cpu_ms_per_job": 1e3 * cpu_driver / n_jobs, "worker_cpu_ms_per_job": 1e3 * cpu_workers / n_jobs}
+
+
+def speedup(n_seeds: int, steps: int) -> dict:
+    from symland.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec("toy", grid={"seed": list(range(1, n_seeds + 1))},
+                     fixed={"pair": "all", "activation": "softplus", "steps": steps})
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        serial = run_sweep(spec, os.path.join(tmp, "serial"), workers=0, progress=False)
+        t_serial = time.perf_counter() - t0
+        load_between = load()
+        t0 = time.perf_counter()
+        parallel = run_sweep(spec, os.path.join(tmp, "dask"), workers=2, progress=False)
+        t_parallel = time.perf_counter() - t0
+    assert serial.failed == parallel.failed == 0, (serial, parallel)
+    return {"seeds": n_seeds, "steps": steps, "serial_s": t_serial, "local_cluster_2_s": t_parallel,
+            "speedup": t_serial / t_parallel, "load_between": load_between}
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=200)
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--skip-speedup", action="store_true")
+    args = p.parse_args()
+    print(f"start: {load()}")
+    o = overhead(args.jobs)
+    print(f"overhead: {o['jobs']} no-op selftest jobs on LocalCluster(2): wall {o['wall_s']:.2f} s, "
+          f"job work {o['work_s']:.3f} s → {o['overhead_ms_per_job']:.1f} ms per job (target ≤ 50); "
+          f"CPU per job: driver+scheduler {o['driver_cpu_ms_per_job']:.1f} ms, "
+          f"workers {o['worker_cpu_ms_per_job']:.1f} ms (both workers together)")
+    if not args.skip_speedup:
+        s = speedup(args.seeds, args.steps)
+        print(f"speed-up: toy all pairs, {s['seeds']} seeds, {s['steps']} steps: serial {s['serial_s']:.1f} s, "
+              f"LocalCluster(2) {s['local_cluster_2_s']:.1f} s → {s['speedup']:.2f}× (target ≥ 1.7); "
+              f"{s['load_between']}")
+    print(f"end: {load()}")

@@ -1,0 +1,366 @@
+"""The sweep experiment registry: one home for every experiment `symland sweep` can run.
+
+An experiment is a job function `job(config) -> (scalars, arrays)` plus its
+declared axes (every configuration key, with its default and a checker), the
+scalars that go into `summary.csv` (`headline`), and declarative figures for
+`symland report`. A spec naming an axis that is not declared is refused before
+anything runs.
+
+Job functions run inside Dask worker processes. They import symland (and so
+JAX, with x64 on) *inside* the function, so that the process that builds the
+grid never needs to have initialised a JAX backend before workers are spawned.
+`scalars` must be JSON-serialisable (numbers, strings, booleans, None);
+`arrays` maps names to NumPy arrays (stored in `arrays.npz`). A job may put a
+`status` scalar: a `RESULTS` name saying whether its solver converged
+(default `converged`); a job that raises is recorded as `failed`.
+
+Adding an experiment (e.g. `saddle` or `mnist`) takes a few lines here:
+
+    def _saddle_job(config):
+        from symland import ...            # import inside the job
+        ...
+        return {"barrier": b, "index": i, "status": s}, {"path_loss": losses}
+
+    register(Experiment(
+        name="saddle", job=_saddle_job, version=1,
+        axes={"width": Axis(4, integer(lo=1)), "seed": Axis(0, seed())},
+        headline=("barrier", "index"),
+        figures=(Scatter(x="width", y="barrier", colour="activation"),)))
+
+Bump `version` when a job's output changes meaning: it is part of the hash
+that keys the result store, so old results are then not reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+SEED_MAX = 2 ** 32
+
+
+# --- axis checkers: each takes a TOML value, returns the normalised value or raises ValueError("<axis>: ...")
+
+
+def integer(*, lo: int | None = None, hi: int | None = None):
+    """Checker: an integer in [lo, hi] (TOML integer; booleans refused)."""
+
+    def check(name, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        if lo is not None and value < lo:
+            raise ValueError(f"{name}: must be ≥ {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ValueError(f"{name}: must be ≤ {hi}, got {value}")
+        return int(value)
+
+    return check
+
+
+def seed():
+    """Checker: a seed in [0, 2³²)."""
+    return integer(lo=0, hi=SEED_MAX - 1)
+
+
+def real(*, lo: float | None = None, hi: float | None = None, open_lo: bool = False):
+    """Checker: a finite real number in [lo, hi] ((lo, hi] with `open_lo`); integers become floats."""
+
+    def check(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}: expected a real number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: must be finite, got {value!r}")
+        if lo is not None and (value < lo or (open_lo and value == lo)):
+            raise ValueError(f"{name}: must be {'>' if open_lo else '≥'} {lo:g}, got {value:g}")
+        if hi is not None and value > hi:
+            raise ValueError(f"{name}: must be ≤ {hi:g}, got {value:g}")
+        return value
+
+    return check
+
+
+def choice(choices):
+    """Checker: one of `choices` (strings)."""
+    choices = tuple(choices)
+
+    def check(name, value):
+        if value not in choices:
+            raise ValueError(f"{name}: unknown value {value!r}; choose one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def boolean():
+    """Checker: true or false."""
+
+    def check(name, value):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return value
+
+    return check
+
+
+def text():
+    """Checker: a string."""
+
+    def check(name, value):
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected a string, got {value!r}")
+        return value
+
+    return check
+
+
+def neuron_pair():
+    """Checker: `"all"` or a pair `[l, m]` of distinct 0-based neuron indices."""
+
+    def check(name, value):
+        if value == "all":
+            return value
+        if (isinstance(value, list) and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+                and value[0] != value[1]):
+            return sorted(int(v) for v in value)
+        raise ValueError(f"{name}: expected \"all\" or a pair [l, m] of distinct indices ≥ 0, got {value!r}")
+
+    return check
+
+
+# --- the registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One configuration key of an experiment: its default and its checker `check(name, value)`."""
+
+    default: Any
+    check: Callable[[str, Any], Any]
+    help: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scatter:
+    """Report figure: headline `y` against axis `x`, one point per job, coloured by axis `colour`."""
+
+    x: str
+    y: str
+    colour: str | None = None
+    logy: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Bars:
+    """Report figure: mean of headline `y` (a fraction) over the jobs of each value of axis `by`."""
+
+    y: str
+    by: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A sweepable experiment: `job(config) -> (scalars, arrays)` with declared axes.
+
+    **Fields:** `name`; `job` (a module-level function, so that Dask can
+    send it to workers by reference); `axes` (name → `Axis`); `headline`
+    (scalar names for `summary.csv`, in order); `figures` (`Scatter` /
+    `Bars` for `symland report`); `version` (part of the job hash);
+    `check` (optional cross-axis check of a resolved configuration).
+    """
+
+    name: str
+    job: Callable[[dict], tuple[dict, dict]]
+    axes: dict
+    headline: tuple = ()
+    figures: tuple = ()
+    version: int = 1
+    check: Callable[[dict], None] | None = None
+    description: str = ""
+
+    def resolve(self, values: dict, *, where: str = "config") -> dict:
+        """Defaults overridden by `values`, every value checked; unknown keys refused."""
+        for key in values:
+            if key not in self.axes:
+                raise ValueError(f"{where}.{key}: unknown axis of experiment {self.name!r}; "
+                                 f"axes: {', '.join(self.axes)}")
+        config = {}
+        for key, axis in self.axes.items():
+            try:
+                config[key] = axis.check(key, values[key]) if key in values else axis.default
+            except ValueError as err:
+                raise ValueError(f"{where}.{err}" if where else str(err)) from None
+        if self.check is not None:
+            self.check(config)
+        return config
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Add `experiment` to `EXPERIMENTS` (a name may be registered once)."""
+    if experiment.name in EXPERIMENTS:
+        raise ValueError(f"experiment: {experiment.name!r} is already registered")
+    for fig in experiment.figures:
+        for field in ("x", "colour", "by"):
+            key = getattr(fig, field, None)
+            if key is not None and key not in experiment.axes:
+                raise ValueError(f"figures: {field}={key!r} is not an axis of {experiment.name!r}")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def get_experiment(name) -> Experiment:
+    """The registered experiment `name`; `ValueError` listing the known ones otherwise."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment: unknown experiment {name!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    return EXPERIMENTS[name]
+
+
+# --- selftest: cheap jobs for the reliability tests (no JAX computation)
+
+
+def _selftest_job(config):
+    """x ↦ x²; sleeps `sleep` seconds, raises when `fail`, and appends `pid hash` to `log` when set."""
+    if config["log"]:
+        with open(config["log"], "a") as fh:
+            fh.write(f"{os.getpid()} {config['x']}\n")
+    if config["sleep"] > 0:  # time.sleep(0) still yields the CPU
+        time.sleep(config["sleep"])
+    if config["fail"]:
+        raise RuntimeError(f"selftest job x={config['x']} failed on request")
+    x = config["x"]
+    return {"square": x * x, "half": x / 2}, {"range": np.arange(x, dtype=np.float64)}
+
+
+register(Experiment(
+    name="selftest", job=_selftest_job,
+    axes={"x": Axis(0, integer(), "the number to square"),
+          "sleep": Axis(0.0, real(lo=0.0), "seconds to sleep"),
+          "fail": Axis(False, boolean(), "raise RuntimeError"),
+          "log": Axis("", text(), "file to append 'pid x' to when the job starts")},
+    headline=("square", "half"),
+    figures=(Scatter(x="x", y="square"),),
+    description="x ↦ x² (sleeps or raises on request): the sweep machinery's own test"))
+
+
+# --- toy: permutation paths on the 2-D toy (Brea et al. 2019, Fig. 1)
+
+
+def _toy_check(config):
+    if config["pair"] != "all" and max(config["pair"]) >= config["n_hidden"]:
+        raise ValueError(f"pair: {config['pair']} is out of range for n_hidden = {config['n_hidden']}")
+
+
+def _toy_job(config):
+    """Permutation paths of one toy problem (Brea et al. 2019, §4.1, Fig. 1): one pair or all pairs.
+
+    Headline: fraction of δ steps that converged, fraction of paths with every
+    step converged, the barrier (highest computed loss on the path minus the
+    loss at θ*), and at the permutation point θ_{l⇔m} its loss, Hessian
+    index and nullity (for `pair = "all"`: the lowest loss, with its index and
+    nullity) and the fraction of pairs whose θ_{l⇔m} is a certified strict saddle.
+    """
+    from symland._data import toy_problem
+    from symland._path import find_permutation_paths
+    from symland._results import Kind
+
+    problem = toy_problem(config["activation"], seed=config["seed"], n_samples=config["n_samples"],
+                          n_hidden=config["n_hidden"])
+    pairs = "all" if config["pair"] == "all" else [tuple(config["pair"])]
+    paths = find_permutation_paths(problem.model, problem.teacher, problem.x, problem.y, 1, pairs,
+                                   steps=config["steps"], ratio=config["ratio"],
+                                   max_newton_steps=config["max_newton_steps"])
+    reports = [p.permutation_point_report for p in paths]
+    start_loss = np.array([p.loss[0] for p in paths])
+    barrier = np.array([max(float(np.max(p.loss)), r.loss) for p, r in zip(paths, reports)]) - start_loss
+    converged = np.array([p.converged for p in paths])
+    lowest = int(np.argmin([r.loss for r in reports]))
+    failing = sorted({s for p in paths for s in p.status if s != "converged"})
+    scalars = {
+        "n_paths": len(paths),
+        "converged_step_fraction": float(converged.mean()),
+        "converged_path_fraction": float(converged.all(axis=1).mean()),
+        "barrier": float(barrier.max()) if len(paths) == 1 else float(barrier.min()),
+        "permutation_point_loss": reports[lowest].loss,
+        "permutation_point_index": reports[lowest].index,
+        "permutation_point_nullity": reports[lowest].nullity,
+        "permutation_point_kind": str(reports[lowest].kind),
+        "certified_saddle_fraction": float(np.mean([r.kind == Kind.strict_saddle for r in reports])),
+        "status": "converged" if not failing else failing[0],
+    }
+    arrays = {
+        "pairs": np.array([[p.l, p.m] for p in paths]),
+        "delta": np.array([p.delta for p in paths]),
+        "loss": np.array([p.loss for p in paths]),
+        "converged": converged,
+        "barrier": barrier,
+        "permutation_point_loss": np.array([r.loss for r in reports]),
+        "permutation_point_grad_norm": np.array([r.grad_norm for r in reports]),
+        "permutation_point_index": np.array([r.index for r in reports]),
+        "permutation_point_nullity": np.array([r.nullity for r in reports]),
+    }
+    return scalars, arrays
+
+
+_ACTIVATIONS = ("relu", "softplus", "tanh", "sigmoid", "erf", "gelu", "g")  # symland.ACTIVATIONS, tested equal
+
+register(Experiment(
+    name="toy", job=_toy_job, check=_toy_check,
+    axes={"activation": Axis("relu", choice(_ACTIVATIONS)),
+          "seed": Axis(1, seed()),
+          "pair": Axis("all", neuron_pair(), '"all" or [l, m] (0-based)'),
+          "n_hidden": Axis(5, integer(lo=2), "width of the hidden layer (teacher = student)"),
+          "n_samples": Axis(1000, integer(lo=1)),
+          "steps": Axis(200, integer(lo=1), "log-spaced δ steps"),
+          "ratio": Axis(1e-4, real(lo=0.0, hi=1.0, open_lo=True), "last δ / δ₀"),
+          "max_newton_steps": Axis(50, integer(lo=1))},
+    headline=("converged_step_fraction", "converged_path_fraction", "barrier", "permutation_point_loss",
+              "permutation_point_index", "permutation_point_nullity", "permutation_point_kind",
+              "certified_saddle_fraction"),
+    figures=(Scatter(x="n_hidden", y="permutation_point_loss", colour="activation", logy=True),
+             Scatter(x="seed", y="barrier", colour="activation", logy=True),
+             Bars(y="certified_saddle_fraction", by="activation"),
+             Bars(y="converged_path_fraction", by="activation")),
+    description="permutation paths on the 2-D toy (Brea et al. 2019, Fig. 1)"))
+
+
+# --- spurious: symmetric critical families of the Gaussian-input ReLU problem
+
+
+def _spurious_job(config):
+    """One named family of `SPURIOUS_FAMILIES` at one k (Safran & Shamir 2018; Arjevani & Field 2020)."""
+    from symland.gaussian import spurious_family
+
+    k = config["k"]
+    points = spurious_family(config["family"], [k])
+    if k not in points:
+        raise RuntimeError(f"family {config['family']!r} was not followed to k = {k} (continuation failed)")
+    p = points[k]
+    scalars = {"loss": p.loss, "k_loss": k * p.loss, "grad_norm": p.grad_norm, "index": p.index,
+               "nullity": p.nullity, "kind": str(p.kind), "min_eigenvalue": p.min_eigenvalue,
+               "is_minimum": str(p.kind) == "minimum", "status": p.status}
+    values, mult = zip(*p.multiplicities) if p.multiplicities else ((), ())
+    arrays = {"z": np.asarray(p.z, dtype=np.float64), "eigenvalues": np.asarray(values, dtype=np.float64),
+              "multiplicities": np.asarray(mult, dtype=np.int64)}
+    return scalars, arrays
+
+
+_FAMILIES = ("delta_sk1", "delta_sk", "delta_s2_sk2", "delta_s2_sk2_b")  # symland.gaussian.SPURIOUS_FAMILIES
+
+register(Experiment(
+    name="spurious", job=_spurious_job,
+    axes={"family": Axis("delta_sk1", choice(_FAMILIES)),
+          "k": Axis(7, integer(lo=2), "number of student = teacher neurons")},
+    headline=("loss", "k_loss", "grad_norm", "index", "nullity", "kind", "status"),
+    figures=(Scatter(x="k", y="k_loss", colour="family"),
+             Bars(y="is_minimum", by="family")),
+    description="symmetric spurious critical points of the Gaussian-input ReLU problem"))
