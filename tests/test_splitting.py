@@ -24,9 +24,9 @@ def narrow():
 
 
 @pytest.mark.parametrize("seed, m, expect", [
-    (0, 0, {"(-inf,0)": "saddle", "(0,1)": "minimum", "(1,inf)": "saddle"}),     # F positive definite
-    (1, 1, {"(-inf,0)": "minimum", "(0,1)": "saddle", "(1,inf)": "minimum"}),    # F negative definite
-    (0, 1, {"(-inf,0)": "saddle", "(0,1)": "saddle", "(1,inf)": "saddle"}),      # F indefinite
+    (0, 0, {"(-inf,0)": "strict saddle", "(0,1)": "minimum", "(1,inf)": "strict saddle"}),     # F positive definite
+    (1, 1, {"(-inf,0)": "minimum", "(0,1)": "strict saddle", "(1,inf)": "minimum"}),    # F negative definite
+    (0, 1, {"(-inf,0)": "strict saddle", "(0,1)": "strict saddle", "(1,inf)": "strict saddle"}),      # F indefinite
 ])
 def test_line_classification_matches_hessian(narrow, seed, m, expect):
     model, p, x, y, Lw = narrow[seed]

@@ -13,7 +13,7 @@ import os
 
 from tqdm import tqdm
 
-from symland.gaussian import SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
+from symland.gaussian import DECAY_CONSTANT, SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
 
 
 def parse_k_range(spec: str) -> list[int]:
@@ -80,7 +80,7 @@ def run(args) -> int:
         result["decay"] = {"k_max": args.decay_kmax, "a": fit.a, "a_stderr": fit.a_stderr,
                            "a_spread": fit.a_spread, "windows": fit.windows, "n_terms": fit.n_terms,
                            "status": fit.status, "closed_form": "1/2 - 2/pi^2",
-                           "closed_form_value": 0.5 - 2 / 3.141592653589793**2}
+                           "closed_form_value": DECAY_CONSTANT}
     with open(os.path.join(args.out, "spurious.json"), "w") as fh:
         json.dump(result, fh, indent=1, ensure_ascii=False)
     _figures(points, ks, args.spectrum_k or max(ks), args.out)
@@ -110,7 +110,7 @@ def _figures(points, ks, k_spec, out):
         ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=name)
         mins = [k for k in kk if fam[k].kind == "minimum"]
         ax.plot(mins, [k * fam[k].loss for k in mins], "o", ms=6, mfc="none", color="k")
-    ax.axhline(0.5 - 2 / 3.141592653589793**2, ls=":", color="gray", label="1/2 − 2/π² (k → ∞, ΔS_{k−1})")
+    ax.axhline(DECAY_CONSTANT, ls=":", color="gray", label="1/2 − 2/π² (k → ∞, ΔS_{k−1})")
     ax.set_xlabel("k")
     ax.set_ylabel("k · L")
     ax.set_title("critical values (circled: local minima)")
