@@ -36,10 +36,10 @@ def run_valley(out_dir, *, activation: str = "tanh", seed: int = 0, perm=None, l
     from .._solver import minimise, refine_critical_point
     from .._valley import equal_loss_permutation
 
-    from .._valley import _check_perm
+    from .._valley import check_permutation
 
     if perm is not None:
-        perm = _check_perm(perm, 5)
+        perm = check_permutation(perm, 5)
     if not 0 <= l < 4:
         raise ValueError(f"l: the duplicated neuron must be one of 0…3, got {l!r}")
     out = Path(out_dir)
