@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -32,6 +34,7 @@ def test_line_classification_matches_hessian(narrow, seed, m, expect):
     model, p, x, y, Lw = narrow[seed]
     line = classify_splitting_line(model, p, x, y, 1, m)
     assert line.segments == expect
+    assert json.loads(json.dumps(line.to_dict()))["segments"] == expect
     for lam in LAMS:
         wide = split_neuron(p, 1, m, lam)
         rep = classify_critical_point(Lw, wide, gtol=1e-13)       # Th. 1: critical for every λ
