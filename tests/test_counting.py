@@ -208,6 +208,18 @@ def test_subspace_dimension_example():
     # teacher r* = 2, student m = 5: two copies of 0, one of 1, two zero-type, d = 3
     lab = (0, counting.ZERO_TYPE, 1, 0, counting.ZERO_TYPE)
     assert subspace_dimension(lab, d=3) == 2 * 3 + 1
+    assert subspace_dimension(lab, d=3, n_out=4) == 2 * 3 + 1 * 4   # (s_i − 1)·n_out
+    with pytest.raises(ValueError, match="n_out"):
+        subspace_dimension(lab, n_out=0)
+
+
+def test_counts_to_dict_are_exact_and_json_ready():
+    r = count_permutation_points((784, 100, 100, 10), K=2).to_dict()
+    assert r["ratio"] == "14455/6" and r["per_layer"][0] == count_permutation_points(
+        (784, 100, 100, 10), K=2).per_layer[0]
+    json.dumps(r)
+    assert global_minima_subspaces(2, 4, d=3).to_dict() == {"count": 50,
+                                                            "dimensions": {"2": 14, "4": 24, "6": 12}}
 
 
 def test_crossover():

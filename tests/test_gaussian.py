@@ -258,7 +258,7 @@ def test_global_minimum_spectrum_closed_form(k):
 
 def test_decay_constant_small():
     fit = critical_value_decay(1000)
-    assert fit.status == "converged"
+    assert fit.status == "converged" and fit.to_dict()["status"] == "converged"
     assert abs(fit.a - DECAY_CONSTANT) < 2e-6
     assert abs(fit.a - 0.3) > 2e-3  # "a ≈ 0.3" is a rounding, not the constant
 
@@ -272,26 +272,33 @@ def test_decay_constant_full():
 
 # --- over-parameterisation ----------------------------------------------------------
 
-from symland.gaussian import split_neuron, split_scan, trainable_output_point  # noqa: E402
+from symland.gaussian import split_gaussian_neuron, split_scan, trainable_output_point  # noqa: E402
 
 
-def test_split_neuron_preserves_function():
+def test_split_gaussian_neuron_preserves_function():
     W = jax.random.normal(jax.random.PRNGKey(7), (3, 3))
     a = jnp.array([1.0, 0.5, -2.0])
-    W2, a2 = split_neuron(W, a, 1, 0.3)
+    W2, a2 = split_gaussian_neuron(W, a, 1, 0.3)
     assert abs(float(expected_loss(W, jnp.eye(3), a) - expected_loss(W2, jnp.eye(3), a2))) < 1e-13
+    np.testing.assert_array_equal(W2[3], W[1])
+    np.testing.assert_allclose(a2, [1.0, 0.15, -2.0, 0.35])
+    with pytest.raises(ValueError, match="m: neuron index 3"):
+        split_gaussian_neuron(W, a, 3, 0.3)
 
 
 def test_splitting_turns_spurious_minimum_into_saddle(safran_family):
     p = safran_family[6]
     base = trainable_output_point(p.W)
-    _, a, loss, index, nullity, status = base
     # ReLU homogeneity: a critical point of the a = 1 problem is critical in a too
-    np.testing.assert_allclose(a, 1.0, atol=1e-10)
-    assert status == "converged" and index == 0 and nullity == 6  # k rescaling directions
+    np.testing.assert_allclose(base.a, 1.0, atol=1e-10)
+    assert base.status == "converged" and base.point.index == 0
+    assert base.point.nullity == 6 and base.point.kind == "degenerate"  # k rescaling directions
     s = split_scan(p.W, 0, [-0.25, 0.5, 1.25], base=base)
     assert np.all(s.grad_norm < 1e-10)  # Fukumizu–Amari Th. 1: split points are critical
     assert s.n_negative[1] > 0 and s.n_negative[0] == 0 and s.n_negative[2] == 0
+    assert s.points[1].kind == "strict saddle"
+    d = s.to_dict()
+    assert d["base"]["status"] == "converged" and d["points"][1]["index"] == s.n_negative[1]
 
 
 # --- command line -------------------------------------------------------------------

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from symland import MLP, gaussian_teacher_data, hessian_spectrum, loss_function, permute_layer, zero_tolerance
-from symland._overparameterised import (ZERO_TYPE, minimum_subspace_dimension,
-                                        minimum_subspace_directions, overparameterised_minimum)
+from symland._overparameterised import minimum_subspace_directions, overparameterised_minimum
+from symland.counting import ZERO_TYPE, subspace_dimension
 from symland._valley import silent_neuron_permutation
 from brute_force import stirling2
 
@@ -43,7 +43,7 @@ def test_every_subspace_type_has_zero_loss_and_its_dimension(r, m):
         p = overparameterised_minimum(tp, a, output_split=split, seed=seen)
         assert float(L(p)) <= 1e-20
         S = minimum_subspace_directions(p, a)
-        dim = minimum_subspace_dimension(a, D_IN)
+        dim = subspace_dimension(a, d=D_IN)
         assert S.shape[0] == dim == np.linalg.matrix_rank(S)
         x0, unravel = ravel_pytree(p)
         for c in rng.uniform(-1, 1, (5, dim)):          # the subspace at finite distance

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import jax
@@ -27,6 +29,9 @@ def test_scalar_output_plateau_is_a_line_of_critical_points(scalar_point):
     assert rep.max_rel_loss_change <= 1e-12
     assert rep.plane_grad_norm <= 1e-13
     assert rep.hessian_nullity >= 1
+    assert rep.point.is_critical and rep.point.nullity == rep.hessian_nullity
+    d = json.loads(json.dumps(rep.to_dict()))
+    assert d["point"]["nullity"] == rep.hessian_nullity and d["groups"] == [[1, 3]]
 
 
 def test_multi_output_plane_is_equal_loss_but_not_critical():

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -24,14 +26,15 @@ def narrow():
 
 
 @pytest.mark.parametrize("seed, m, expect", [
-    (0, 0, {"(-inf,0)": "saddle", "(0,1)": "minimum", "(1,inf)": "saddle"}),     # F positive definite
-    (1, 1, {"(-inf,0)": "minimum", "(0,1)": "saddle", "(1,inf)": "minimum"}),    # F negative definite
-    (0, 1, {"(-inf,0)": "saddle", "(0,1)": "saddle", "(1,inf)": "saddle"}),      # F indefinite
+    (0, 0, {"(-inf,0)": "strict saddle", "(0,1)": "minimum", "(1,inf)": "strict saddle"}),     # F positive definite
+    (1, 1, {"(-inf,0)": "minimum", "(0,1)": "strict saddle", "(1,inf)": "minimum"}),    # F negative definite
+    (0, 1, {"(-inf,0)": "strict saddle", "(0,1)": "strict saddle", "(1,inf)": "strict saddle"}),      # F indefinite
 ])
 def test_line_classification_matches_hessian(narrow, seed, m, expect):
     model, p, x, y, Lw = narrow[seed]
     line = classify_splitting_line(model, p, x, y, 1, m)
     assert line.segments == expect
+    assert json.loads(json.dumps(line.to_dict()))["segments"] == expect
     for lam in LAMS:
         wide = split_neuron(p, 1, m, lam)
         rep = classify_critical_point(Lw, wide, gtol=1e-13)       # Th. 1: critical for every λ

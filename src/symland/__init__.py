@@ -2,12 +2,16 @@
 
 Brea et al. 2019 (permutation saddles), Şimşek et al. 2021 (over-parameterised
 minima), Arjevani & Field and Safran & Shamir (symmetric critical points).
-Everything runs in float64 JAX. The whole public surface is this file.
+Everything runs in float64 JAX (switched on here, once). The whole public surface
+is this file: `__all__` lists it, and `symland.counting` and `symland.gaussian`
+list theirs.
 """
 
-import jax
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError, version as _version
 
-jax.config.update("jax_enable_x64", True)
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)  # the one place x64 is switched on
 
 # Networks, symmetry, data and losses (Brea et al. 2019, eq. 1–2).
 from ._network import ACTIVATIONS, MLP, activation_function
@@ -78,23 +82,100 @@ from ._splitting import (
     splitting_direction,
     splitting_matrix,
 )
-from ._overparameterised import (
-    ZERO_TYPE,
-    minimum_subspace_dimension,
-    minimum_subspace_directions,
-    overparameterised_minimum,
-)
+from ._overparameterised import minimum_subspace_directions, overparameterised_minimum
 
 # Exact counts (Prop. 1, Lemma 1; Şimşek et al. 2021) and Gaussian-input theory.
 from . import counting, gaussian
 from .counting import (
-    T,
+    ZERO_TYPE,
     T_lower_bound,
     c_K,
     count_permutation_points,
     crossover_h,
     global_minima_subspaces,
+    subspace_dimension,
     symmetry_induced_subspaces,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = _version("symland")
+except _PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "activation_function",
+    "are_permutation_equivalent",
+    "canonical_order",
+    "canonical_permutation",
+    "neuron_distance",
+    "neuron_vector",
+    "neuron_vectors",
+    "permutation_between",
+    "permute_layer",
+    "rescale_neurons",
+    "swap_neurons",
+    "loss_function",
+    "mse",
+    "nmse",
+    "ToyProblem",
+    "find_fashion_mnist",
+    "gaussian_teacher_data",
+    "load_digits",
+    "load_idx_dataset",
+    "read_idx",
+    "toy_problem",
+    "load_data",
+    "load_params",
+    "save_params",
+    "RESULTS",
+    "CriticalPointReport",
+    "Kind",
+    "classify_spectrum",
+    "result_message",
+    "result_name",
+    "result_names",
+    "zero_tolerance",
+    "SolverResult",
+    "minimise",
+    "refine_critical_point",
+    "classify_critical_point",
+    "eigenvalue_multiplicities",
+    "hessian_matrix",
+    "hessian_spectrum",
+    "hessian_vector_product",
+    "PermutationPath",
+    "delta_schedule",
+    "find_permutation_path",
+    "find_permutation_paths",
+    "PlateauReport",
+    "check_permutation_point",
+    "identical_neuron_groups",
+    "is_permutation_point",
+    "plateau_directions",
+    "verify_plateau",
+    "ValleyPath",
+    "equal_loss_permutation",
+    "silent_neuron_permutation",
+    "check_assignment",
+    "embed_in_wider",
+    "equal_output_split",
+    "SplittingLine",
+    "classify_splitting_line",
+    "split_neuron",
+    "splitting_direction",
+    "splitting_matrix",
+    "minimum_subspace_directions",
+    "overparameterised_minimum",
+    "counting",
+    "gaussian",
+    "ZERO_TYPE",
+    "T_lower_bound",
+    "c_K",
+    "count_permutation_points",
+    "crossover_h",
+    "global_minima_subspaces",
+    "subspace_dimension",
+    "symmetry_induced_subspaces",
+]

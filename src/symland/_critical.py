@@ -20,8 +20,6 @@ from jax.flatten_util import ravel_pytree
 from ._network import ACTIVATIONS, check_finite_params
 from ._results import PARTS, CriticalPointReport, check_tolerance, zero_tolerance
 
-jax.config.update("jax_enable_x64", True)
-
 DENSE_THRESHOLD = 4000
 
 

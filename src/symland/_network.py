@@ -16,8 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
 Params = list  # list of (W, b) pairs, W^(k) of shape n_k × n_{k-1}
 
 

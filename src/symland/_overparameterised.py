@@ -12,7 +12,8 @@ affine subspace of dimension
 
     dim = j·d + Σ_i (s_i − 1)·n_out,
 
-with j zero-type neurons, d the input dimension (d + 1 if the hidden layer
+(`symland.counting.subspace_dimension`, the one home of this formula and of
+`ZERO_TYPE`) with j zero-type neurons, d the input dimension (d + 1 if the hidden layer
 had a bias: the incoming vector includes it), s_i the copies of teacher
 neuron i and n_out the output dimension (1 in the paper). This is the
 dimension of the subspace, not of the Hessian's null space: at zero loss
@@ -27,11 +28,12 @@ from __future__ import annotations
 import numpy as np
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from ._embedding import check_assignment
 from ._network import Params
-
-ZERO_TYPE = -1
+from ._plateau import plateau_directions
+from .counting import ZERO_TYPE
 
 
 def _check_two_layer(teacher: Params):
@@ -93,32 +95,21 @@ def overparameterised_minimum(teacher: Params, assignment, *, output_split=None,
     return [(jnp.asarray(Wn), None), (jnp.asarray(An), None)]
 
 
-def minimum_subspace_dimension(assignment, d: int, n_out: int = 1) -> int:
-    """j·d + Σ_i (s_i − 1)·n_out: the dimension of the affine subspace of this type."""
-    a = np.asarray(assignment)
-    j = int(np.sum(a == ZERO_TYPE))
-    s = np.bincount(a[a != ZERO_TYPE])
-    return j * d + int(np.sum(s[s > 0] - 1)) * n_out
-
-
 def minimum_subspace_directions(params: Params, assignment) -> np.ndarray:
     """A basis of the affine subspace through `params`, rows in `ravel_pytree` order.
 
     Zero-type neuron j: the d unit vectors of w_j. Copies (j_0, j_1, …) of a
-    teacher neuron: for each j_i (i ≥ 1) and output n, +1 on a_{n,j_0}, −1 on a_{n,j_i}.
+    teacher neuron: for each j_i (i ≥ 1) and output n, +1 on a_{n,j_0} and −1
+    on a_{n,j_i}, the equal-loss plane of the permutation point that the
+    copies form (`plateau_directions`, Brea et al. 2019, Prop. 2). There are
+    `subspace_dimension(assignment, d=d, n_out=n_out)` rows.
     """
-    from jax.flatten_util import ravel_pytree
-
     a = np.asarray(assignment)
     (W1, _), (W2, _) = params
-    rows = []
+    rows = [np.zeros((0, W1.size + W2.size))]
     for j in np.flatnonzero(a == ZERO_TYPE):
         for c in range(W1.shape[1]):
-            rows.append([(jnp.zeros_like(W1).at[j, c].set(1.0), None), (jnp.zeros_like(W2), None)])
-    for i in np.unique(a[a != ZERO_TYPE]):
-        g = np.flatnonzero(a == i)
-        for j in g[1:]:
-            for n in range(W2.shape[0]):
-                D = jnp.zeros_like(W2).at[n, g[0]].set(1.0).at[n, j].set(-1.0)
-                rows.append([(jnp.zeros_like(W1), None), (D, None)])
-    return np.array([np.asarray(ravel_pytree(t)[0]) for t in rows]).reshape(len(rows), -1)
+            unit = [(jnp.zeros_like(W1).at[j, c].set(1.0), None), (jnp.zeros_like(W2), None)]
+            rows.append(np.asarray(ravel_pytree(unit)[0])[None])
+    groups = [np.flatnonzero(a == i).tolist() for i in np.unique(a[a != ZERO_TYPE])]
+    return np.vstack([*rows, plateau_directions(params, 1, groups)])

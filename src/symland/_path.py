@@ -37,8 +37,6 @@ from ._results import CriticalPointReport, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
-jax.config.update("jax_enable_x64", True)
-
 
 @dataclasses.dataclass(frozen=True)
 class PermutationPath:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ._critical import DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product
-from ._results import EPS as _EPS, count_signs, zero_tolerance
+from ._results import CriticalPointReport, zero_tolerance
 from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
 
@@ -116,11 +116,14 @@ def plateau_directions(params: Params, layer: int, groups) -> np.ndarray:
     For every group (j_0, j_1, …) of identical neurons, every j_i (i ≥ 1) and
     every neuron n of layer k+1 one direction: +1 on W^(k+1)_{n,j_0},
     −1 on W^(k+1)_{n,j_i}. There are Σ (|group| − 1)·n_{k+1} = K·n_{k+1}.
+    The one builder of this output-weight split basis: the copy part of an
+    over-parameterised minimum's subspace (`minimum_subspace_directions`) is
+    the same plane.
     """
     check_hidden_layer(params, layer)
     W2 = params[layer][0]
     n_next = W2.shape[0]
-    rows = []
+    rows = [np.zeros((0, ravel_pytree(params)[0].size))]
     for g in groups:
         for j in g[1:]:
             for n in range(n_next):
@@ -128,8 +131,8 @@ def plateau_directions(params: Params, layer: int, groups) -> np.ndarray:
                 tree = jax.tree_util.tree_map(jnp.zeros_like, params)
                 tree = list(tree)
                 tree[layer] = (D, tree[layer][1])
-                rows.append(np.asarray(ravel_pytree(tree)[0]))
-    return np.array(rows).reshape(len(rows), -1)
+                rows.append(np.asarray(ravel_pytree(tree)[0])[None])
+    return np.vstack(rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +140,10 @@ class PlateauReport:
     """The plateau of a (K-th order) permutation point, measured.
 
     **Fields:**
-    - `loss`: L(θ).
+    - `point`: a `CriticalPointReport` of θ (loss, ‖∇L‖∞, Hessian index,
+      nullity, verdict at ‖∇L‖∞ ≤ `gtol`) from the dense spectrum, or None
+      above `DENSE_THRESHOLD` parameters.
+    - `loss`: L(θ); `grad_norm`: ‖∇L(θ)‖∞ (also known without the spectrum).
     - `groups`: the groups of identical neurons; `order` K = Σ(|g| − 1).
     - `plane_dimension`: K·n_{k+1}, the dimension of the equal-loss plane (Prop. 2).
     - `plateau_dimension`: how many of the plane's basis directions were
@@ -147,10 +153,10 @@ class PlateauReport:
       K·n_{k+1} − rank(∇²L·D) (n_{k+1} = 1: the whole plane; in general less).
     - `plane_grad_norm`: max ‖∇L‖∞ over random points of the plane.
     - `critical_grad_norm`: max ‖∇L‖∞ over random points of the critical part.
-    - `grad_norm`: ‖∇L(θ)‖∞.
-    - `hessian_index`, `hessian_nullity`, `zero_tol`: from the dense spectrum
-      (None above `DENSE_THRESHOLD` parameters).
     - `n_samples`, `radius`: the sampling used.
+
+    `hessian_index`, `hessian_nullity` and `zero_tol` read `point` (None
+    without it).
     """
 
     loss: float
@@ -163,19 +169,31 @@ class PlateauReport:
     plane_grad_norm: float
     critical_grad_norm: float
     grad_norm: float
-    hessian_index: int | None
-    hessian_nullity: int | None
-    zero_tol: float | None
+    point: CriticalPointReport | None
     n_samples: int
     radius: float
 
+    @property
+    def hessian_index(self) -> int | None:
+        return None if self.point is None else self.point.index
+
+    @property
+    def hessian_nullity(self) -> int | None:
+        return None if self.point is None else self.point.nullity
+
+    @property
+    def zero_tol(self) -> float | None:
+        return None if self.point is None else self.point.zero_tol
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "point"}
+        out["point"] = None if self.point is None else self.point.to_dict()
+        return out
 
 
 def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_samples: int = 16,
                    radius: float = 1.0, rtol: float = 1e-12, seed: int = 0,
-                   atol: float = 1e-8) -> PlateauReport:
+                   atol: float = 1e-8, gtol: float = 1e-8) -> PlateauReport:
     """Measure the equal-loss plane of a permutation point (§4.2 (i), Prop. 2, App. D).
 
     Samples points θ + Σ_i s_i D_i of the plane spanned by
@@ -190,6 +208,8 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
       by `identical_neuron_groups`.
     - `n_samples`: random points of the plane (plus 2 per basis direction).
     - `rtol`: relative loss change that still counts as flat.
+    - `atol`: how close incoming vectors must be to count as identical.
+    - `gtol`: ‖∇L‖∞ up to which θ counts as critical in `point`.
 
     **Returns:** a `PlateauReport`.
     """
@@ -236,15 +256,14 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
     HD = np.asarray(hvp(D)).T  # (P, p)
     if x0.size <= DENSE_THRESHOLD:
         eig = hessian_spectrum(loss_fn, params, method="dense")
-        ztol = zero_tolerance(eig)
-        neg, zero, _ = count_signs(eig, ztol)
+        point = CriticalPointReport.from_spectrum(loss0, float(jnp.max(jnp.abs(g0))), eig, gtol=gtol)
         h_scale = float(np.max(np.abs(eig)))
     else:
-        neg = zero = ztol = None
+        point = None
         probe = hvp(jnp.asarray(rng.standard_normal((4, x0.size))))
         h_scale = float(jnp.max(jnp.linalg.norm(probe, axis=1))) / np.sqrt(x0.size)
     sv = np.linalg.svd(HD, compute_uv=False) if p else np.zeros(0)
-    rank_tol = 100.0 * x0.size * _EPS * max(h_scale, np.finfo(np.float64).tiny)
+    rank_tol = zero_tolerance([], n=x0.size, scale=h_scale)
     crit_dim = p - int(np.sum(sv > rank_tol))
     if crit_dim > 0:
         _, _, Vt = np.linalg.svd(HD)
@@ -259,5 +278,5 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
         loss=loss0, groups=groups, order=order, plane_dimension=p, plateau_dimension=plateau_dim,
         max_rel_loss_change=rel, critical_dimension=crit_dim, plane_grad_norm=plane_gn,
         critical_grad_norm=crit_gn, grad_norm=float(jnp.max(jnp.abs(g0))),
-        hessian_index=neg, hessian_nullity=zero, zero_tol=ztol, n_samples=n_samples,
+        point=point, n_samples=n_samples,
         radius=radius)

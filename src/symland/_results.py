@@ -126,7 +126,7 @@ def zero_tolerance(eigenvalues, *, factor: float = 100.0, n: int | None = None,
 
     Example:
         >>> zero_tolerance([1.0, -2.0])
-        4.440892098500626e-14
+        8.881784197001252e-14
     """
     eig = np.asarray(eigenvalues, dtype=np.float64)
     dim = eig.size if n is None else int(n)

@@ -36,8 +36,6 @@ from jax.flatten_util import ravel_pytree
 from ._network import check_finite_params
 from ._results import EPS, RESULTS, check_tolerance, result_name
 
-jax.config.update("jax_enable_x64", True)
-
 CONTRACTION = 0.5  # a reused Hessian is kept while each step shrinks ‖∇L‖∞ this much
 
 

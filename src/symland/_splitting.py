@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from ._embedding import embed_in_wider
 from ._loss import LOSSES, check_data
 from ._network import ACTIVATIONS, MLP, Params
+from ._results import Kind, classify_spectrum, count_signs, zero_tolerance
 from ._symmetry import check_hidden_layer
 
 
@@ -122,14 +123,19 @@ def splitting_matrix(model: MLP, params: Params, x, y, layer: int, m: int, *,
     return np.asarray(0.5 * (F + F.T))
 
 
+SEGMENTS = {"(-inf,0)": -1.0, "(0,1)": 1.0, "(1,inf)": -1.0}  # sign of λ(1−λ) on each segment
+
+
 @dataclasses.dataclass(frozen=True)
 class SplittingLine:
     """Fukumizu & Amari's classification of the line λ ∈ ℝ of split points (Th. 3).
 
     **Fields:** `F`, `F_eigenvalues` (ascending), `narrow_is_minimum`,
-    `segments`: `{"(-inf,0)": kind, "(0,1)": kind, "(1,inf)": kind}` with kind
-    `minimum` or `saddle` (the points λ = 0, 1 are degenerate and not
-    classified); `index(λ)`: the predicted Hessian index at θ_λ.
+    `narrow_index`, `segments`: `{"(-inf,0)": kind, "(0,1)": kind,
+    "(1,inf)": kind}` with kind a `Kind` (`minimum`, `strict saddle`, or
+    `degenerate` where F is singular and the second-order test cannot decide;
+    the points λ = 0, 1 are degenerate and not classified), `zero_tol` (for
+    the eigenvalues of F); `index(λ)`: the predicted Hessian index at θ_λ.
     """
 
     F: np.ndarray
@@ -145,15 +151,20 @@ class SplittingLine:
         if lam in (0.0, 1.0):
             raise ValueError("lam: λ = 0 and λ = 1 are degenerate; the index is not predicted")
         s = lam * (1 - lam)
-        f = self.F_eigenvalues
-        return self.narrow_index + int(np.sum(s * f < -self.zero_tol))
+        return self.narrow_index + count_signs(s * self.F_eigenvalues, abs(s) * self.zero_tol)[0]
 
-    def kind(self, lam: float) -> str:
+    def kind(self, lam: float) -> Kind:
         lam = _check_lam(lam)
         key = "(0,1)" if 0 < lam < 1 else "(-inf,0)" if lam < 0 else "(1,inf)" if lam > 1 else None
         if key is None:
             raise ValueError("lam: λ = 0 and λ = 1 are degenerate; not classified")
         return self.segments[key]
+
+    def to_dict(self) -> dict:
+        return {"F": self.F.tolist(), "F_eigenvalues": self.F_eigenvalues.tolist(),
+                "narrow_is_minimum": self.narrow_is_minimum, "narrow_index": self.narrow_index,
+                "segments": {key: str(kind) for key, kind in self.segments.items()},
+                "zero_tol": self.zero_tol}
 
 
 def classify_splitting_line(model: MLP, params: Params, x, y, layer: int, m: int, *,
@@ -161,27 +172,28 @@ def classify_splitting_line(model: MLP, params: Params, x, y, layer: int, m: int
                             zero_tol: float | None = None) -> SplittingLine:
     """Classify the split points θ_λ into minima and saddles (Fukumizu & Amari 2000, Th. 3).
 
+    On each segment of λ the Hessian restricted to the splitting directions
+    is λ(1−λ)F; its verdict is `classify_spectrum`'s (the split points are
+    critical by Th. 1, and the flat direction along the line itself is not
+    counted). A narrow point of index > 0 gives strict saddles everywhere.
+
     **Arguments:**
     - `model`, `params`, `x`, `y`, `layer`, `m`, `kind`: as `splitting_matrix`.
     - `narrow_index`: the Hessian index of the narrow critical point (0 for a
       local minimum; then the classification below holds).
     - `zero_tol`: eigenvalues of F with |·| ≤ this count as zero (default
-      1e-10·max|eig F|); a singular F leaves the segments undecided.
+      `zero_tolerance` of F's eigenvalues); a singular F leaves the segments
+      on which it has no negative eigenvalue `degenerate`.
 
     **Returns:** a `SplittingLine`.
     """
     F = splitting_matrix(model, params, x, y, layer, m, kind=kind)
     ev = np.linalg.eigvalsh(F)
-    tol = 1e-10 * float(np.max(np.abs(ev))) if zero_tol is None else float(zero_tol)
+    tol = zero_tolerance(ev) if zero_tol is None else float(zero_tol)
     is_min = narrow_index == 0
-    if not is_min:
-        seg = dict.fromkeys(("(-inf,0)", "(0,1)", "(1,inf)"), "saddle")
-    elif np.all(ev > tol):
-        seg = {"(-inf,0)": "saddle", "(0,1)": "minimum", "(1,inf)": "saddle"}
-    elif np.all(ev < -tol):
-        seg = {"(-inf,0)": "minimum", "(0,1)": "saddle", "(1,inf)": "minimum"}
-    elif np.any(ev > tol) and np.any(ev < -tol):
-        seg = dict.fromkeys(("(-inf,0)", "(0,1)", "(1,inf)"), "saddle")
+    if is_min:  # the split points are critical (Th. 1): grad_norm 0 stands for that
+        seg = {key: classify_spectrum(sign * ev, grad_norm=0.0, gtol=1.0, zero_tol=tol)
+               for key, sign in SEGMENTS.items()}
     else:
-        seg = dict.fromkeys(("(-inf,0)", "(0,1)", "(1,inf)"), "undecided (F singular)")
+        seg = dict.fromkeys(SEGMENTS, Kind.strict_saddle)
     return SplittingLine(F, ev, is_min, int(narrow_index), seg, tol)

@@ -106,7 +106,8 @@ class ValleyPath:
         return out
 
 
-def _check_perm(perm, n: int) -> np.ndarray:
+def check_permutation(perm, n: int) -> np.ndarray:
+    """`perm` as an int array, or `ValueError` naming `perm` unless it permutes 0…n−1."""
     p = np.asarray(perm)
     if (p.shape != (n,) or not np.issubdtype(p.dtype, np.integer)
             or sorted(p.tolist()) != list(range(n))):
@@ -214,7 +215,7 @@ def equal_loss_permutation(params: Params, layer: int, perm, *, l: int | None = 
     (up to the `atol` mismatch of the pair).
     """
     n = check_hidden_layer(params, layer)
-    p = _check_perm(perm, n)
+    p = check_permutation(perm, n)
     _check_samples(samples_per_move)
     if l is None or m is None:
         groups = identical_neuron_groups(params, layer, atol=atol)
@@ -271,7 +272,7 @@ def silent_neuron_permutation(params: Params, layer: int, perm, *, silent: int |
     **Returns:** a `ValleyPath` ending exactly at `permute_layer(params, layer, perm)`.
     """
     n = check_hidden_layer(params, layer)
-    p = _check_perm(perm, n)
+    p = check_permutation(perm, n)
     _check_samples(samples_per_move)
     A = np.asarray(params[layer][0])
     zero = [j for j in range(n) if np.all(A[:, j] == 0.0)]

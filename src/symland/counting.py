@@ -16,8 +16,37 @@ import numbers
 from collections.abc import Iterator
 from fractions import Fraction
 
+__all__ = [
+    "ZERO_TYPE",
+    "PermutationPointCount",
+    "SubspaceCount",
+    "T",
+    "T_lower_bound",
+    "c_K",
+    "count_permutation_points",
+    "crossover_h",
+    "enumerate_global_minimum_subspaces",
+    "enumerate_permutation_points",
+    "enumerate_symmetry_induced_subspaces",
+    "global_minima_subspaces",
+    "stirling2",
+    "subspace_dimension",
+    "symmetry_induced_subspaces",
+]
+
 ZERO_TYPE = -1
 """Label of a zero-type student neuron (a = 0, w free) in a global-minimum subspace."""
+
+
+def _jsonable(value):
+    """Exact JSON form of a count: ints stay ints, fractions become strings such as "7/12"."""
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -199,6 +228,10 @@ class PermutationPointCount:
     ratio: Fraction
     lower_bound_factor: Fraction
 
+    def to_dict(self) -> dict:
+        """The fields, exact and JSON-ready (fractions as strings such as "7/12")."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
 
 def count_permutation_points(widths, K: int) -> PermutationPointCount:
     """Count the K-th order permutation points of a network, per hidden layer.
@@ -273,6 +306,10 @@ class SubspaceCount:
 
     count: int
     dimensions: dict[int, int]
+
+    def to_dict(self) -> dict:
+        """The fields, exact and JSON-ready (fractions as strings such as "7/12")."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def global_minima_subspaces(r_star: int, m: int, *, d: int = 1) -> SubspaceCount:
@@ -484,27 +521,37 @@ def enumerate_symmetry_induced_subspaces(r: int, m: int) -> Iterator[tuple[int, 
     return _surjections(m, r)
 
 
-def subspace_dimension(label, *, d: int = 1) -> int:
-    """Dimension of the affine subspace with the given label.
+def subspace_dimension(label, *, d: int = 1, n_out: int = 1) -> int:
+    """Dimension of the affine subspace with the given label: j·d + Σ_i (s_i − 1)·n_out.
 
-    Şimşek et al. 2021 model: j·d + Σ_i (s_i - 1), with j the number of
-    `ZERO_TYPE` entries (a = 0, w ∈ R^d free) and s_i the number of copies of
-    teacher i (their output weights sum to a_i*, s_i - 1 free directions).
+    Şimşek et al. 2021 model, with j the number of `ZERO_TYPE` entries
+    (a = 0, w ∈ R^d free) and s_i the number of copies of teacher i (their
+    output weights sum to a_i*: (s_i − 1)·n_out free directions for n_out
+    outputs; the paper has n_out = 1). The one home of this formula;
+    `overparameterised_minimum` builds points of these subspaces and
+    `minimum_subspace_directions` a basis of them.
 
     **Arguments:**
 
     - `label`: a label from `enumerate_global_minimum_subspaces` or
-      `enumerate_symmetry_induced_subspaces`.
+      `enumerate_symmetry_induced_subspaces`, or an assignment of
+      `overparameterised_minimum` (integers, `ZERO_TYPE` = -1 for zero-type).
     - `d`: input dimension (keyword), >= 1.
+    - `n_out`: output dimension (keyword), >= 1.
 
     **Returns:**
 
     The dimension as an `int`.
+
+    Example:
+        >>> subspace_dimension((0, 0, 1, ZERO_TYPE), d=2)
+        3
     """
     d = _as_int("d", d, 1)
+    n_out = _as_int("n_out", n_out, 1)
     zeros = sum(1 for v in label if v == ZERO_TYPE)
     groups: dict[int, int] = {}
     for v in label:
         if v != ZERO_TYPE:
             groups[v] = groups.get(v, 0) + 1
-    return zeros * d + sum(s - 1 for s in groups.values())
+    return zeros * d + sum(s - 1 for s in groups.values()) * n_out

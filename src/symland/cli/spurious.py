@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from symland.gaussian import SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
+from symland.gaussian import DECAY_CONSTANT, SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
 
 from ._options import (ArgumentValueError, atomic_output, check_cost, int_arg, output_dir_arg, parse_range,
                        seed_arg)
@@ -125,7 +125,7 @@ def _compute(args, ks, names, out) -> None:
         result["decay"] = {"k_max": args.decay_kmax, "a": fit.a, "a_stderr": fit.a_stderr,
                            "a_spread": fit.a_spread, "windows": fit.windows, "n_terms": fit.n_terms,
                            "status": fit.status, "closed_form": "1/2 - 2/pi^2",
-                           "closed_form_value": 0.5 - 2 / 3.141592653589793**2}
+                           "closed_form_value": DECAY_CONSTANT}
     with open(os.path.join(out, "spurious.json"), "w") as fh:
         json.dump(result, fh, indent=1, ensure_ascii=False)
     _figures(points, ks, args.spectrum_k or max(ks), out)
@@ -163,7 +163,7 @@ def _figures(points, ks, k_spec, out):
         ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=FAMILY_LABELS.get(name, name))
         mins = [k for k in kk if fam[k].kind == "minimum"]
         ax.plot(mins, [k * fam[k].loss for k in mins], "o", ms=6, mfc="none", color="k")
-    ax.axhline(0.5 - 2 / 3.141592653589793**2, ls=":", color="gray",
+    ax.axhline(DECAY_CONSTANT, ls=":", color="gray",
                label=r"$1/2 - 2/\pi^2$ ($k \to \infty$, $\Delta S_{k-1}$)")
     ax.set_xlabel(r"$k$ (neurons)")
     ax.set_ylabel(r"$k \cdot L$")

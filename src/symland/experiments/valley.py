@@ -40,11 +40,10 @@ def run_valley(out_dir, *, activation: str = "tanh", seed: int = 0, perm=None, l
 
     from tqdm.auto import tqdm
 
+    from .._valley import check_permutation
+
     if perm is not None:
-        perm = np.asarray(perm)
-        if perm.shape != (5,) or not np.issubdtype(perm.dtype, np.integer) \
-                or sorted(perm.tolist()) != list(range(5)):
-            raise ValueError(f"perm: {perm.tolist()!r} is not a permutation of 0…4")
+        perm = check_permutation(perm, 5)
     if isinstance(l, bool) or not isinstance(l, (int, np.integer)) or not 0 <= l < 4:
         raise ValueError(f"l: the duplicated neuron must be one of 0…3, got {l!r}")
     out = Path(out_dir)

@@ -3,13 +3,10 @@
 Closed-form population loss (`expected_loss`), isotropy subgroups of
 Γ = S_k × S_k and their fixed-point subspaces, symmetric critical points and
 their Hessian spectra (Safran & Shamir 2018; Arjevani & Field 2020–2022).
+`__all__` lists the public surface.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-from symland.gaussian._kernel import (  # noqa: E402
+from symland.gaussian._kernel import (
     KERNEL_ACTIVATIONS,
     expected_loss,
     gaussian_kernel,
@@ -18,7 +15,7 @@ from symland.gaussian._kernel import (  # noqa: E402
     loss_hessian,
     sample_loss,
 )
-from symland.gaussian._isotropy import (  # noqa: E402
+from symland.gaussian._isotropy import (
     FixedPointSubspace,
     diagonal_isotropy_partition,
     fixed_point_subspace,
@@ -27,7 +24,7 @@ from symland.gaussian._isotropy import (  # noqa: E402
     restricted_loss,
     restricted_loss_extended,
 )
-from symland.gaussian._families import (  # noqa: E402
+from symland.gaussian._families import (
     DECAY_CONSTANT,
     SAFRAN_SHAMIR_K7,
     DecayFit,
@@ -41,14 +38,55 @@ from symland.gaussian._families import (  # noqa: E402
     solve_on_subspace,
     symmetric_critical_points,
 )
-from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family  # noqa: E402
-from symland.gaussian._dynamics import (  # noqa: E402
+from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family
+from symland.gaussian._dynamics import (
     FrequencyResult,
     SplitScan,
     align_rows_columns,
     empirical_frequency,
     family_split_report,
-    split_neuron,
+    TrainableOutputPoint,
+    split_gaussian_neuron,
     split_scan,
     trainable_output_point,
 )
+
+__all__ = [
+    "KERNEL_ACTIVATIONS",
+    "expected_loss",
+    "gaussian_kernel",
+    "gaussian_loss_function",
+    "kernel_matrix",
+    "loss_hessian",
+    "sample_loss",
+    "FixedPointSubspace",
+    "diagonal_isotropy_partition",
+    "fixed_point_subspace",
+    "isotropy_group",
+    "isotropy_partition",
+    "restricted_loss",
+    "restricted_loss_extended",
+    "DECAY_CONSTANT",
+    "SAFRAN_SHAMIR_K7",
+    "DecayFit",
+    "SymmetricCriticalPoint",
+    "analyse_point",
+    "continue_family",
+    "critical_value_decay",
+    "full_space_derivatives",
+    "global_minimum_spectrum",
+    "safran_shamir_family",
+    "solve_on_subspace",
+    "symmetric_critical_points",
+    "SPURIOUS_FAMILIES",
+    "spurious_family",
+    "FrequencyResult",
+    "SplitScan",
+    "align_rows_columns",
+    "empirical_frequency",
+    "family_split_report",
+    "TrainableOutputPoint",
+    "split_gaussian_neuron",
+    "split_scan",
+    "trainable_output_point",
+]

@@ -15,121 +15,162 @@ import jax.numpy as jnp
 import optax
 from scipy.optimize import linear_sum_assignment
 
-from symland._results import count_signs, result_names, zero_tolerance
+from symland._results import RESULTS, CriticalPointReport, check_tolerance, result_name, result_names
 from symland._solver import minimise, refine_critical_point
+from symland._splitting import split_neuron
 from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family
 from symland.gaussian._isotropy import check_k
 from symland.gaussian._kernel import expected_loss, gaussian_loss_function
-
-jax.config.update("jax_enable_x64", True)
 
 
 # --- adding a neuron --------------------------------------------------------------
 
 
-def split_neuron(W, a, neuron: int, lam: float):
-    """Duplicate row `neuron` of W and split its output weight as (λ a_n, (1 − λ) a_n).
+def split_gaussian_neuron(W, a, neuron: int, lam: float):
+    """`split_neuron` for the Gaussian-input student f(x) = Σ_i a_i σ(w_i·x).
 
-    The (k+1)-neuron network computes the same function (Fukumizu & Amari
-    2000, Th. 1); the copy is appended as the last row.
+    A thin adapter: W (k × d, rows are neurons) and a (k,) become the
+    two-layer parameters [(W, None), (a[None, :], None)], `split_neuron`
+    duplicates row `neuron` with output weights (λ a_n, (1 − λ) a_n), the copy
+    appended as the last row. The (k+1)-neuron network computes the same
+    function (Fukumizu & Amari 2000, Th. 1).
+
+    **Returns:** ``(W2, a2)`` of shapes (k+1) × d and (k+1,).
+
+    Example:
+        >>> W2, a2 = split_gaussian_neuron(np.eye(2), np.ones(2), 0, 0.25)
+        >>> W2.tolist(), a2.tolist()
+        ([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], [0.25, 1.0, 0.75])
     """
-    W, a = jnp.asarray(W), jnp.asarray(a)
-    W2 = jnp.vstack([W, W[neuron]])
-    a2 = jnp.concatenate([a.at[neuron].set(lam * a[neuron]), (1 - lam) * a[neuron][None]])
-    return W2, a2
+    params = [(jnp.asarray(W, dtype=jnp.float64), None), (jnp.asarray(a, dtype=jnp.float64)[None, :], None)]
+    (W2, _), (A2, _) = split_neuron(params, 1, neuron, lam)
+    return W2, A2[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainableOutputPoint:
+    """A critical point (W, a) of the problem with trainable output weights (teacher V = I_k).
+
+    **Fields:** `W` (k × d), `a` (k,), `status` (a `RESULTS` name: how the
+    refinement ended, `converged` when (W, 1) was already critical), `point`
+    (a `CriticalPointReport` of the full (W, a) Hessian).
+    """
+
+    W: np.ndarray
+    a: np.ndarray
+    status: str
+    point: CriticalPointReport
+
+    def to_dict(self) -> dict:
+        return {"W": self.W.tolist(), "a": self.a.tolist(), "status": self.status,
+                "point": self.point.to_dict()}
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitScan:
-    """Negative Hessian eigenvalues after splitting one neuron, as a function of λ.
+    """Hessian verdicts after splitting one neuron, as a function of λ.
 
-    **Fields:** `k`, `neuron`, `lambdas`, `n_negative` (per λ), `min_eigenvalue`
-    (per λ), `grad_norm` (‖∇L‖∞ at each split point: they are critical by
-    Fukumizu & Amari's Th. 1), `base_loss`, `base_index` and `base_nullity` (of
-    the k-neuron point with trainable output weights), `base_status`.
+    **Fields:** `k`, `neuron`, `lambdas`, `base` (the k-neuron
+    `TrainableOutputPoint` that was split), `points` (one
+    `CriticalPointReport` per λ, of the (k+1)-neuron Hessian in weights and
+    output weights; the split points are critical by Fukumizu & Amari's Th. 1).
+
+    `n_negative`, `min_eigenvalue` and `grad_norm` are per-λ arrays read from
+    `points`.
     """
 
     k: int
     neuron: int
     lambdas: np.ndarray
-    n_negative: np.ndarray
-    min_eigenvalue: np.ndarray
-    grad_norm: np.ndarray
-    base_loss: float
-    base_index: int
-    base_nullity: int
-    base_status: str
+    base: TrainableOutputPoint
+    points: tuple
+
+    @property
+    def n_negative(self) -> np.ndarray:
+        return np.array([p.index for p in self.points])
+
+    @property
+    def min_eigenvalue(self) -> np.ndarray:
+        return np.array([float(p.eigenvalues[0]) for p in self.points])
+
+    @property
+    def grad_norm(self) -> np.ndarray:
+        return np.array([p.grad_norm for p in self.points])
 
     def to_dict(self) -> dict:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in dataclasses.asdict(self).items()}
+        return {"k": self.k, "neuron": self.neuron, "lambdas": self.lambdas.tolist(),
+                "base": self.base.to_dict(), "points": [p.to_dict() for p in self.points]}
 
 
-@functools.partial(jax.jit, static_argnums=())
-def _grad_hess_trainable(W, a, V):
+@jax.jit
+def _trainable_derivatives(W, a, V):
+    """(loss, ‖∇L‖∞, Hessian eigenvalues) of the trainable-output loss at (W, a)."""
     flat = jnp.concatenate([W.ravel(), a])
     k, d = W.shape
 
     def f(x):
         return expected_loss(x[: k * d].reshape(k, d), V, x[k * d:])
 
-    return jnp.max(jnp.abs(jax.grad(f)(flat))), jnp.linalg.eigvalsh(jax.hessian(f)(flat))
+    loss, g = jax.value_and_grad(f)(flat)
+    return loss, jnp.max(jnp.abs(g)), jnp.linalg.eigvalsh(jax.hessian(f)(flat))
 
 
-def trainable_output_point(W, *, gtol: float = 1e-12):
+def _trainable_report(W, a, V, gtol: float) -> CriticalPointReport:
+    loss, gn, eig = _trainable_derivatives(W, a, V)
+    return CriticalPointReport.from_spectrum(float(loss), float(gn), np.asarray(eig), gtol=gtol)
+
+
+def trainable_output_point(W, *, gtol: float = 1e-12) -> TrainableOutputPoint:
     """Critical point with trainable output weights a near (W, a = 1), V = I_k.
 
     A minimum of the a = 1 problem is in general not critical in a; this runs
     `minimise` (trust-region Newton) on (W, a) from (W, 1) and then
     `refine_critical_point`, unless ‖∇L‖∞ ≤ `gtol` already holds at (W, 1) — as
     it does at every critical point of the a = 1 ReLU problem, since
-    ∂L/∂a_i = w_i·∇_{w_i}L / a_i by positive homogeneity. Positive rescaling (w, a) → (c w, a/c) makes every
-    such point lie on a k-dimensional manifold, so k zero eigenvalues are expected.
+    ∂L/∂a_i = w_i·∇_{w_i}L / a_i by positive homogeneity. Positive rescaling
+    (w, a) → (c w, a/c) makes every such point lie on a k-dimensional
+    manifold, so k zero eigenvalues are expected.
 
-    **Returns:** ``(W, a, loss, index, nullity, status)``.
+    **Returns:** a `TrainableOutputPoint`.
     """
+    gtol = check_tolerance(gtol, "gtol")
     W = jnp.asarray(W)
     k = W.shape[0]
     V = jnp.eye(W.shape[1])
     Wc, ac = W, jnp.ones(k)
-    gn, eig = _grad_hess_trainable(Wc, ac, V)
-    status = "converged"
-    if not float(gn) <= gtol:
+    report = _trainable_report(Wc, ac, V, gtol)
+    status = result_name(RESULTS.converged)
+    if not report.grad_norm <= gtol:
         f = gaussian_loss_function(V, trainable_output=True)
         res = minimise(f, {"W": W, "a": jnp.ones(k)}, gtol=gtol, max_steps=200)
         res = refine_critical_point(f, res.value, gtol=gtol)
         Wc, ac, status = res.value["W"], res.value["a"], res.status_name
-        _, eig = _grad_hess_trainable(Wc, ac, V)
-    eig = np.asarray(eig)
-    neg, zero, _ = count_signs(eig, zero_tolerance(eig))
-    loss = float(expected_loss(Wc, V, ac))
-    return np.asarray(Wc), np.asarray(ac), loss, neg, zero, status
+        report = _trainable_report(Wc, ac, V, gtol)
+    return TrainableOutputPoint(np.asarray(Wc), np.asarray(ac), status, report)
 
 
-def split_scan(W, neuron: int, lambdas=np.linspace(-0.5, 1.5, 21), *, base=None) -> SplitScan:
+def split_scan(W, neuron: int, lambdas=np.linspace(-0.5, 1.5, 21), *, base: TrainableOutputPoint | None = None,
+               gtol: float = 1e-12) -> SplitScan:
     """Add one neuron to the critical point W (V = I_k) by splitting `neuron`.
 
     First moves to the critical point with trainable output weights
-    (`trainable_output_point`), then for each λ counts the negative
-    eigenvalues of the (k+1)-neuron Hessian (weights and output weights) at
-    `split_neuron(W, a, neuron, λ)`. Minimum → saddle shows as n_negative > 0
-    for λ ∈ (0, 1) (Arjevani & Field 2022).
+    (`trainable_output_point`, or `base` if given), then for each λ
+    classifies the (k+1)-neuron Hessian (weights and output weights) at
+    `split_gaussian_neuron(W, a, neuron, λ)`. Minimum → saddle shows as
+    n_negative > 0 for λ ∈ (0, 1) (Arjevani & Field 2022).
+
+    **Returns:** a `SplitScan`.
     """
     W = jnp.asarray(W)
     k = W.shape[0]
-    if not 0 <= neuron < k:
-        raise ValueError(f"neuron: must be in [0, {k}), got {neuron}")
-    Wc, ac, loss, idx, null, status = base if base is not None else trainable_output_point(W)
+    if isinstance(neuron, bool) or not isinstance(neuron, (int, np.integer)) or not 0 <= neuron < k:
+        raise ValueError(f"neuron: must be an integer in [0, {k}), got {neuron!r}")
+    base = trainable_output_point(W, gtol=gtol) if base is None else base
     V = jnp.eye(W.shape[1])
     lambdas = np.asarray(lambdas, dtype=float)
-    negs, mins, gns = [], [], []
-    for lam in lambdas:
-        W2, a2 = split_neuron(Wc, ac, neuron, float(lam))
-        gn, eig = _grad_hess_trainable(W2, a2, V)
-        eig = np.asarray(eig)
-        negs.append(count_signs(eig, zero_tolerance(eig))[0])
-        mins.append(float(eig[0]))
-        gns.append(float(gn))
-    return SplitScan(k, neuron, lambdas, np.array(negs), np.array(mins), np.array(gns), loss, idx, null, status)
+    points = tuple(_trainable_report(*split_gaussian_neuron(base.W, base.a, neuron, float(lam)), V, gtol)
+                   for lam in lambdas)
+    return SplitScan(k, int(neuron), lambdas, base, points)
 
 
 # --- empirical frequency ------------------------------------------------------------
@@ -174,7 +215,8 @@ class FrequencyResult:
     **Fields:** `k`, `n_runs`, `counts` ({label: count}; labels are
     'global', a family name of `SPURIOUS_FAMILIES`, 'other minimum',
     'other critical' or 'not converged'), `losses` (per run, after
-    refinement), `labels` (per run), `refine_status` (per run), `steps`, `lr`.
+    refinement), `labels` (per run), `refine_status` (per run, `RESULTS`
+    names), `steps`, `lr`.
     """
 
     k: int
@@ -189,6 +231,7 @@ class FrequencyResult:
     def to_dict(self) -> dict:
         return {"k": self.k, "n_runs": self.n_runs, "counts": self.counts, "steps": self.steps, "lr": self.lr,
                 "frequencies": {lab: c / self.n_runs for lab, c in self.counts.items()},
+                "refine_status": {st: self.refine_status.count(st) for st in sorted(set(self.refine_status))},
                 "other_losses": sorted({round(float(l), 10) for l, lab in zip(self.losses, self.labels)
                                         if lab.startswith("other")})}
 
@@ -242,7 +285,8 @@ def empirical_frequency(k: int, *, n_runs: int = 500, steps: int = 1500, lr: flo
     f = gaussian_loss_function(jnp.eye(k))
     losses, gns = _loss_and_grad_norm(Ws, k)
     Wr, losses = np.array(Ws), np.array(losses)
-    status = ["converged" if g <= gtol else "max_steps" for g in np.asarray(gns)]
+    done, budget = result_name(RESULTS.converged), result_name(RESULTS.max_steps)
+    status = [done if g <= gtol else budget for g in np.asarray(gns)]
     need = np.flatnonzero(np.asarray(gns) > gtol)
     if need.size:  # points already at ‖∇L‖∞ ≤ gtol would take 0 steps; refine the rest in one vmap
         res = jax.vmap(lambda W: refine_critical_point(f, W, gtol=gtol, max_steps=refine_steps))(Ws[need])
@@ -256,7 +300,7 @@ def empirical_frequency(k: int, *, n_runs: int = 500, steps: int = 1500, lr: flo
             refs[name] = fam[k]
     labels = []
     for W, loss, st in zip(Wr, losses, status):
-        if st != "converged":
+        if st != done:
             labels.append("not converged")
         elif loss < 1e-10:
             labels.append("global")
@@ -289,6 +333,7 @@ def family_split_report(name: str, k: int, lambdas=(0.25, 0.5, 0.75)) -> dict:
     for block in p.partition:
         s = split_scan(p.W, block[0], lambdas, base=base)
         splits[int(block[0])] = [int(n) for n in s.n_negative]
-    return {"family": name, "k": k, "loss": p.loss, "base_index": base[3], "base_nullity": base[4],
+    return {"family": name, "k": k, "loss": p.loss, "base_index": base.point.index,
+            "base_nullity": base.point.nullity,
             "lambdas": list(map(float, lambdas)), "splits": splits,
             "one_neuron_suffices": any(max(v) > 0 for v in splits.values())}

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from symland._critical import eigenvalue_multiplicities
-from symland._results import CriticalPointReport
+from symland._results import RESULTS, CriticalPointReport, Kind, result_name
 from symland._solver import refine_critical_point
 from symland.gaussian._isotropy import (
     restricted_loss_extended,
@@ -25,8 +25,6 @@ from symland.gaussian._isotropy import (
     restricted_loss,
 )
 from symland.gaussian._kernel import check_activation, expected_loss, gaussian_loss_function, loss_hessian
-
-jax.config.update("jax_enable_x64", True)
 
 # Safran & Shamir's k = 7 spurious minimum (math.md §6) in ΔS_{k−1} coordinates
 # z = (W_11, W_1j, W_i1, W_ii, W_ij) with ROWS as neurons (Arjevani–Field).
@@ -39,38 +37,63 @@ class SymmetricCriticalPoint:
     """A critical point found on a fixed-point subspace and checked in the full space.
 
     **Fields:** `k`, `isotropy` (name of the subspace it was solved on), `z`
-    (subspace coordinates), `W` (k × k, rows are neurons), `loss`,
-    `grad_norm` (‖∇L‖∞ in the full space after refinement), `status` (of
-    `refine_critical_point`), `index`, `nullity`, `kind` (from
-    `classify_critical_point`), `eigenvalues` (full Hessian, ascending),
-    `multiplicities` ([(value, multiplicity), …]), `partition` (the Young part
-    of the diagonal isotropy actually found, `diagonal_isotropy_partition`).
+    (subspace coordinates), `W` (k × k, rows are neurons), `status` (a
+    `RESULTS` name: `converged` when ‖∇L‖∞ ≤ gtol held without refinement,
+    else the status of `refine_critical_point`), `point` (a
+    `CriticalPointReport`: loss, ‖∇L‖∞ in the full space, index, nullity and
+    verdict from the full Hessian spectrum), `multiplicities` ([(value,
+    multiplicity), …] of that spectrum), `partition` (the Young part of the
+    diagonal isotropy actually found, `diagonal_isotropy_partition`).
+
+    `loss`, `grad_norm`, `index`, `nullity`, `kind`, `eigenvalues` and
+    `min_eigenvalue` read `point`.
     """
 
     k: int
     isotropy: str
     z: np.ndarray
     W: np.ndarray
-    loss: float
-    grad_norm: float
     status: str
-    index: int
-    nullity: int
-    kind: str
-    eigenvalues: np.ndarray
+    point: CriticalPointReport
     multiplicities: list
     partition: list
 
     @property
+    def converged(self) -> bool:
+        return self.status == result_name(RESULTS.converged)
+
+    @property
+    def loss(self) -> float:
+        return self.point.loss
+
+    @property
+    def grad_norm(self) -> float:
+        return self.point.grad_norm
+
+    @property
+    def index(self) -> int:
+        return self.point.index
+
+    @property
+    def nullity(self) -> int:
+        return self.point.nullity
+
+    @property
+    def kind(self) -> Kind:
+        return self.point.kind
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        return self.point.eigenvalues
+
+    @property
     def min_eigenvalue(self) -> float:
-        return float(self.eigenvalues[0])
+        return float(self.point.eigenvalues[0])
 
     def to_dict(self) -> dict:
         return {
             "k": self.k, "isotropy": self.isotropy, "z": [float(v) for v in self.z],
-            "loss": self.loss, "grad_norm": self.grad_norm, "status": self.status,
-            "index": self.index, "nullity": self.nullity, "kind": self.kind,
-            "min_eigenvalue": self.min_eigenvalue,
+            "status": self.status, **self.point.to_dict(),
             "multiplicities": [[v, m] for v, m in self.multiplicities],
             "partition": self.partition,
         }
@@ -160,27 +183,25 @@ def analyse_point(subspace: FixedPointSubspace, z, *, activation: str = "relu", 
     By the principle of symmetric criticality a zero of the restricted gradient
     is a critical point in the full space; when ‖∇L‖∞ at W(z) already is
     ≤ `gtol` the point is reported as converged without a Newton step,
-    otherwise `refine_critical_point` takes it to `gtol`. The index, nullity
-    and kind follow `classify_critical_point` (same `zero_tolerance`,
-    `count_signs`), on a Hessian computed once-compiled for all k ≤ `pad_to`.
+    otherwise `refine_critical_point` takes it to `gtol`. The verdict is a
+    `CriticalPointReport` of the full Hessian spectrum (computed with one
+    compilation for all k ≤ `pad_to`).
     """
     k = subspace.k
     W = subspace.to_full(jnp.asarray(z))
     loss, g, H = full_space_derivatives(W, activation=activation, pad_to=pad_to)
     gn = float(np.max(np.abs(g)))
-    status = "converged"
+    status = result_name(RESULTS.converged)
     if not gn <= gtol:
         res = refine_critical_point(gaussian_loss_function(jnp.eye(k), activation=activation), W, gtol=gtol)
         W, status = res.value, res.status_name
         loss, g, H = full_space_derivatives(W, activation=activation, pad_to=pad_to)
         gn = float(np.max(np.abs(g)))
     eig = np.linalg.eigvalsh(H)
-    report = CriticalPointReport.from_spectrum(loss, gn, eig, gtol=gtol)
     W = np.asarray(W)
     return SymmetricCriticalPoint(
-        k=k, isotropy=subspace.name, z=np.asarray(subspace.from_full(W)), W=W, loss=loss,
-        grad_norm=gn, status=status, index=report.index, nullity=report.nullity,
-        kind=str(report.kind), eigenvalues=eig,
+        k=k, isotropy=subspace.name, z=np.asarray(subspace.from_full(W)), W=W, status=status,
+        point=CriticalPointReport.from_spectrum(loss, gn, eig, gtol=gtol),
         multiplicities=eigenvalue_multiplicities(eig, rtol=rtol_multiplicity),
         partition=diagonal_isotropy_partition(W, tol=1e-7),
     )
@@ -228,7 +249,7 @@ def symmetric_critical_points(k: int, isotropy, *, activation: str = "relu", n_s
     points: list[SymmetricCriticalPoint] = []
     for zi in keep:
         p = analyse_point(sp, zi, activation=activation, gtol=gtol, pad_to=pad_to)
-        if p.status != "converged" or not np.isfinite(p.loss):
+        if not p.converged or not np.isfinite(p.loss):
             continue
         if not any(_same_point(p, q, dedup_tol) for q in points):
             points.append(p)
@@ -317,8 +338,9 @@ class DecayFit:
     long double), `grad_norm` (‖∇L_r‖∞ per k, double precision), `z` (the
     5 coordinates per k), `a` (estimate), `a_stderr` (largest least-squares
     standard error over the windows), `a_spread` (max − min over windows),
-    `windows` ([(k_min, a), …]), `n_terms`, `status` ('converged' when every
-    ‖∇L_r‖∞ ≤ `gtol`, else 'max_steps').
+    `windows` ([(k_min, a), …]), `n_terms`, `gtol`, `status` (a `RESULTS`
+    name: `converged` when every ‖∇L_r‖∞ ≤ `gtol`, else `max_steps`: the
+    fixed number of Newton steps per k did not reach it).
     """
 
     ks: np.ndarray
@@ -330,11 +352,20 @@ class DecayFit:
     a_spread: float
     windows: list
     n_terms: int
+    gtol: float
     status: str
 
     @property
     def a_uncertainty(self) -> float:
         return max(self.a_stderr, self.a_spread)
+
+    def to_dict(self) -> dict:
+        """The fit (not the per-k arrays): a, its uncertainty, the windows, the worst ‖∇L_r‖∞."""
+        return {"k_min": int(self.ks[0]), "k_max": int(self.ks[-1]), "a": self.a,
+                "a_stderr": self.a_stderr, "a_spread": self.a_spread,
+                "a_uncertainty": self.a_uncertainty, "windows": [list(w) for w in self.windows],
+                "n_terms": self.n_terms, "gtol": self.gtol,
+                "max_grad_norm": float(np.max(self.grad_norm)), "status": self.status}
 
 
 def critical_value_decay(k_max: int = 10_000, *, k_min: int = 7, n_terms: int = 6,
@@ -371,9 +402,9 @@ def critical_value_decay(k_max: int = 10_000, *, k_min: int = 7, n_terms: int = 
         windows.append((int(kw), float(coef[0])))
         errs.append(float(np.sqrt(cov[0, 0])))
     est = np.array([a for _, a in windows])
-    status = "converged" if np.all(gns <= gtol) else "max_steps"
+    status = result_name(RESULTS.converged if np.all(gns <= gtol) else RESULTS.max_steps)
     return DecayFit(ks.astype(int), kL, gns, zs, float(np.median(est)), float(max(errs)),
-                    float(est.max() - est.min()), windows, n_terms, status)
+                    float(est.max() - est.min()), windows, n_terms, gtol, status)
 
 
 # --- Hessian spectrum at the global minimum W = V = I_k ------------------------

@@ -24,8 +24,6 @@ import jax.numpy as jnp
 
 from symland.gaussian._kernel import check_activation, erf_kernel_from_gram, relu_kernel_from_gram
 
-jax.config.update("jax_enable_x64", True)
-
 
 def check_k(k) -> int:
     """Raise ValueError unless k is an integer ≥ 2."""

@@ -26,8 +26,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-jax.config.update("jax_enable_x64", True)
-
 KERNEL_ACTIVATIONS = ("relu", "erf")
 
 # Taylor coefficients of φ(r) = r − atan(r) = r³ Σ_n (−1)^n r^{2n} / (2n + 3);

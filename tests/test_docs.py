@@ -1,0 +1,101 @@
+"""The documentation runs: README.md's Python API section, docs/*.md and every `>>>` in src.
+
+The doc sessions that compile solvers take tens of seconds of CPU each and
+are marked slow; every session is also checked cheaply without the mark: each
+example compiles and every symland name it imports or reads exists.
+"""
+
+import ast
+import doctest
+import importlib
+import io
+import pkgutil
+import types
+from pathlib import Path
+
+import pytest
+
+import symland
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+CHEAP = {"docs/counting.md"}  # exact integer arithmetic only
+
+
+def _readme_api() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Python API")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+SESSIONS = {"README.md": _readme_api,
+            **{f"docs/{p.name}": p.read_text for p in sorted((ROOT / "docs").glob("*.md"))}}
+MODULES = sorted(m.name for m in pkgutil.walk_packages(symland.__path__, "symland."))
+
+
+def _run(test: doctest.DocTest):
+    out = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    runner.run(test, out=out.write)
+    assert runner.failures == 0, out.getvalue()
+    return runner
+
+
+def _session(name: str) -> doctest.DocTest:
+    return doctest.DocTestParser().get_doctest(SESSIONS[name](), {"__name__": "docs"}, name, name, 0)
+
+
+def test_every_doc_file_has_a_session():
+    assert {"README.md", "docs/counting.md", "docs/gaussian.md", "docs/microscope.md"} <= set(SESSIONS)
+    for name in SESSIONS:
+        assert _session(name).examples, f"{name}: no >>> examples"
+
+
+@pytest.mark.parametrize("name", sorted(SESSIONS))
+def test_doc_examples_compile_and_name_real_api(name):
+    aliases = {}
+    for ex in _session(name).examples:
+        tree = ast.parse(ex.source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("symland"):
+                mod = importlib.import_module(node.module)
+                for a in node.names:
+                    assert hasattr(mod, a.name), f"{name}: {node.module} has no {a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("symland"):
+                        aliases[a.asname or a.name] = importlib.import_module(a.name)
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id in aliases):
+                assert hasattr(aliases[node.value.id], node.attr), f"{name}: no symland.{node.attr}"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in CHEAP else pytest.mark.slow)
+                                  for n in sorted(SESSIONS)])
+def test_doc_session_runs(name):
+    assert _run(_session(name)).tries > 0
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_docstring_examples(module):
+    mod = importlib.import_module(module)
+    for test in doctest.DocTestFinder().find(mod, module):
+        _run(test)
+
+
+def test_public_surface():
+    # subpackages a test imported (symland.cli, symland.experiments) become attributes too
+    public = {n for n in dir(symland) if not n.startswith("_")
+              and not (isinstance(getattr(symland, n), types.ModuleType) and n not in ("counting", "gaussian"))}
+    assert set(symland.__all__) == public
+    for name in symland.__all__:
+        assert getattr(symland, name) is not None
+    for leak in ("jax", "T", "WHICH", "count_signs", "np", "minimum_subspace_dimension"):
+        assert leak not in dir(symland) and leak not in symland.__all__
+    assert symland.counting.T(2, 4) == symland.counting.T(2, 4)
+    assert "T" in symland.counting.__all__ and "jax" not in dir(symland.gaussian)
+    for sub in (symland.counting, symland.gaussian):
+        assert all(hasattr(sub, n) for n in sub.__all__)
+    from importlib.metadata import version
+
+    assert symland.__version__ == version("symland")
