@@ -88,6 +88,23 @@ MAX_SADDLES = 6  # local maxima refined per band (the highest ones)
 SAME_POINT = 1e-6  # two refined points closer than this (relative) are one
 
 
+class Stopwatch:
+    """Prints stage times when the environment variable SYMLAND_TIMING is set (diagnostics)."""
+
+    def __init__(self):
+        import os
+        import time
+        self.on = bool(os.environ.get("SYMLAND_TIMING"))
+        self.time = time.perf_counter
+        self.t = self.time()
+
+    def __call__(self, stage):
+        if self.on:
+            t = self.time()
+            print(f"[mep] {stage}: {t - self.t:.2f} s", flush=True)
+            self.t = t
+
+
 class BandOutcome(NamedTuple):
     """What the band relaxation returns (flat arrays, traceable, vmappable)."""
 
@@ -401,13 +418,15 @@ class MepKernels(NamedTuple):
 
 @functools.lru_cache(maxsize=32)
 def mep_kernels(loss_of, *, max_steps: int, climbing: bool, gtol: float, refine_steps: int,
-                hessian_of=None) -> MepKernels:
+                closed_form_hessian: bool = False) -> MepKernels:
     """Compiled kernels for a loss `loss_of(x_flat, data)`; cached per loss and options.
 
     `data` is an argument (not closed over) so one compilation serves any
-    data of the same shapes; `hessian_of(x, data)`, when given, is a closed
-    form of the Hessian.
+    data of the same shapes; with `closed_form_hessian`,
+    `loss_of.hessian(x, data)` computes the Hessian. `loss_of` must hash and
+    compare equal for equal losses, or every call compiles anew.
     """
+    hessian_of = loss_of.hessian if closed_form_hessian else None
 
     def relax(X, n, data, ftol):
         return relax_band(lambda x: loss_of(x, data), X, n, ftol=ftol, max_steps=max_steps,
@@ -447,16 +466,23 @@ def check_mep_options(*, max_steps, resolution, rounds, ftol):
 
 
 def run_bands(kernels: MepKernels, bands, n_active, data, *, ftol_rel, ftol, resolution, rounds,
-              max_images):
+              max_images, extra_point=None):
     """Relax a batch of bands with AutoNEB insertion rounds, then refine their local maxima.
 
-    **Returns:** per band a dict with `images`, `loss`, `n`, `band` (the
-    last `BandOutcome` row), `steps`, `rounds`, `ftol`, `maxima` (image
-    indices refined), `refined` (`SaddleRefinement` rows) and `segments`
-    (segment losses of the final band).
+    Every jitted call has fixed shapes (bands padded to `max_images`, always
+    `MAX_SADDLES` + 1 refinement slots per band), so nothing recompiles
+    between rounds or calls. `extra_point(b, images)`, when given, names one
+    more point per band to refine (in the last slot).
+
+    **Returns:** per band a dict with `images`, `loss` (refined saddles put
+    in the band), `band_status`, `band_force`, `steps`, `rounds`, `ftol`,
+    `maxima` (image indices refined), `refined` (`SaddleRefinement` rows,
+    one per maximum and the extra point last), `segments` (segment losses
+    of the final band).
     """
     X = np.stack(bands)
     n = np.asarray(n_active, dtype=np.int64)
+    clock = Stopwatch()
     B = X.shape[0]
     ftols = np.full(B, np.inf if ftol is None else float(ftol))
     steps = np.zeros(B, dtype=np.int64)
@@ -467,6 +493,7 @@ def run_bands(kernels: MepKernels, bands, n_active, data, *, ftol_rel, ftol, res
         ftols = ftol_rel * np.maximum(np.asarray(probe.force), 1e-300)
     out = kernels.relax(jnp.asarray(X), jnp.asarray(n), data, jnp.asarray(ftols))
     steps += np.asarray(out.steps)
+    clock("relax")
     for _ in range(rounds):
         seg = np.asarray(kernels.segments(out.images, data))
         mid = seg[:, :, SEGMENT_SAMPLES // 2]
@@ -486,61 +513,71 @@ def run_bands(kernels: MepKernels, bands, n_active, data, *, ftol_rel, ftol, res
         n = np.asarray(new_n)
         out = kernels.relax(jnp.asarray(np.stack(new_X)), jnp.asarray(n), data, jnp.asarray(ftols))
         steps += np.asarray(out.steps)
-    images = np.asarray(out.images)
-    loss = np.asarray(out.loss)
+        clock("relax again")
+    images = np.array(out.images)
+    loss = np.array(out.loss)
     maxima = [local_maxima(loss[b], int(n[b]))[:MAX_SADDLES] for b in range(B)]
-    K = max(1, max(len(mx) for mx in maxima))
-    cand = np.stack([np.stack([images[b][i] for i in (mx + [mx[0] if mx else int(n[b]) // 2] * (K - len(mx)))])
-                     for b, mx in enumerate(maxima)])
+    K = MAX_SADDLES + 1
+    cand = np.empty((B, K, X.shape[2]))
+    for b, mx in enumerate(maxima):
+        fill = images[b][mx[0] if mx else int(n[b]) // 2]
+        rows = [images[b][i] for i in mx] + [fill] * (MAX_SADDLES - len(mx))
+        rows.append(fill if extra_point is None else extra_point(b, images[b][:n[b]]))
+        cand[b] = np.stack(rows)
     ref = kernels.refine(jnp.asarray(cand), data)
     ref = SaddleRefinement(*[np.asarray(a) for a in ref])
+    clock("refine")
+    # Refined maxima that converged near their image replace it in the band.
+    original, before = loss.copy(), images.copy()
+    for b, mx in enumerate(maxima):
+        for k, i in enumerate(mx):
+            x = ref.x[b, k]
+            seg = min(np.linalg.norm(images[b][i] - images[b][i - 1]),
+                      np.linalg.norm(images[b][i + 1] - images[b][i]))
+            if result_name(int(ref.status[b, k])) == "converged" and np.linalg.norm(x - images[b][i]) <= seg:
+                images[b][i] = x
+                loss[b][i] = ref.loss[b, k]
+    seg = np.asarray(kernels.segments(jnp.asarray(images), data))
+    clock("segments")
     results = []
     for b in range(B):
-        results.append({"images": images[b][:n[b]].copy(), "loss": loss[b][:n[b]].copy(), "n": int(n[b]),
+        nb = int(n[b])
+        results.append({"images": images[b][:nb].copy(), "loss": loss[b][:nb].copy(),
+                        "image_loss": original[b][:nb].copy(), "images_before": before[b][:nb].copy(),
                         "band_status": result_name(int(np.asarray(out.status)[b])),
                         "band_force": float(np.asarray(out.force)[b]), "steps": int(steps[b]),
                         "rounds": int(done_rounds[b]) + 1, "ftol": float(ftols[b]),
-                        "maxima": maxima[b], "refined": SaddleRefinement(*[a[b] for a in ref])})
+                        "maxima": maxima[b], "refined": SaddleRefinement(*[a[b] for a in ref]),
+                        "segments": seg[b][:nb - 1]})
     return results
 
 
-def assemble_path(result, kernels: MepKernels, data, unravel, *,
-                  gtol: float) -> MinimumEnergyPath:
+def assemble_path(result, unravel, *, gtol: float) -> MinimumEnergyPath:
     """Turn one band's `run_bands` record into a `MinimumEnergyPath`.
 
-    Refined maxima that converged to a critical point near their image
-    replace it in the band; duplicates (the same point reached from two
-    maxima) are reported once.
+    Duplicates (the same point reached from two maxima) are reported once.
     """
-    images, loss = result["images"], result["loss"].copy()
+    images, loss = result["images"], result["loss"]
     ref: SaddleRefinement = result["refined"]
     n_params = images.shape[1]
     scale = max(1.0, float(np.max(np.abs(images))))
     saddles, refinements, kept = [], [], []
     for k, i in enumerate(result["maxima"]):
         x = ref.x[k]
-        status = result_name(int(ref.status[k]))
-        moved = float(np.linalg.norm(x - images[i]))
         if any(np.linalg.norm(x - y) <= SAME_POINT * scale for y in kept):
             continue
         report = CriticalPointReport.from_spectrum(ref.loss[k], ref.grad_norm[k], ref.eigenvalues[k],
                                                    gtol=float(ref.gtol[k]), n=n_params)
-        seg = min(np.linalg.norm(images[i] - images[i - 1]), np.linalg.norm(images[i + 1] - images[i]))
-        if status == "converged" and moved <= seg:
-            images = images.copy()
-            images[i] = x
-            loss[i] = ref.loss[k]
         kept.append(x)
         saddles.append((unravel(jnp.asarray(x)), report))
-        refinements.append({"image": int(i), "refine_status": status, "moved": moved,
-                            "refine_steps": int(ref.steps[k]), "image_loss": float(result["loss"][i])})
+        refinements.append({"image": int(i), "refine_status": result_name(int(ref.status[k])),
+                            "moved": float(np.linalg.norm(x - result["images_before"][i])),
+                            "refine_steps": int(ref.steps[k]), "image_loss": float(result["image_loss"][i])})
     order = sorted(range(len(saddles)), key=lambda j: -saddles[j][1].loss)
     saddles = [saddles[j] for j in order]
     refinements = [refinements[j] for j in order]
-    X = pad_band(images, images.shape[0])
-    seg = np.asarray(kernels.segments(jnp.asarray(X[None]), data))[0]
     top = max([r.loss for _, r in saddles] + [float(loss.max())])
-    disc = float(max(seg.max(), loss.max()) - top)
+    disc = float(max(result["segments"].max(), loss.max()) - top)
     band_status = result["band_status"]
     if band_status != "converged":
         status = band_status
@@ -619,7 +656,7 @@ def minimum_energy_path(loss_fn, start, end, *, images: int = 15, max_images: in
     res = run_bands(kernels, [pad_band(band, max_images)], [images], None, ftol_rel=float(ftol_rel),
                     ftol=ftol, resolution=float(resolution), rounds=int(rounds),
                     max_images=int(max_images))[0]
-    return assemble_path(res, kernels, None, unravel, gtol=gtol)
+    return assemble_path(res, unravel, gtol=gtol)
 
 
 def initial_band(init, x0, x1, images):

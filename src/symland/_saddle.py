@@ -5,7 +5,9 @@ minimum-energy path (`minimum_energy_path`, climbing-image NEB) from θ* to
 σ^(k)_{l⇔m}(θ*), certifies its saddles, and says how the highest saddle S
 relates to the permutation point θ_{l⇔m} (Suppl. Fig. 4):
 
-- `top` (Fig. 4 A): S is the permutation point (the same point, to `SAME`).
+- `top` (Fig. 4 A): S is a permutation point (ϑ_l = ϑ_m to `SAME`) of the
+  loss of θ_{l⇔m}: the same point up to the plateau of permutation points
+  (a_l + a_m fixed, any split, all critical at one loss).
 - `below` (Fig. 4 B, C): the path passes through a permutation point that
   lies lower than an intermediate saddle S (it may be a minimum along the
   path, Fig. 4 C; its `CriticalPointReport` says).
@@ -229,11 +231,12 @@ INITS = ("auto", "fixed-delta", "merged")
 
 
 def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all", *,
-                        init: str = "auto", images: int = 15, max_images: int | None = None,
-                        loss: str = "mse", gtol: float = 1e-12, ftol_rel: float = 1e-4,
-                        max_steps: int = 5_000, resolution: float = 0.2, rounds: int = 2,
+                        init: str = "auto", images: int = 11, max_images: int | None = None,
+                        loss: str = "mse", gtol: float = 1e-12, ftol_rel: float = 1e-3,
+                        max_steps: int = 3_000, resolution: float = 0.25, rounds: int = 1,
                         refine_steps: int = 100, perturb: float = 1e-3, seed: int = 0,
-                        path_options: dict | None = None) -> list[PermutationSaddle]:
+                        path_options: dict | None = None,
+                        fixed_delta_paths=None) -> list[PermutationSaddle]:
     """Minimum-energy paths θ* → σ^(k)_{l⇔m}(θ*) and their saddles for several pairs, batched.
 
     All pairs' bands relax in one jitted `vmap`-ed call (and their maxima are
@@ -247,7 +250,8 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
       configuration), `fixed-delta` (the same, but always reporting the
       fixed-δ path) or `merged` (no fixed-δ path is computed).
     - `path_options`: keyword arguments of `find_permutation_paths`
-      (default `steps=100`).
+      (default `steps=100`); `fixed_delta_paths`: already computed
+      `PermutationPath`s of these pairs, used instead.
     - `perturb`, `seed`: relative size and seed of the symmetry-breaking
       perturbation of the initial band.
     - the rest: as in `minimum_energy_path`.
@@ -262,7 +266,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if init not in INITS:
         raise ValueError(f"init: unknown initialisation {init!r}; choose one of {', '.join(INITS)}")
-    max_images = images + 8 if max_images is None and isinstance(images, int) else max_images
+    max_images = images + 6 if max_images is None and isinstance(images, int) else max_images
     check_images(images, max_images)
     check_tolerance(gtol, "gtol")
     check_tolerance(ftol_rel, "ftol_rel")
@@ -273,7 +277,11 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
     x0 = np.asarray(start, dtype=np.float64)
     unravel = ravel_pytree(params)[1]
     paths = [None] * len(pairs)
-    if init != "merged":
+    if fixed_delta_paths is not None:
+        paths = list(fixed_delta_paths)
+        if [(p.l, p.m) for p in paths] != pairs or any(p.layer != layer for p in paths):
+            raise ValueError("fixed_delta_paths: must be the paths of exactly these pairs of this layer")
+    elif init != "merged":
         opts = {"steps": 100, **(path_options or {})}
         paths = find_permutation_paths(model, params, x, y, layer, pairs, loss=loss, **opts)
     rng = np.random.default_rng(seed)
@@ -299,26 +307,26 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
     pair_loss = _PairLoss(model, loss, params)
     kernels = mep_kernels(pair_loss, max_steps=int(max_steps), climbing=True, gtol=float(gtol),
                           refine_steps=int(refine_steps),
-                          hessian_of=pair_loss.hessian if model.depth == 2 else None)
+                          closed_form_hessian=model.depth == 2)
     data = (x, y)
     runs = run_bands(kernels, bands, [images] * len(pairs), data, ftol_rel=float(ftol_rel), ftol=None,
-                     resolution=float(resolution), rounds=int(rounds), max_images=int(max_images))
-    meps = [assemble_path(r, kernels, data, unravel, gtol=gtol) for r in runs]
-    # The MEP's crossings of Fix(σ), refined in one batched call.
-    near = np.stack([fix_crossing(mep.images, perm)[1] for mep, perm in zip(meps, perms)])
+                     resolution=float(resolution), rounds=int(rounds), max_images=int(max_images),
+                     extra_point=lambda b, band: fix_crossing(band, perms[b])[1])
+    meps = [assemble_path(r, unravel, gtol=gtol) for r in runs]
     scale = max(1.0, float(np.max(np.abs(x0))))
-    ref = SaddleRefinement(*[np.asarray(a) for a in kernels.refine(jnp.asarray(near)[:, None], data)])
     n_params = x0.size
     out = []
     for i, ((l, m), path, mep, perm) in enumerate(zip(pairs, paths, meps, perms)):
-        # The refined crossing counts when it is a critical point in Fix(σ) on the path.
+        # The MEP's crossing of Fix(σ), refined in the extra slot: it counts when it is
+        # a critical point in Fix(σ) on the path.
+        ref = runs[i]["refined"]
         crossing = None
-        xr = ref.x[i, 0]
-        if result_name(int(ref.status[i, 0])) == "converged" \
-                and np.linalg.norm(xr - xr[perm]) <= SAME * scale \
+        xr = ref.x[-1]
+        if result_name(int(ref.status[-1])) == "converged" \
+                and incoming_distance(xr, unravel, layer, l, m) <= SAME * scale \
                 and distance_to_polyline(mep.images, xr) <= path_resolution(mep):
-            rep = CriticalPointReport.from_spectrum(ref.loss[i, 0], ref.grad_norm[i, 0], ref.eigenvalues[i, 0],
-                                                    gtol=float(ref.gtol[i, 0]), n=n_params)
+            rep = CriticalPointReport.from_spectrum(ref.loss[-1], ref.grad_norm[-1], ref.eigenvalues[-1],
+                                                    gtol=float(ref.gtol[-1]), n=n_params)
             crossing = (unravel(jnp.asarray(xr)), rep, xr)
         status = mep.status
         kd = None
@@ -327,7 +335,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
             if kd < KINK_TOL:
                 status = "kink"
         pp = path.permutation_point_report if path is not None and path.all_converged else None
-        relation = _relation(mep, pp, path, crossing, perm, scale)
+        relation = _relation(mep, pp, path, crossing, perm, scale, layer, l, m)
         relation["kink_distance"] = kd
         out.append(PermutationSaddle(
             layer=int(layer), l=l, m=m, init=inits[i], mep=mep, status=status,
@@ -336,7 +344,12 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
     return out
 
 
-def _relation(mep: MinimumEnergyPath, pp, path, crossing, perm, scale) -> dict:
+def incoming_distance(x, unravel, layer, l, m) -> float:
+    """‖ϑ_l − ϑ_m‖ at the flat point x."""
+    return float(neuron_distance(unravel(jnp.asarray(x)), layer, l, m))
+
+
+def _relation(mep: MinimumEnergyPath, pp, path, crossing, perm, scale, layer, l, m) -> dict:
     """Suppl. Fig. 4: where θ_{l⇔m} sits relative to the MEP's highest saddle S."""
     rec = {"relation": "undetermined", "route": None, "figure": None, "loss_difference": None,
            "distance": None, "permutation_point_kind": None}
@@ -357,10 +370,13 @@ def _relation(mep: MinimumEnergyPath, pp, path, crossing, perm, scale) -> dict:
         return rec
     dist = min(float(np.linalg.norm(s - p)), float(np.linalg.norm(s[perm] - p)))
     dL = float(L_s - L_p)
+    merged = incoming_distance(s, mep.unravel, layer, l, m)
     rec.update(loss_difference=dL, distance=dist, permutation_point_kind=str(report.kind),
-               permutation_point_index=report.index)
+               permutation_point_index=report.index, saddle_incoming_distance=merged)
     on_path = distance_to_polyline(mep.images, p) <= path_resolution(mep)
-    if dist <= SAME * scale:
+    # S is θ_{l⇔m} up to the plateau of permutation points (ϑ_l = ϑ_m, a_l + a_m fixed:
+    # every split of the output weight is a critical point of the same loss).
+    if merged <= SAME * scale and abs(dL) <= SAME * max(1.0, abs(L_p)):
         rec.update(relation="top", figure="4A")
     elif on_path and dL > 0:
         rec.update(relation="below", figure="4C" if str(report.kind) == "minimum" else "4B")

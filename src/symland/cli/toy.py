@@ -28,6 +28,8 @@ def add_parser(subparsers):
     p.add_argument("--max-newton", type=int, default=50,
                    help="Newton steps allowed per δ, chord steps with a reused Hessian included "
                         "(a δ that needs more is reported as not converged)")
+    p.add_argument("--method", choices=("fixed-delta", "mep", "both"), default="both",
+                   help="fixed-δ paths, minimum-energy paths with certified saddles, or both")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -40,8 +42,11 @@ def run(args):
     result = run_toy(args.out, activation=args.activation, pairs=parse_pairs(args.pairs),
                      steps=args.steps, ratio=args.ratio, seed=args.seed,
                      max_newton_steps=args.max_newton,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, method=args.method)
     n_ok = sum(p["all_converged"] for p in result["paths"])
     print(f"{len(result['paths'])} paths, {n_ok} with every step converged")
+    if "saddles" in result:
+        n_cert = sum(r["certified"] for r in result["saddles"])
+        print(f"{n_cert} of {len(result['saddles'])} pairs with a certified saddle (minimum-energy paths)")
     print(f"report: {result['report']}")
     return 0

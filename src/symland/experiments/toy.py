@@ -66,8 +66,12 @@ def plot_toy(problem, paths, out_png):
 
 def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
             ratio: float = 1e-4, seed: int = 1, max_newton_steps: int = 50,
-            valley: bool = True, progress: bool = True) -> dict:
+            valley: bool = True, progress: bool = True, method: str = "both") -> dict:
     """Reproduce Fig. 1: paths for the chosen pairs, JSON, figure and HTML report in `out`.
+
+    `method`: `fixed-delta` (the paper's paths), `mep` (minimum-energy paths
+    and their certified saddles, `symland.permutation_saddles`) or `both`
+    (the report then shows them side by side per pair).
 
     With `valley`, the report also gets the equal-loss valley of §4.2 (ii)
     (`symland.experiments.valley.run_valley`, written to `out/valley.*`).
@@ -111,6 +115,15 @@ def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
         ("Permutation points grouped by loss",
          html_table(["pairs (1-based)", "loss", "index", "nullity", "every step converged"], rows)),
     ]
+    if method in ("mep", "both"):
+        from .._saddle import permutation_saddles
+        from .saddle import saddle_records, saddle_section
+
+        stages.set_postfix_str("minimum-energy paths")
+        saddles = permutation_saddles(problem.model, problem.teacher, problem.x, problem.y, 1, pairs,
+                                      fixed_delta_paths=paths)
+        sections.append(("Minimum-energy paths and certified saddles", saddle_section(saddles)))
+        result["saddles"] = saddle_records(saddles)
     if valley:
         from .valley import run_valley
 
