@@ -7,15 +7,15 @@ from jax.flatten_util import ravel_pytree
 import symland as s
 
 # tanh seed 2, pair 2 & 3: the fixed-δ path is complete and θ_{l⇔m} has index 1
-# (README table); pair 0 & 1 has no complete fixed-δ path, so its band starts at
-# the merged configuration.
+# (README table); pair 1 & 2 has no complete fixed-δ path, so its band starts at
+# the merged configuration (and its saddle is a permutation point of the same loss).
 PROBLEM = s.toy_problem("tanh", seed=2)
 
 
 @pytest.fixture(scope="module")
 def results():
     return s.permutation_saddles(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1,
-                                 [(2, 3), (0, 1)])
+                                 [(2, 3), (1, 2)])
 
 
 def test_certified_saddle_and_exact_endpoints(results):
@@ -61,7 +61,8 @@ def test_merged_initialisation_when_the_fixed_delta_path_fails(results):
     r = results[1]
     assert r.fixed_delta is not None and not r.fixed_delta.all_converged
     assert r.init == "merged" and r.permutation_point is None
-    assert r.relation["route"] in ("mep", None)
+    assert r.relation["route"] == "mep" and r.relation["relation"] == "top"
+    assert r.saddle_report.loss == pytest.approx(results[0].saddle_report.loss, rel=1e-9)
 
 
 def test_merged_configuration_is_sigma_fixed():

@@ -568,6 +568,8 @@ def assemble_path(result, unravel, *, gtol: float) -> MinimumEnergyPath:
             continue
         report = CriticalPointReport.from_spectrum(ref.loss[k], ref.grad_norm[k], ref.eigenvalues[k],
                                                    gtol=float(ref.gtol[k]), n=n_params)
+        if str(report.kind) == "minimum":
+            continue  # a maximum of the band that refines to a minimum (round-off ripple) is no saddle
         kept.append(x)
         saddles.append((unravel(jnp.asarray(x)), report))
         refinements.append({"image": int(i), "refine_status": result_name(int(ref.status[k])),
