@@ -7,7 +7,7 @@ from symland.cli import main
 
 def test_toy_end_to_end(tmp_path, capsys):
     out = tmp_path / "toy"
-    rc = main(["toy", "--activation", "softplus", "--pairs", "0,1", "1,2", "--steps", "10",
+    rc = main(["toy", "--activation", "softplus", "--pairs", "0,1", "1,2", "--steps", "10", "--method", "fixed-delta",
                "--seed", "3", "--out", str(out), "--no-progress"])
     assert rc == 0
     data = json.loads((out / "toy.json").read_text())
@@ -58,15 +58,28 @@ def test_permutation_point_rows_say_not_critical():
 def test_toy_valley_uses_the_same_activation_and_seed(tmp_path):
     out = tmp_path / "toy"
     assert main(["toy", "--activation", "tanh", "--pairs", "0,1", "--steps", "5", "--seed", "0",
-                 "--valley", "--out", str(out), "--no-progress"]) == 0
+                 "--method", "fixed-delta", "--valley", "--out", str(out), "--no-progress"]) == 0
     data = json.loads((out / "toy.json").read_text())
     assert data["valley"]["activation"] == "tanh" and data["valley"]["seed"] == 0
     assert data["valley"]["max_rel_loss_change"] <= 1e-12
     assert "Equal-loss valley" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
+def test_toy_mep_beside_fixed_delta(tmp_path, capsys):
+    """--method both: the tanh seed-2 pair 2&3 (complete fixed-δ path) gets a certified saddle."""
+    out = tmp_path / "toy"
+    assert main(["toy", "--activation", "tanh", "--seed", "2", "--pairs", "2,3", "--steps", "50",
+                 "--out", str(out), "--no-progress"]) == 0
+    data = json.loads((out / "toy.json").read_text())
+    (rec,) = data["saddles"]
+    assert rec["certified"] and "Minimum-energy paths" in (out / "report.html").read_text()
+    assert "1 of 1 pairs with a certified saddle" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, word", [
     (["--activation", "swish"], "activation"),
+    (["--method", "neb"], "method"),
     (["--steps", "1"], "steps"),
     (["--ratio", "1.5"], "ratio"),
     (["--ratio", "0"], "ratio"),

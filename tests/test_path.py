@@ -76,7 +76,7 @@ def test_failed_steps_name_their_reason():
     for activation, expected in (("relu", "rescaling"), ("softplus", "escape")):
         prob = s.toy_problem(activation, seed=1)
         p = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, 0, 1, steps=60,
-                                    max_newton_steps=30)
+                                    max_newton_steps=30, gauge=None)  # the paper's δ
         assert not p.all_converged
         assert all((r == "converged") == bool(c) for r, c in zip(p.status, p.converged))
         assert set(p.status) <= set(s.RESULTS._name_to_item)
@@ -179,3 +179,23 @@ def test_fig1_a_b_pairs_reach_the_same_configuration():
     assert all(p.permutation_point_report.grad_norm <= 1e-10 for p in paths)
     # §4.2's "at most one negative eigenvalue" fails at the index-2 point, and says so.
     assert [p.checks()["at_most_one_negative"] for p in paths] == [True, False, True]
+
+
+def test_balanced_gauge_removes_the_relu_rescaling():
+    """The balanced gauge (default for ReLU) starts at the balanced teacher (same
+    function, ‖ϑ_j‖ = |a_j|). It removes the rescaling orbit, but on seed 1, pair
+    0 & 1 later steps still run off (output weights to ≈ 2.7e3 with ϑ growing too,
+    still labelled by `step_status`'s ReLU run-away name): measured, not fixed."""
+    prob = s.toy_problem("relu", seed=1)
+    p = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, 0, 1, steps=30,
+                                max_newton_steps=60)
+    assert "converged" in p.status
+    W, b = p.start[0]
+    norms = np.sqrt(np.sum(np.asarray(W) ** 2, axis=1) + np.asarray(b) ** 2)
+    np.testing.assert_allclose(norms, np.abs(np.asarray(p.start[1][0][0])), rtol=1e-12)
+    np.testing.assert_allclose(prob.model.apply(p.start, prob.x), prob.y, atol=1e-12)
+    # A ReLU step on a kink is `kink`, never `converged`.
+    kinked = p.min_abs_preactivation < 1e-8
+    assert all(st == "kink" for st, k in zip(p.status, kinked) if k)
+    with pytest.raises(ValueError, match="^gauge"):
+        s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, 0, 1, gauge="norm")

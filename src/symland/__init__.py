@@ -63,6 +63,13 @@ from ._critical import (
 
 # Permutation paths, points, plateaus and valleys (§4.1–4.3).
 from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
+from ._mep import MinimumEnergyPath, minimum_energy_path
+from ._saddle import (
+    PermutationSaddle,
+    merged_configuration,
+    permutation_saddle,
+    permutation_saddles,
+)
 from ._plateau import (
     PlateauReport,
     check_permutation_point,

@@ -197,11 +197,60 @@ def _with_row(params, layer, i, v):
     return out
 
 
-def _effective(z, layer, l, m, delta):
-    """θ from free variables z: row m of layer k holds u; ϑ_m = ϑ_l + δ u/‖u‖."""
+def _effective(z, layer, l, m, delta, gauge=None):
+    """θ from free variables z: row m of layer k holds u; ϑ_m = ϑ_l + δ u/‖u‖.
+
+    With `gauge="balanced"` (see `balance_neurons`) neuron l is first
+    replaced by its balanced representative and a_m gets the length ‖ϑ_m‖
+    (its direction is free), so δ is the distance of balanced neurons.
+    """
+    if gauge == "balanced":
+        z = _balance(z, layer, l)
     W, b = z[layer - 1]
     u = _row(W, b, m)
-    return _with_row(z, layer, m, _row(W, b, l) + delta * u / jnp.linalg.norm(u))
+    theta = _with_row(z, layer, m, _row(W, b, l) + delta * u / jnp.linalg.norm(u))
+    if gauge == "balanced":
+        W2, b2 = theta[layer]
+        Wm, bm = theta[layer - 1]
+        a = W2[:, m]
+        theta = list(theta)
+        theta[layer] = (W2.at[:, m].set(a * jnp.linalg.norm(_row(Wm, bm, m)) / jnp.linalg.norm(a)), b2)
+    return theta
+
+
+def _balance(params, layer, j):
+    """Neuron j of layer k scaled to ‖ϑ_j‖ = ‖W^(k+1)_{:,j}‖ (ReLU: same function)."""
+    (W, b), (W2, b2) = params[layer - 1], params[layer]
+    c = jnp.sqrt(jnp.linalg.norm(W2[:, j]) / jnp.linalg.norm(_row(W, b, j)))
+    out = list(params)
+    out[layer - 1] = (W.at[j].multiply(c), None if b is None else b.at[j].multiply(c))
+    out[layer] = (W2.at[:, j].divide(c), b2)
+    return out
+
+
+GAUGES = (None, "balanced")
+
+
+def balance_neurons(params, layer: int):
+    """Every neuron j of hidden layer k rescaled to ‖ϑ_j‖ = ‖W^(k+1)_{:,j}‖ (the balanced gauge).
+
+    For ReLU, ϑ_j → cϑ_j, W^(k+1)_{:,j} → W^(k+1)_{:,j}/c leaves f unchanged
+    (`rescale_neurons`), so each rescaling orbit is a line of equal loss, and
+    the fixed-δ problem of §4.1 is degenerate (README). The balanced gauge
+    picks one point per orbit, c² = ‖W^(k+1)_{:,j}‖/‖ϑ_j‖. Why this gauge and
+    not a distance between normalised vectors ϑ_j/‖ϑ_j‖: gradient flow
+    conserves ‖ϑ_j‖² − ‖W^(k+1)_{:,j}‖² for ReLU (Du, Hu & Lee 2018, Th. 2.1),
+    so networks trained from small balanced initialisations stay balanced,
+    and the gauge keeps δ a distance of parameter vectors as in the paper
+    (normalised vectors would also lose the neuron's scale, so δ = 0 would
+    not merge the two neurons). Defined for neurons with ϑ_j ≠ 0 and
+    W^(k+1)_{:,j} ≠ 0.
+    """
+    check_hidden_layer(params, layer)
+    out = params
+    for j in range(int(jnp.shape(params[layer - 1][0])[0])):
+        out = _balance(out, layer, j)
+    return out
 
 
 def _to_free(params, layer, l, m):
@@ -282,7 +331,7 @@ class StepRecord(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
-def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int):
+def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int, gauge=None):
     """Jitted, pair-batched (`vmap`) pieces of the path computation.
 
     `start(params, ls, ms, deltas)` makes the continuation state,
@@ -312,12 +361,12 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             norm = jnp.where(delta > 0, delta, norm)  # at δ = 0 keep the last scale
             z = _rescale_direction(_to_free(guess, layer, l, m), layer, m, norm)
             unravel = ravel_pytree(z)[1]
-            to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta))[0]
+            to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta, gauge))[0]
             f = lambda v: loss_of(model, unravel_theta(to_theta(v)), x, y)
             sol = minimise_flat(
                 f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps,
                 hessian=_free_hessian(model, kind, to_theta, unravel_theta, x, y))
-            eff = _effective(unravel(sol.x), layer, l, m, delta)
+            eff = _effective(unravel(sol.x), layer, l, m, delta, gauge)
             theta = ravel_pytree(eff)[0]
             # Diagnostics for steps that fail: how close a sample sits to a
             # kink of g (ReLU), relative to the neuron's scale (so that the
@@ -373,18 +422,20 @@ ESCAPE_FACTOR = 100.0
 def step_status(solver_status, kinks, out_ws, out_w0, activation) -> tuple:
     """Per δ step, a `RESULTS` name: the solver's, or the landscape reason it failed.
 
-    `converged` stays; a failed step is `kink` (ReLU, a sample within
-    `KINK_TOL` of a hyperplane, relative to the neuron's scale), `escape`
+    A ReLU step with a sample within `KINK_TOL` of a hyperplane (relative to
+    the neuron's scale) is `kink`, converged or not (the loss is not
+    differentiable there, so a small gradient certifies nothing); otherwise
+    `converged` stays, and a failed step is `escape`
     (output weights beyond `ESCAPE_FACTOR` × their start) or, for ReLU,
     `rescaling` (the same run-away, by positive homogeneity); otherwise the
     solver's status.
     """
     out = []
     for st, kink, w in zip(result_names(solver_status), kinks, out_ws):
-        if st == "converged":
-            out.append(st)
-        elif activation == "relu" and kink < KINK_TOL:
+        if activation == "relu" and kink < KINK_TOL:
             out.append("kink")
+        elif st == "converged":
+            out.append(st)
         elif w > ESCAPE_FACTOR * max(out_w0, 1e-12):
             out.append("rescaling" if activation == "relu" else "escape")
         else:
@@ -409,6 +460,7 @@ def delta_schedule(delta0: float, steps: int, ratio: float) -> np.ndarray:
 def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, *,
                            steps: int = 200, ratio: float = 1e-4, loss: str = "mse",
                            gtol: float = 1e-10, max_newton_steps: int = 200,
+                           gauge: str | None = "auto",
                            progress: bool = False) -> list[PermutationPath]:
     """Permutation paths for several pairs (l, m) of one hidden layer, in one batched call.
 
@@ -424,6 +476,10 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       (200 in Fig. 1, 100 in Fig. 3); a final step at δ = 0 is added.
     - `gtol`: each step is minimised until ‖∇L‖∞ ≤ `gtol` over the free
       parameters; `max_newton_steps` per δ.
+    - `gauge`: `balanced` (δ between balanced neurons, `balance_neurons`;
+      the path starts at the balanced θ*, which for ReLU computes the same
+      function), None (the paper's δ), or `auto` (`balanced` for ReLU, where
+      the paper's fixed-δ problem is degenerate, None otherwise).
     - `progress`: show a progress bar over the δ schedule.
 
     **Returns:** a list of `PermutationPath`, one per pair.
@@ -436,6 +492,12 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     x, y = check_data(model, x, y)
+    if gauge == "auto":
+        gauge = "balanced" if model.activation == "relu" else None
+    if gauge not in GAUGES:
+        raise ValueError(f"gauge: unknown gauge {gauge!r}; choose 'auto', 'balanced' or None")
+    if gauge == "balanced":
+        params = balance_neurons(params, layer)
     if isinstance(pairs, str):
         if pairs != "all":
             raise ValueError(f"pairs: expected 'all' or a list of (l, m), got {pairs!r}")
@@ -453,7 +515,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
             raise ValueError(f"pairs: neurons {l} and {m} of layer {layer} coincide (δ₀ = 0); "
                              "the path is only defined for distinct neurons")
     unit = delta_schedule(1.0, steps, ratio)
-    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps))
+    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), gauge)
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
     rec, (pf, pl, pg, eig) = _solve_paths(

@@ -12,6 +12,7 @@ import sys
 
 from pathlib import Path
 
+from ..experiments.toy import METHODS
 from ._options import atomic_output, choice_arg, check_cost, float_arg, int_arg, output_dir_arg, seed_arg
 
 TOY_HIDDEN = 5  # hidden neurons of the Fig. 1 toy (`toy_problem`'s default)
@@ -76,6 +77,8 @@ def add_parser(subparsers):
     p.add_argument("--valley", action="store_true",
                    help="add the equal-loss valley of §4.2 (ii) for the same activation and seed "
                         "(about 10 s more)")
+    p.add_argument("--method", type=choice_arg("method", METHODS), default="both",
+                   help="fixed-delta paths, minimum-energy paths with certified saddles (mep), or both")
     p.add_argument("--out", required=True, type=output_dir_arg("out"), help="output folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -95,8 +98,11 @@ def run(args):
         result = run_toy(tmp, activation=args.activation, pairs=pairs,
                          steps=args.steps, ratio=args.ratio, seed=args.seed,
                          max_newton_steps=args.max_newton, valley=args.valley,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, method=args.method)
     n_ok = sum(p["all_converged"] for p in result["paths"])
     print(f"{len(result['paths'])} paths, {n_ok} with every step converged")
+    if "saddles" in result:
+        n_cert = sum(r["certified"] for r in result["saddles"])
+        print(f"{n_cert} of {len(result['saddles'])} pairs with a certified saddle (minimum-energy paths)")
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0

@@ -203,23 +203,44 @@ def valley_section(run: ToyRun):
             f"way is {v['max_rel_loss_change']:.1e} (round-off).</p>" + embed_png(run.out / v["figure"]))
 
 
+def saddle_section(run: ToyRun):
+    """Minimum-energy paths and certified saddles per pair, beside the fixed-δ results (issue 9)."""
+    from .._saddle import permutation_saddles
+    from .saddle import saddle_records, saddle_section as saddle_html
+
+    problem = run.problem
+    pairs = [(p.l, p.m) for p in run.paths]
+    saddles = permutation_saddles(problem.model, problem.teacher, problem.x, problem.y, 1, pairs,
+                                  fixed_delta_paths=run.paths)
+    run.result["saddles"] = saddle_records(saddles)
+    return ("Minimum-energy paths and certified saddles", saddle_html(saddles))
+
+
 SECTIONS = (setting_section, figure_section, permutation_point_section)
+METHODS = ("fixed-delta", "mep", "both")
 
 
 def run_toy(out, *, activation: str = "relu", pairs="all", steps: int = 200,
             ratio: float = 1e-4, seed: int = 1, max_newton_steps: int = 50,
-            valley: bool = False, sections=SECTIONS, progress: bool = True) -> dict:
+            valley: bool = False, sections=SECTIONS, progress: bool = True,
+            method: str = "both") -> dict:
     """Reproduce Fig. 1: paths for the chosen pairs; `toy.json`, `toy.png` and `report.html` in `out`.
 
     `out` is written as is; the command line passes the temporary folder of
     `atomic_output`, so that a failed run leaves nothing behind. `sections` builds the report (see `ToyRun`);
     `valley` appends `valley_section` (the equal-loss valley for the same
-    activation and seed, about 10 s more).
+    activation and seed, about 10 s more). `method`: `fixed-delta` (the
+    paper's paths only), `mep` or `both` (also minimum-energy paths and their
+    certified saddles, `symland.permutation_saddles`, side by side per pair in
+    `saddle_section`).
 
     **Returns:** the `toy.json` record plus `report` (the HTML path).
     """
     out = Path(out)
-    sections = list(sections) + ([valley_section] if valley else [])
+    if method not in METHODS:
+        raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    sections = (list(sections) + ([saddle_section] if method in ("mep", "both") else [])
+                + ([valley_section] if valley else []))
     stages = tqdm(total=1 + len(sections), desc="toy", disable=not progress, unit="stage")
     problem = toy_problem(activation, seed=seed)
     if pairs == "all":

@@ -1,0 +1,401 @@
+"""The lowest path from θ* to σ(θ*) and the saddle on top of it (Brea et al. 2019, §4.1, Suppl. Fig. 4).
+
+For a pair (l, m) of hidden layer k, `permutation_saddle` computes the
+minimum-energy path (`minimum_energy_path`, climbing-image NEB) from θ* to
+σ^(k)_{l⇔m}(θ*), certifies its saddles, and says how the highest saddle S
+relates to the permutation point θ_{l⇔m} (Suppl. Fig. 4):
+
+- `top` (Fig. 4 A): S is a permutation point (ϑ_l = ϑ_m to `SAME`) of the
+  loss of θ_{l⇔m}: the same point up to the plateau of permutation points
+  (a_l + a_m fixed, any split, all critical at one loss).
+- `below` (Fig. 4 B, C): the path passes through a permutation point that
+  lies lower than an intermediate saddle S (it may be a minimum along the
+  path, Fig. 4 C; its `CriticalPointReport` says).
+- `off`: the lowest path found does not pass through the permutation point.
+
+Which permutation point: the fixed-δ path's (`find_permutation_paths`,
+route `fixed-delta`) where every δ step converged; otherwise the point where
+the MEP crosses the subspace Fix(σ) = {ϑ_l = ϑ_m, a_l = a_m} (route `mep`).
+On a converged band that is symmetric under σ with reversal, that crossing
+is a critical point: there ∇L is σ-even and the tangent σ-odd, so ∇L ⊥ τ and
+a vanishing perpendicular force means ∇L = 0; it is refined and classified
+like a saddle.
+
+Initial band: the fixed-δ path and its mirror image where complete,
+otherwise θ* → merged point → σ(θ*), the merged point having ϑ_l = ϑ_m =
+their mean and both output weights equal to their mean (the output sum
+kept), which lies in Fix(σ). Every interior image gets a seeded
+perturbation of relative size `perturb`, so that the band is not held in
+the σ-symmetric paths by its start: a lower asymmetric path can be found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ._critical import two_layer_mse_hessian
+from ._loss import LOSSES, check_data, mse, nmse
+from ._mep import (MinimumEnergyPath, SaddleRefinement, assemble_path, check_images,
+                   check_mep_options, mep_kernels, pad_band, resample_band, run_bands)
+from ._network import MLP, Params, check_finite_params
+from ._path import PermutationPath, find_permutation_paths
+from ._results import CriticalPointReport, check_tolerance, result_name
+from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
+
+jax.config.update("jax_enable_x64", True)
+
+SAME = 1e-6  # relative distance below which two points count as one (and a point as σ-fixed)
+KINK_TOL = 1e-8  # as in `_path`: a sample this close (relative) to a ReLU hyperplane is on a kink
+CERTIFIED_GTOL = 1e-10  # a certified saddle has ‖∇L‖∞ at most this
+RELATIONS = ("top", "below", "off", "undetermined")
+
+
+def kink_distance(model: MLP, params: Params, x) -> float:
+    """min over hidden neurons and samples of |z_μj| / max_μ |z_μj|: how close a sample is to a kink."""
+    return float(min(jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
+                     for z in model.preactivations(params, x)))
+
+
+def merged_configuration(params: Params, layer: int, l: int, m: int) -> Params:
+    """ϑ_l = ϑ_m = their mean and W^(k+1)_{:,l} = W^(k+1)_{:,m} = their mean (a point of Fix(σ))."""
+    check_neuron_pair(params, layer, l, m)
+    (W, b), (W2, b2) = params[layer - 1], params[layer]
+    w = 0.5 * (W[l] + W[m])
+    out = list(params)
+    out[layer - 1] = (W.at[l].set(w).at[m].set(w),
+                      None if b is None else b.at[l].set(0.5 * (b[l] + b[m])).at[m].set(0.5 * (b[l] + b[m])))
+    a = 0.5 * (W2[:, l] + W2[:, m])
+    out[layer] = (W2.at[:, l].set(a).at[:, m].set(a), b2)
+    return out
+
+
+def swap_permutation(params: Params, layer: int, l: int, m: int) -> np.ndarray:
+    """The index permutation P with ravel(σθ) = ravel(θ)[P]."""
+    flat, unravel = ravel_pytree(params)
+    idx = unravel(jnp.arange(flat.size, dtype=jnp.float64))
+    return np.asarray(ravel_pytree(swap_neurons(idx, layer, l, m))[0]).astype(np.int64)
+
+
+def fix_crossing(images, perm):
+    """The point of the polyline `images` closest to Fix(σ), and its distance ‖θ − σθ‖/√2.
+
+    θ − σθ is linear in θ, so along each segment the distance is the norm of
+    a linear function of t and its minimum is found in closed form.
+    """
+    X = np.asarray(images)
+    best = (np.inf, None)
+    for i in range(X.shape[0] - 1):
+        a = X[i] - X[i][perm]
+        d = (X[i + 1] - X[i + 1][perm]) - a
+        t = 0.0 if d @ d == 0 else float(np.clip(-(a @ d) / (d @ d), 0.0, 1.0))
+        dist = float(np.linalg.norm(a + t * d)) / np.sqrt(2.0)
+        if dist < best[0]:
+            best = (dist, (1.0 - t) * X[i] + t * X[i + 1])
+    return best
+
+
+def path_resolution(mep: MinimumEnergyPath) -> float:
+    """The band's mean segment length: a point closer than this to the band lies on the path."""
+    return float(mep.arclength[-1]) / (len(mep.arclength) - 1)
+
+
+def distance_to_polyline(images, p) -> float:
+    """min over segments of ‖θ(t) − p‖ for the polyline `images`."""
+    X = np.asarray(images)
+    best = np.inf
+    for i in range(X.shape[0] - 1):
+        d = X[i + 1] - X[i]
+        t = 0.0 if d @ d == 0 else float(np.clip((p - X[i]) @ d / (d @ d), 0.0, 1.0))
+        best = min(best, float(np.linalg.norm(X[i] + t * d - p)))
+    return best
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationSaddle:
+    """The lowest path found for one pair and how its saddle relates to θ_{l⇔m}.
+
+    **Fields:**
+    - `layer`, `l`, `m`, `init` (`fixed-delta` or `merged`: where the band
+      started), `mep` (the `MinimumEnergyPath`, from θ* exactly to σ(θ*)).
+    - `status`: a `RESULTS` name: the MEP's, except `kink` for a ReLU saddle
+      with a sample on a hyperplane (never `converged` there).
+    - `certified`: `converged`, the highest saddle a `strict saddle` with
+      ‖∇L‖∞ ≤ `CERTIFIED_GTOL` (dense-Hessian index in its report).
+    - `permutation_point`: the fixed-δ path's `CriticalPointReport` of
+      θ_{l⇔m}, or None where that path did not converge at every step;
+      `fixed_delta` (the `PermutationPath`, or None where not computed).
+    - `mep_permutation_point`: (params, `CriticalPointReport`) of the
+      refined point where the MEP crosses Fix(σ), or None.
+    - `relation`: dict with `relation` (`top`, `below`, `off`,
+      `undetermined`), `route` (`fixed-delta` or `mep`: which permutation
+      point it is measured against), `loss_difference` (L(S) − L(θ_{l⇔m})),
+      `distance` (min ‖S − θ_{l⇔m}‖, ‖σS − θ_{l⇔m}‖), `figure` (Suppl.
+      Fig. 4 panel) and `kink_distance` (ReLU).
+    """
+
+    layer: int
+    l: int
+    m: int
+    init: str
+    mep: MinimumEnergyPath
+    status: str
+    permutation_point: CriticalPointReport | None
+    fixed_delta: PermutationPath | None
+    mep_permutation_point: tuple | None
+    relation: dict
+
+    @property
+    def saddle(self):
+        return self.mep.saddle
+
+    @property
+    def saddle_report(self) -> CriticalPointReport | None:
+        return self.mep.saddle_report
+
+    @property
+    def barrier(self) -> float:
+        return self.mep.barrier
+
+    @property
+    def certified(self) -> bool:
+        r = self.saddle_report
+        return (self.status == "converged" and r is not None and str(r.kind) == "strict saddle"
+                and r.grad_norm <= CERTIFIED_GTOL)
+
+    def to_dict(self) -> dict:
+        mpp = self.mep_permutation_point
+        return {
+            "layer": self.layer, "pair": [self.l, self.m], "init": self.init, "status": self.status,
+            "certified": self.certified, "barrier": self.barrier,
+            "saddle": None if self.saddle_report is None else self.saddle_report.to_dict(),
+            "permutation_point": None if self.permutation_point is None
+            else self.permutation_point.to_dict(),
+            "fixed_delta_complete": None if self.fixed_delta is None else self.fixed_delta.all_converged,
+            "mep_permutation_point": None if mpp is None else mpp[1].to_dict(),
+            "relation": self.relation, "mep": self.mep.to_dict(),
+        }
+
+
+class _PairLoss:
+    """(x_flat, (x, y)) ↦ loss of the MLP at unravel(x_flat); hashable for the kernel cache."""
+
+    def __init__(self, model: MLP, kind: str, params: Params):
+        self.model, self.kind = model, kind
+        self.unravel = ravel_pytree(params)[1]
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        self._key = (model, kind, treedef, tuple(jnp.shape(a) for a in leaves))
+
+    def __call__(self, v, data):
+        loss_of = mse if self.kind == "mse" else nmse
+        return loss_of(self.model, self.unravel(v), data[0], data[1])
+
+    def hessian(self, v, data):
+        x, y = data
+        H = two_layer_mse_hessian(self.model, self.unravel(v), x, y)
+        return H if self.kind == "mse" else H / jnp.mean(y * y)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _PairLoss) and other._key == self._key
+
+
+def _pairs_of(params, layer, pairs):
+    n = check_hidden_layer(params, layer)
+    if isinstance(pairs, str):
+        if pairs != "all":
+            raise ValueError(f"pairs: expected 'all' or a list of (l, m), got {pairs!r}")
+        pairs = list(itertools.combinations(range(n), 2))
+    pairs = [tuple(p) for p in pairs]
+    if not pairs:
+        raise ValueError("pairs: no pair given")
+    for p in pairs:
+        if len(p) != 2:
+            raise ValueError(f"pairs: each pair must be (l, m), got {p!r}")
+        check_neuron_pair(params, layer, *p)
+        if not float(neuron_distance(params, layer, *p)) > 0:
+            raise ValueError(f"pairs: neurons {p[0]} and {p[1]} of layer {layer} coincide; "
+                             "swapping them is the identity")
+    return [(int(a), int(b)) for a, b in pairs]
+
+
+INITS = ("auto", "fixed-delta", "merged")
+
+
+def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all", *,
+                        init: str = "auto", images: int = 11, max_images: int | None = None,
+                        loss: str = "mse", gtol: float = 1e-12, ftol_rel: float = 1e-3,
+                        max_steps: int = 3_000, resolution: float = 0.25, rounds: int = 1,
+                        refine_steps: int = 100, perturb: float = 1e-3, seed: int = 0,
+                        path_options: dict | None = None,
+                        fixed_delta_paths=None) -> list[PermutationSaddle]:
+    """Minimum-energy paths θ* → σ^(k)_{l⇔m}(θ*) and their saddles for several pairs, batched.
+
+    All pairs' bands relax in one jitted `vmap`-ed call (and their maxima are
+    refined in another), so 10 pairs cost little more than one.
+
+    **Arguments:**
+    - `model`, `params` (θ*, usually a minimum), `x`, `y`, `loss` (`mse`
+      or `nmse`), `layer` (hidden layer k), `pairs` (list of (l, m) or
+      `"all"`).
+    - `init`: `auto` (the fixed-δ path where complete, else the merged
+      configuration), `fixed-delta` (the same, but always reporting the
+      fixed-δ path) or `merged` (no fixed-δ path is computed).
+    - `path_options`: keyword arguments of `find_permutation_paths`
+      (default `steps=100`); `fixed_delta_paths`: already computed
+      `PermutationPath`s of these pairs, used instead.
+    - `perturb`, `seed`: relative size and seed of the symmetry-breaking
+      perturbation of the initial band.
+    - the rest: as in `minimum_energy_path`.
+
+    **Returns:** a list of `PermutationSaddle`, one per pair.
+    """
+    model.check_params(params)
+    check_finite_params(params)
+    pairs = _pairs_of(params, layer, pairs)
+    x, y = check_data(model, x, y)
+    if loss not in LOSSES:
+        raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    if init not in INITS:
+        raise ValueError(f"init: unknown initialisation {init!r}; choose one of {', '.join(INITS)}")
+    max_images = images + 6 if max_images is None and isinstance(images, int) else max_images
+    check_images(images, max_images)
+    check_tolerance(gtol, "gtol")
+    check_tolerance(ftol_rel, "ftol_rel")
+    check_mep_options(max_steps=max_steps, resolution=resolution, rounds=rounds, ftol=None)
+    if isinstance(perturb, bool) or not isinstance(perturb, (int, float)) or not perturb >= 0:
+        raise ValueError(f"perturb: must be a non-negative number, got {perturb!r}")
+    start = ravel_pytree(params)[0]
+    x0 = np.asarray(start, dtype=np.float64)
+    unravel = ravel_pytree(params)[1]
+    paths = [None] * len(pairs)
+    if fixed_delta_paths is not None:
+        paths = list(fixed_delta_paths)
+        if [(p.l, p.m) for p in paths] != pairs or any(p.layer != layer for p in paths):
+            raise ValueError("fixed_delta_paths: must be the paths of exactly these pairs of this layer")
+    elif init != "merged":
+        opts = {"steps": 100, **(path_options or {})}
+        paths = find_permutation_paths(model, params, x, y, layer, pairs, loss=loss, **opts)
+    rng = np.random.default_rng(seed)
+    bands, inits, perms = [], [], []
+    for (l, m), path in zip(pairs, paths):
+        perm = swap_permutation(params, layer, l, m)
+        perms.append(perm)
+        x1 = x0[perm]
+        if path is not None and path.all_converged:
+            first = [np.asarray(ravel_pytree(p)[0]) for p in path.params] + \
+                    [np.asarray(ravel_pytree(path.permutation_point)[0])]
+            pts = np.stack(first + [q[perm] for q in first[-2::-1]])
+            inits.append("fixed-delta")
+        else:
+            merged = np.asarray(ravel_pytree(merged_configuration(params, layer, l, m))[0])
+            pts = np.stack([x0, merged, x1])
+            inits.append("merged")
+        band = resample_band(pts, images)
+        seg = np.linalg.norm(band[1] - band[0])
+        band[1:-1] += perturb * seg * rng.standard_normal(band[1:-1].shape)
+        band[0], band[-1] = x0, x1
+        bands.append(pad_band(band, max_images))
+    pair_loss = _PairLoss(model, loss, params)
+    kernels = mep_kernels(pair_loss, max_steps=int(max_steps), climbing=True, gtol=float(gtol),
+                          refine_steps=int(refine_steps),
+                          closed_form_hessian=model.depth == 2)
+    data = (x, y)
+    runs = run_bands(kernels, bands, [images] * len(pairs), data, ftol_rel=float(ftol_rel), ftol=None,
+                     resolution=float(resolution), rounds=int(rounds), max_images=int(max_images),
+                     extra_point=lambda b, band: fix_crossing(band, perms[b])[1])
+    meps = [assemble_path(r, unravel, gtol=gtol) for r in runs]
+    scale = max(1.0, float(np.max(np.abs(x0))))
+    n_params = x0.size
+    out = []
+    for i, ((l, m), path, mep, perm) in enumerate(zip(pairs, paths, meps, perms)):
+        # The MEP's crossing of Fix(σ), refined in the extra slot: it counts when it is
+        # a critical point in Fix(σ) on the path.
+        ref = runs[i]["refined"]
+        crossing = None
+        xr = ref.x[-1]
+        if result_name(int(ref.status[-1])) == "converged" \
+                and incoming_distance(xr, unravel, layer, l, m) <= SAME * scale \
+                and distance_to_polyline(mep.images, xr) <= path_resolution(mep):
+            rep = CriticalPointReport.from_spectrum(ref.loss[-1], ref.grad_norm[-1], ref.eigenvalues[-1],
+                                                    gtol=float(ref.gtol[-1]), n=n_params)
+            crossing = (unravel(jnp.asarray(xr)), rep, xr)
+        status = mep.status
+        kd = None
+        if model.activation == "relu" and mep.saddle is not None:
+            kd = kink_distance(model, mep.saddle, x)
+            if kd < KINK_TOL:
+                status = "kink"
+        pp = path.permutation_point_report if path is not None and path.all_converged else None
+        relation = _relation(mep, pp, path, crossing, perm, scale, layer, l, m)
+        relation["kink_distance"] = kd
+        out.append(PermutationSaddle(
+            layer=int(layer), l=l, m=m, init=inits[i], mep=mep, status=status,
+            permutation_point=pp, fixed_delta=path,
+            mep_permutation_point=None if crossing is None else crossing[:2], relation=relation))
+    return out
+
+
+def incoming_distance(x, unravel, layer, l, m) -> float:
+    """‖ϑ_l − ϑ_m‖ at the flat point x."""
+    return float(neuron_distance(unravel(jnp.asarray(x)), layer, l, m))
+
+
+def _relation(mep: MinimumEnergyPath, pp, path, crossing, perm, scale, layer, l, m) -> dict:
+    """Suppl. Fig. 4: where θ_{l⇔m} sits relative to the MEP's highest saddle S."""
+    rec = {"relation": "undetermined", "route": None, "figure": None, "loss_difference": None,
+           "distance": None, "permutation_point_kind": None}
+    if mep.saddle is None or mep.status not in ("converged",):
+        return rec
+    s = np.asarray(ravel_pytree(mep.saddle)[0])
+    L_s = mep.saddle_report.loss
+    if pp is not None and pp.is_critical:
+        p = np.asarray(ravel_pytree(path.permutation_point)[0])
+        rec["route"], L_p, report = "fixed-delta", pp.loss, pp
+    elif crossing is not None and crossing[1].is_critical:
+        p = crossing[2]
+        rec["route"], L_p, report = "mep", crossing[1].loss, crossing[1]
+    else:
+        rec["route"] = "mep"
+        rec["relation"] = "off" if crossing is None else "undetermined"
+        rec["figure"] = None
+        return rec
+    dist = min(float(np.linalg.norm(s - p)), float(np.linalg.norm(s[perm] - p)))
+    dL = float(L_s - L_p)
+    merged = incoming_distance(s, mep.unravel, layer, l, m)
+    rec.update(loss_difference=dL, distance=dist, permutation_point_kind=str(report.kind),
+               permutation_point_index=report.index, saddle_incoming_distance=merged)
+    on_path = distance_to_polyline(mep.images, p) <= path_resolution(mep)
+    # S is θ_{l⇔m} up to the plateau of permutation points (ϑ_l = ϑ_m, a_l + a_m fixed:
+    # every split of the output weight is a critical point of the same loss).
+    if merged <= SAME * scale and abs(dL) <= SAME * max(1.0, abs(L_p)):
+        rec.update(relation="top", figure="4A")
+    elif on_path and dL > 0:
+        rec.update(relation="below", figure="4C" if str(report.kind) == "minimum" else "4B")
+    else:
+        rec.update(relation="off")
+    return rec
+
+
+def permutation_saddle(model: MLP, params: Params, x, y, layer: int, l: int, m: int,
+                       **options) -> PermutationSaddle:
+    """The lowest path from θ* to σ^(k)_{l⇔m}(θ*), its certified saddle and its relation to θ_{l⇔m}.
+
+    Keyword arguments are those of `permutation_saddles`.
+
+    Example:
+        >>> import symland as s
+        >>> toy = s.toy_problem("tanh", seed=2)
+        >>> r = s.permutation_saddle(toy.model, toy.teacher, toy.x, toy.y, 1, 2, 3)
+        >>> r.status, r.certified, r.relation["relation"], r.relation["route"]
+        ('converged', True, 'top', 'fixed-delta')
+    """
+    return permutation_saddles(model, params, x, y, layer, [(l, m)], **options)[0]
