@@ -62,7 +62,13 @@ from ._critical import (
 )
 
 # Permutation paths, points, plateaus and valleys (§4.1–4.3).
-from ._path import PermutationPath, delta_schedule, find_permutation_path, find_permutation_paths
+from ._path import (
+    PermutationPath,
+    balance_neurons,
+    delta_schedule,
+    find_permutation_path,
+    find_permutation_paths,
+)
 from ._mep import MinimumEnergyPath, minimum_energy_path
 from ._saddle import (
     PermutationSaddle,
@@ -70,6 +76,7 @@ from ._saddle import (
     permutation_saddle,
     permutation_saddles,
 )
+from ._channel import Channel, ChannelLimit, channel_limit, channel_of
 from ._plateau import (
     PlateauReport,
     check_permutation_point,
@@ -153,9 +160,20 @@ __all__ = [
     "hessian_spectrum",
     "hessian_vector_product",
     "PermutationPath",
+    "balance_neurons",
     "delta_schedule",
     "find_permutation_path",
     "find_permutation_paths",
+    "MinimumEnergyPath",
+    "minimum_energy_path",
+    "PermutationSaddle",
+    "merged_configuration",
+    "permutation_saddle",
+    "permutation_saddles",
+    "Channel",
+    "ChannelLimit",
+    "channel_limit",
+    "channel_of",
     "PlateauReport",
     "check_permutation_point",
     "identical_neuron_groups",
