@@ -97,4 +97,21 @@ from .counting import (
     symmetry_induced_subspaces,
 )
 
+# Isotropy subgroups, symmetric tensor decomposition, least symmetry breaking and deep connectivity (issue 12).
+from ._isotropy_subgroup import IsotropySubgroup, isotropy_subgroup
+from ._tensor import TensorMinimaResult, explicit_tensor_loss, tensor_isotropy, tensor_loss, tensor_minima
+from ._symmetry_breaking import (
+    SETTINGS,
+    SymmetryBreakingResult,
+    least_symmetry_breaking,
+    sample_inputs,
+    setting_loss,
+)
+from ._deep_connectivity import (
+    DeepConnectivity,
+    add_zero_type_neurons,
+    connect_permuted_minima,
+    permuted_embedding,
+)
+
 __version__ = "0.1.0"

@@ -51,6 +51,8 @@ from ._valley import silent_neuron_permutation
 
 jax.config.update("jax_enable_x64", True)
 
+DEFAULT_MAX_MINIMA = 5_000  # the pairwise distinctness check is O(n²)
+
 
 def check_widths(widths) -> tuple[int, ...]:
     """`ValueError` unless `widths` = (n_0, r_1*, …, r_{L−1}*, n_L) has ≥ 1 hidden layer of positive integers."""
@@ -179,7 +181,7 @@ class DeepConnectivity:
 
 def connect_permuted_minima(widths=(2, 3, 3, 1), *, activation: str = "softplus", n_samples: int = 200,
                             seed: int = 0, samples_per_move: int = 10, tol: float = 1e-12,
-                            max_minima: int = 5_000, progress=None) -> DeepConnectivity:
+                            max_minima: int = DEFAULT_MAX_MINIMA, progress=None) -> DeepConnectivity:
     """Connect all r_1*!···r_{L−1}*! permuted teacher minima at zero loss with one extra neuron per layer.
 
     A random teacher `MLP(widths, activation)` (with biases; `seed`)
