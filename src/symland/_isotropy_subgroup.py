@@ -246,7 +246,10 @@ def isotropy_subgroup(matrices, *, tol: float = 1e-8, signed=()) -> IsotropySubg
         'ΔS_3'
     """
     check_tolerance(tol, "tol")
-    mats = [np.asarray(matrices)] if np.ndim(matrices) == 2 else [np.asarray(W) for W in matrices]
+    if isinstance(matrices, (list, tuple)):
+        mats = [np.asarray(W, dtype=np.float64) for W in matrices]
+    else:
+        mats = [np.asarray(matrices, dtype=np.float64)]
     if not mats or any(W.ndim != 2 for W in mats):
         raise ValueError("matrices: expected a matrix or a list of matrices")
     for a, b in zip(mats, mats[1:]):

@@ -133,7 +133,7 @@ class TensorMinimaResult:
     **Fields:** `k`, `d`, `p`, `n_starts`, `points` (n × k × d, refined end
     points), `reports` (a `CriticalPointReport` per start), `status` (per
     start, a `RESULTS` name of the final refinement), `isotropy` (per
-    start: an `IsotropySubgroup` for minima, else None), `signed_order`
+    start: an `IsotropySubgroup` for minima and degenerate critical points, else None), `signed_order`
     (per start, even p), `seconds` (wall time of descent + refinement +
     classification, excluding compilation is *not* attempted), `settings`.
     """
@@ -161,14 +161,14 @@ class TensorMinimaResult:
             out[str(r.kind)] = out.get(str(r.kind), 0) + 1
         return out
 
-    def isotropy_distribution(self, *, loss_tol: float = 1e-9) -> list[dict]:
-        """Minima grouped by (isotropy type, critical value): counts, largest count first.
+    def isotropy_distribution(self, *, loss_tol: float = 1e-9, kind: Kind = Kind.minimum) -> list[dict]:
+        """Critical points of `kind` (minima, or degenerate ones) grouped by (isotropy type, critical value).
 
-        Global minima are those with loss ≤ `loss_tol`.
+        Counts, largest count first. Global minima are those with loss ≤ `loss_tol`.
         """
         groups: dict[tuple, dict] = {}
         for rep, g, so in zip(self.reports, self.isotropy, self.signed_order):
-            if rep.kind is not Kind.minimum:
+            if rep.kind is not kind:
                 continue
             loss = 0.0 if rep.loss <= loss_tol else round(rep.loss, 8)
             key = (g.name, g.order, loss)
@@ -185,6 +185,7 @@ class TensorMinimaResult:
                 "seconds": self.seconds, "settings": self.settings, "kinds": self.kinds(),
                 "status": {s: self.status.count(s) for s in sorted(set(self.status))},
                 "n_minima": n_min, "isotropy_of_minima": self.isotropy_distribution(),
+                "isotropy_of_degenerate": self.isotropy_distribution(kind=Kind.degenerate),
                 "group": "S_k x S_d" if self.p % 2 else
                          "(Z_2 wr S_k) x S_d modulo row signs; signed_order: (Z_2 wr S_k) x (Z_2 wr S_d)"}
 
@@ -269,7 +270,7 @@ def tensor_minima(k: int, d: int | None = None, *, p: int = 3, n_starts: int = 1
     for W, loss, gn, gt, lam in zip(Ws, losses, gns, gtols, eigs):
         rep = CriticalPointReport.from_spectrum(loss, gn, lam, gtol=float(gt))
         reports.append(rep)
-        if rep.kind is Kind.minimum:
+        if rep.kind in (Kind.minimum, Kind.degenerate):
             # Γ-equivalent points share their sorted entries (up to sign for even p) and loss:
             # the isotropy is computed once per such class.
             entries = np.abs(W) if p % 2 == 0 else W

@@ -40,6 +40,10 @@ def run_tensor(out_dir, ds, ps, *, n_starts: int = 1000, seed: int = 0, steps: i
     kinds = html_table(["d = k", "p", "starts", "kinds", "refinement status", "seconds"],
                        [[r["d"], r["p"], r["n_starts"], r["kinds"], r["status"], f"{r['seconds']:.1f}"]
                         for r in runs])
+    drows = [[r["d"], r["p"], e["isotropy"], e["order"], f"{e['loss']:.6g}", e["count"]]
+             for r in runs for e in r["isotropy_of_degenerate"][:6]]
+    table += "<h3>Degenerate critical points (most frequent types)</h3>" + html_table(
+        ["d = k", "p", "isotropy", "order", "loss", "count"], drows)
     frag = f"<p>Group: S_k × S_d (odd p); for even p rows may change sign (gauge).</p>{kinds}{table}"
     if figure:
         fig = _figure(runs, out / "tensor_isotropy.png")
