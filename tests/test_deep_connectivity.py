@@ -48,4 +48,4 @@ def test_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "deep_connectivity.json").exists()
     assert main(["deep-connectivity", "--widths", "2-x-1", "--out", str(tmp_path / "p")]) == 2
-    assert "widths:" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert "widths: expected hyphen" in capsys.readouterr().err and not (tmp_path / "p").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ._options import atomic_output, choice_arg, int_arg, output_dir, seed_arg
 
 
@@ -11,7 +13,7 @@ def parse_widths(text: str):
     try:
         return check_widths(text.split("-"))
     except ValueError:
-        raise ValueError(f"widths: expected hyphen-separated positive integers like 2-3-3-1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"widths: expected hyphen-separated positive integers like 2-3-3-1, got {text!r}") from None
 
 
 def add_parser(subparsers):

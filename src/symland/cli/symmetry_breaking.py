@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ._options import atomic_output, int_arg, output_dir, seed_arg
 
 
@@ -10,12 +12,12 @@ def parse_settings(text: str):
 
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:
-        raise ValueError(f"settings: give at least one of {', '.join(SETTINGS)}")
+        raise argparse.ArgumentTypeError(f"settings: give at least one of {', '.join(SETTINGS)}")
     for n in names:
         try:
             check_setting(n)
         except ValueError as err:
-            raise ValueError(f"settings: {str(err).split(': ', 1)[1]}") from None
+            raise argparse.ArgumentTypeError(f"settings: {str(err).split(': ', 1)[1]}") from None
     return names
 
 
