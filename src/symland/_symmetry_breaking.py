@@ -182,14 +182,19 @@ class SymmetryBreakingResult:
         return out
 
     def isotropy_distribution(self, *, global_tol: float = 1e-8) -> list[dict]:
-        """Minima grouped by (global or spurious, isotropy type): counts, losses, order."""
+        """Minima and degenerate critical points grouped by (global or spurious, kind, isotropy type).
+
+        Counts, losses, order; `kind` is ``minimum`` or ``degenerate`` (zero
+        Hessian eigenvalues, none negative: a non-strict minimum or a
+        higher-order saddle).
+        """
         groups: dict[tuple, dict] = {}
         for rep, g in zip(self.reports, self.isotropy):
-            if rep.kind is not Kind.minimum:
+            if g is None:
                 continue
             glob = rep.loss <= global_tol
-            key = (glob, g.name, g.order)
-            e = groups.setdefault(key, {"global": glob, "isotropy": g.name, "order": g.order,
+            key = (glob, str(rep.kind), g.name, g.order)
+            e = groups.setdefault(key, {"global": glob, "kind": str(rep.kind), "isotropy": g.name, "order": g.order,
                                         "orbits": [list(g.orbit_sizes(l)) for l in range(len(g.sizes))],
                                         "count": 0, "losses": set()})
             e["count"] += 1
@@ -201,7 +206,7 @@ class SymmetryBreakingResult:
 
     def least_symmetry_breaking(self) -> dict:
         """Does the most frequent spurious isotropy have the largest order among the spurious minima found?"""
-        spur = [e for e in self.isotropy_distribution() if not e["global"]]
+        spur = [e for e in self.isotropy_distribution() if not e["global"] and e["kind"] == "minimum"]
         if not spur:
             return {"spurious_minima": 0, "holds": None}
         top = max(spur, key=lambda e: e["count"])
@@ -278,7 +283,8 @@ def least_symmetry_breaking(setting: str, k: int = 8, *, n_runs: int = 200, step
         rep = CriticalPointReport.from_spectrum(loss, gn, lam, gtol=float(gt))
         reports.append(rep)
         mats = [x.reshape(k, k)] if s.layers == 2 else [x[:k * k].reshape(k, k), x[k * k:].reshape(k, k)]
-        iso.append(isotropy_subgroup(mats, tol=s.iso_tol) if rep.kind is Kind.minimum else None)
+        certified = rep.kind in (Kind.minimum, Kind.degenerate)  # degenerate: e.g. ReLU rescaling in 3 layers
+        iso.append(isotropy_subgroup(mats, tol=s.iso_tol) if certified else None)
     opts = {"steps": steps, "lr": lr, "optimiser": "adam, then refine_flat (LM on grad L = 0)",
             "init": "N(0, 1/k) (Xavier normal)", "n_samples": None if s.closed_form else n_samples,
             "iso_tol": s.iso_tol, "seed": seed, "refine_steps": refine_steps}
