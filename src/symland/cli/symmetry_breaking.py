@@ -29,9 +29,9 @@ def add_parser(subparsers):
     p.add_argument("--settings", type=parse_settings, default=list(SETTINGS),
                    help=f"comma list from: {', '.join(SETTINGS)} (default: all)")
     p.add_argument("--k", type=int_arg("k", lo=2, hi=20), default=6, help="k = d (default 6)")
-    p.add_argument("--runs", type=int_arg("runs", lo=1), default=100, help="descents per setting")
-    p.add_argument("--steps", type=int_arg("steps", lo=1), default=2000, help="Adam steps")
-    p.add_argument("--samples", type=int_arg("samples", lo=100), default=10_000,
+    p.add_argument("--runs", type=int_arg("runs", lo=1), default=60, help="descents per setting (default 60)")
+    p.add_argument("--steps", type=int_arg("steps", lo=1), default=1500, help="Adam steps (default 1500)")
+    p.add_argument("--samples", type=int_arg("samples", lo=100), default=5_000,
                    help="fixed sample size where no closed form exists")
     p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--out", required=True, type=output_dir)
