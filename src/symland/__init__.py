@@ -111,6 +111,17 @@ from .counting import (
     symmetry_induced_subspaces,
 )
 
+# Isotropy subgroups, symmetric tensor decomposition, least symmetry breaking and deep connectivity.
+from ._isotropy_subgroup import IsotropySubgroup, isotropy_subgroup
+from ._tensor import TensorMinimaResult, explicit_tensor_loss, tensor_isotropy, tensor_loss, tensor_minima
+from ._symmetry_breaking import SymmetryBreakingResult, least_symmetry_breaking
+from ._deep_connectivity import (
+    DeepConnectivity,
+    add_zero_type_neurons,
+    connect_permuted_minima,
+    permuted_embedding,
+)
+
 try:
     __version__ = _version("symland")
 except _PackageNotFoundError:  # running from a source tree that was never installed
@@ -174,6 +185,19 @@ __all__ = [
     "ChannelLimit",
     "channel_limit",
     "channel_of",
+    "IsotropySubgroup",
+    "isotropy_subgroup",
+    "TensorMinimaResult",
+    "explicit_tensor_loss",
+    "tensor_isotropy",
+    "tensor_loss",
+    "tensor_minima",
+    "SymmetryBreakingResult",
+    "least_symmetry_breaking",
+    "DeepConnectivity",
+    "add_zero_type_neurons",
+    "connect_permuted_minima",
+    "permuted_embedding",
     "PlateauReport",
     "check_permutation_point",
     "identical_neuron_groups",

@@ -14,7 +14,8 @@ import sys
 from ._options import SymlandParser
 
 # Subcommand modules, in the order `symland --help` lists them.
-COMMANDS = ("toy", "count", "analyze", "valley", "spurious", "sweep", "report")
+COMMANDS = ("toy", "count", "analyze", "valley", "spurious", "tensor", "symmetry_breaking",
+            "deep_connectivity", "sweep", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
