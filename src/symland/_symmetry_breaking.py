@@ -102,7 +102,7 @@ def sample_inputs(distribution: str, d: int, n_samples: int, *, seed: int = 0):
     """A fixed sample of `n_samples` inputs in R^d from `distribution` (see `SETTINGS`).
 
     Example:
-        >>> from symland import sample_inputs
+        >>> from symland._symmetry_breaking import sample_inputs
         >>> sample_inputs("mixture", 4, 10).shape
         (10, 4)
     """
