@@ -43,11 +43,14 @@ def add_parser(subparsers):
     p.add_argument("--spectrum-k", type=int, default=None, help="k of the spectrum figure (default: largest k)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
+    _add_extension_arguments(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
+    if args.d is not None or args.fractional is not None or args.perturb is not None:
+        return _run_extensions(args)
     ks = parse_k_range(args.k)
     names = [s.strip() for s in args.families.split(",") if s.strip()]
     for n in names:
@@ -133,3 +136,45 @@ def _figures(points, ks, k_spec, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"spectrum_k{k_spec}.png"), dpi=120)
     plt.close(fig)
+
+
+# --- issue 12, parts 1-3: --d, --fractional, --perturb (symland.experiments.gaussian_extensions) ---
+
+
+def _checked_type(fn, name):
+    from symland.cli._options import ArgumentValueError
+
+    def parse(text):
+        try:
+            return fn(text)
+        except ValueError as err:
+            raise ArgumentValueError(str(err)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _add_extension_arguments(p):
+    from symland.cli._options import float_arg, int_arg
+    from symland.experiments.gaussian_extensions import parse_d_spec, parse_real_range
+
+    g = p.add_argument_group("issue 12 (each given part runs instead of the family table)")
+    g.add_argument("--d", type=_checked_type(parse_d_spec, "--d"), default=None,
+                   help="inputs wider than the network: 'k:4k' (d from k to 4k for each k), 'a:b' or 'a'; d >= k")
+    g.add_argument("--fractional", type=_checked_type(parse_real_range, "--fractional"), default=None,
+                   metavar="LO:HI", help="follow the families in real k over LO:HI (e.g. 4:20)")
+    g.add_argument("--perturb", type=float_arg("--perturb", lo=0.0), default=None, metavar="EPS_MAX",
+                   help="follow the minima along V = I + eps E, eps in [0, EPS_MAX] (e.g. 0.5)")
+    g.add_argument("--perturb-steps", type=int_arg("--perturb-steps", lo=1), default=10)
+
+
+def _run_extensions(args) -> int:
+    from symland.experiments.gaussian_extensions import run_extensions
+
+    ks = parse_k_range(args.k)
+    names = [s.strip() for s in args.families.split(",") if s.strip()]
+    summary = run_extensions(ks, names, args.out, d_spec=args.d, fractional=args.fractional,
+                             perturb=args.perturb, perturb_steps=args.perturb_steps, seed=args.seed)
+    print(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+    print(f"wrote {os.path.join(args.out, 'report.html')}")
+    return 0

@@ -52,3 +52,32 @@ from symland.gaussian._dynamics import (  # noqa: E402
     split_scan,
     trainable_output_point,
 )
+
+# --- issue 12, parts 1-3 (gauss helper): d >= k, fractional k, perturbed target ---
+from symland.gaussian._wide import (  # noqa: E402
+    WideSpectrum,
+    check_input_dimension,
+    orthogonal_hessian_block,
+    power_law_exponent,
+    spectral_distance,
+    wide_gradient,
+    wide_hessian,
+    wide_point,
+    wide_spectrum,
+    wide_teacher,
+)
+from symland.gaussian._fractional import (  # noqa: E402
+    FRACTIONAL_FAMILIES,
+    FractionalBranch,
+    branch_point_check,
+    follow_fractional_family,
+    irrep_dimension,
+    isotypic_blocks,
+    isotypic_spectrum,
+)
+from symland.gaussian._perturbation import (  # noqa: E402
+    PerturbedBranch,
+    check_perturbation_size,
+    follow_perturbed_minimum,
+    perturbation_direction,
+)

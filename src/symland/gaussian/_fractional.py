@@ -382,11 +382,15 @@ def follow_fractional_family(name: str, k_range=(5.0, 20.0), *, h: float = 0.05,
             if progress is not None:
                 progress()
             step = min(h, step * 1.5)
-            if not lo <= y[-1] <= hi:
+            if not lo <= y[-1] <= max(hi, k0 + h):
                 break
         halves.append(ys)
     path = halves[0][::-1] + halves[1][1:]
     path = [y for y in path if lo <= y[-1] <= hi]
+    if not path:
+        raise ValueError(f"k_range: the branch of {name} does not reach {k_range!r}")
+    if path[0][-1] > path[-1][-1]:
+        path = path[::-1]
     ks = np.array([y[-1] for y in path])
     zs = np.array([y[:-1] for y in path])
     comps = [_components(small, y[:-1], y[-1]) for y in path]
@@ -438,3 +442,98 @@ def follow_fractional_family(name: str, k_range=(5.0, 20.0), *, h: float = 0.05,
     blocks = [{lab: v[0].tolist() for lab, v in c.items()} for c in comps]
     return FractionalBranch(name, tuple(small), ks, zs, losses, min_eig, index, blocks, folds, crossings,
                             k_star, comp_star, "failed" if failed else "converged")
+
+
+# --- is there a branch point at a crossing? ------------------------------------------
+
+# extra fixed blocks split off the big block: the Fix of the kernel vector's isotropy
+_KERNEL_BLOCKS = {"t": (), "s": (1,), "(m-2,2)": (2,), "(m-2,1,1)": (1, 1)}
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _grad_hess(z, k, blocks):
+    f = lambda zz: restricted_loss(zz, _sizes_fn(blocks, k), _has_off(blocks), "relu")
+    return jax.grad(f)(z), jax.hessian(f)(z)
+
+
+def _newton(blocks, z, k, steps=40, tol=1e-12):
+    z = np.array(z, dtype=float)
+    for _ in range(steps):
+        g, H = (np.asarray(a) for a in _grad_hess(jnp.asarray(z), jnp.asarray(float(k)), blocks))
+        if np.max(np.abs(g)) < tol:
+            return z, True
+        try:
+            z = z - np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            return z, False
+        if not np.all(np.isfinite(z)):
+            return z, False
+    g = np.asarray(_grad_hess(jnp.asarray(z), jnp.asarray(float(k)), blocks)[0])
+    return z, bool(np.max(np.abs(g)) < 1e-10)
+
+
+def branch_point_check(name: str, branch: FractionalBranch, crossing: dict, *,
+                       deltas=(0.04, 0.02, 0.01), amplitudes=(0.005, 0.02, 0.05, 0.1, 0.2, 0.4)) -> dict:
+    """Look for critical points of lower symmetry that meet the family where an isotypic eigenvalue crosses zero.
+
+    The kernel vector at the crossing is fixed by a subgroup K ⊂ H; on Fix(K)
+    (the family's blocks plus a split-off block: `_KERNEL_BLOCKS`) the crossing
+    eigenvalue is simple, so by Crandall–Rabinowitz a branch of critical points
+    with isotropy K passes through the family there: transcritical when the
+    cubic term along the kernel vector is non-zero (the standard
+    representation, with its quadratic equivariant), a pitchfork when a swap
+    maps the kernel vector to its negative. Numerically: at k = k* ± δ, Newton
+    on Fix(K) from the family point plus ± amplitude × kernel vector; the
+    nearest converged critical point other than the family point is recorded.
+
+    **Returns:** ``{"k", "component", "fix_blocks", "cubic_coefficient",
+    "rows": [{"delta", "distance", "loss_gap"}…], "branch_point": bool,
+    "scaling_exponent"}`` where distance is ‖W_branch − W_family‖_F (metric of
+    the orbit sizes) and the exponent is fitted to distance ∝ |δ|^p (≈1
+    transcritical, ≈½ pitchfork).
+    """
+    small = branch.small
+    lab = crossing["component"]
+    irrep = lab.rstrip("+−")
+    sign = lab[len(irrep):]
+    base = (1,) * int(sum(small)) if sign == "−" else tuple(small)
+    blocks = base + _KERNEL_BLOCKS[irrep]
+    if sum(blocks) + 2 >= crossing["k"]:
+        return {"k": crossing["k"], "component": lab, "fix_blocks": list(blocks), "rows": [], "branch_point": None}
+    E = _embedding(blocks, tuple(small))
+    k_star = crossing["k"]
+    j = int(np.argmin(np.abs(branch.k - k_star)))
+    z_star, _ = _newton(tuple(small), branch.z[j], k_star)
+    zK = E @ z_star
+    _, H = (np.asarray(a) for a in _grad_hess(jnp.asarray(zK), jnp.asarray(k_star), blocks))
+    Msz = _orbit_sizes(blocks, k_star)
+    u = np.sqrt(Msz)
+    w, V = np.linalg.eigh((H / np.outer(u, u) + (H / np.outer(u, u)).T) / 2)
+    i0 = int(np.argmin(np.abs(w)))
+    v = V[:, i0] / u  # z-direction of the kernel vector, ‖W(v)‖_F = 1
+    f = lambda t: restricted_loss(jnp.asarray(zK) + t * jnp.asarray(v), _sizes_fn(blocks, jnp.asarray(k_star)),
+                                  _has_off(blocks), "relu")
+    c3 = float(jax.grad(jax.grad(jax.grad(f)))(0.0))
+    rows = []
+    for delta in sorted({s * d for d in deltas for s in (-1.0, 1.0)}):
+        k = k_star + delta
+        zf, ok = _newton(tuple(small), z_star, k)
+        zfK = E @ zf
+        best = None
+        for a in amplitudes:
+            for s in (-1.0, 1.0):
+                z, ok2 = _newton(blocks, zfK + s * a * v, k)
+                dist = float(np.sqrt(np.sum(Msz * (z - zfK) ** 2))) if ok2 else np.inf
+                if ok2 and 1e-7 < dist < 1.0 and (best is None or dist < best[0]):
+                    best = (dist, _loss(z, k, blocks) - _loss(zf, k, tuple(small)))
+        rows.append({"delta": delta, "distance": None if best is None else best[0],
+                     "loss_gap": None if best is None else best[1]})
+    found = [r for r in rows if r["distance"] is not None]
+    exponent = None
+    if len(found) >= 3:
+        dd = np.abs([r["delta"] for r in found])
+        ds = np.array([r["distance"] for r in found])
+        exponent = float(np.polyfit(np.log(dd), np.log(ds), 1)[0])
+    shrinking = bool(found) and min(r["distance"] for r in found) < 0.2
+    return {"k": k_star, "component": lab, "fix_blocks": list(blocks), "cubic_coefficient": c3,
+            "rows": rows, "branch_point": shrinking, "scaling_exponent": exponent}

@@ -161,12 +161,16 @@ class WideSpectrum:
                 "multiplicities": [[v, m] for v, m in self.multiplicities()]}
 
 
-def wide_spectrum(W_k, d: int, *, gtol: float = 1e-10, square=None, orthogonal=None) -> WideSpectrum:
+def wide_spectrum(W_k, d: int, *, gtol: float = 1e-10, square=None, orthogonal=None,
+                  loss_grad=None) -> WideSpectrum:
     """Loss, full-space gradient norm and dk Hessian spectrum at [W_k | 0] (teacher [I_k | 0]).
 
     **Arguments:** `W_k` (k × k critical point of the square problem); `d` ≥ k;
     `gtol` (criticality tolerance of the report); `square`, `orthogonal`:
-    eigenvalues of H_k and H_⊥ if already known (they do not depend on d).
+    eigenvalues of H_k and H_⊥ if already known (they do not depend on d);
+    `loss_grad`: (loss, ‖∇L‖∞) if already known, e.g. from a larger d' ≥ d
+    (the first d columns of the gradient at [W_k | 0] ∈ R^{k×d'} are the
+    gradient at [W_k | 0] ∈ R^{k×d}, and the loss is the same).
 
     **Returns:** a `WideSpectrum`.
 
@@ -183,9 +187,12 @@ def wide_spectrum(W_k, d: int, *, gtol: float = 1e-10, square=None, orthogonal=N
         square = np.linalg.eigvalsh(square_hessian(W_k))
     if orthogonal is None:
         orthogonal = np.linalg.eigvalsh(orthogonal_hessian_block(W_k))
-    V = jnp.asarray(wide_teacher(k, d))
-    loss, g = jax.value_and_grad(lambda X: expected_loss(X, V))(jnp.asarray(wide_point(W_k, d)))
-    gn = float(jnp.max(jnp.abs(g)))
+    if loss_grad is None:
+        V = jnp.asarray(wide_teacher(k, d))
+        loss, g = jax.value_and_grad(lambda X: expected_loss(X, V))(jnp.asarray(wide_point(W_k, d)))
+        gn = float(jnp.max(jnp.abs(g)))
+    else:
+        loss, gn = (float(v) for v in loss_grad)
     eig = np.sort(np.concatenate([square, np.repeat(orthogonal, d - k)]))
     report = CriticalPointReport.from_spectrum(float(loss), gn, eig, gtol=gtol)
     return WideSpectrum(k, d, float(loss), gn, np.asarray(square), np.asarray(orthogonal), report)
