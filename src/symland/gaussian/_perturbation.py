@@ -6,7 +6,8 @@ A fixed random direction E (‖E‖_F = 1) breaks every symmetry of the teacher.
 Each family's minimum is followed in ε by predictor–corrector continuation in
 the full k²-dimensional space (tangent predictor dW/dε = −H⁻¹ ∂²L/∂W∂ε, Newton
 corrector with the closed-form Hessian `loss_hessian`), until ε_max, a fold
-(Newton fails however small the step) or a loss of minimality (smallest
+(Newton fails, or its correction leaves the tangent predictor by more than 30 %
+of the step, however small the step) or a loss of minimality (smallest
 Hessian eigenvalue ≤ 0).
 """
 
@@ -156,7 +157,10 @@ def follow_perturbed_minimum(W0, E, eps_max: float = 0.5, *, n_steps: int = 20, 
         dW = -np.linalg.solve(np.asarray(H), np.asarray(mixed).ravel()).reshape(k, k)
         while True:
             e_new = min(eps + h, eps_max)
-            W_new, ok, der_new = _newton(W + (e_new - eps) * jnp.asarray(dW), I + e_new * E, E, gtol)
+            W_pred = W + (e_new - eps) * jnp.asarray(dW)
+            W_new, ok, der_new = _newton(W_pred, I + e_new * E, E, gtol)
+            # a corrector that moves far from the tangent predictor has jumped to another branch
+            ok = ok and float(jnp.linalg.norm(W_new - W_pred)) <= max(0.3 * float(jnp.linalg.norm(W_pred - W)), 1e-8)
             if ok:
                 W_prev = W
                 W, eps, der = W_new, e_new, der_new
