@@ -29,14 +29,14 @@ class ArgumentValueError(argparse.ArgumentTypeError):
     """A bad value; its message already names the argument."""
 
 
-def _typed(name, fn):
-    """An argparse type that runs `fn(text)` and reports ValueError as `name: …`."""
+def typed_arg(name, fn):
+    """An argparse type that runs `fn(text)` and reports its ValueError as `name: …` (exit 2)."""
 
     def parse(text):
         try:
             return fn(text)
         except ValueError as err:
-            msg = str(err)
+            msg = str(err).removeprefix("--")
             raise ArgumentValueError(msg if msg.startswith(name + ":") else f"{name}: {msg}") from None
 
     parse.__name__ = name
@@ -91,17 +91,17 @@ def parse_range(text: str, name: str, *, lo: int | None = None, hi: int | None =
 
 def int_arg(name: str, *, lo: int | None = None, hi: int | None = None):
     """argparse type: an integer in [lo, hi]."""
-    return _typed(name, lambda t: parse_int(t, name, lo=lo, hi=hi))
+    return typed_arg(name, lambda t: parse_int(t, name, lo=lo, hi=hi))
 
 
 def float_arg(name: str, **bounds):
     """argparse type: a finite real number (see `parse_float` for the bounds)."""
-    return _typed(name, lambda t: parse_float(t, name, **bounds))
+    return typed_arg(name, lambda t: parse_float(t, name, **bounds))
 
 
 def range_arg(name: str, *, lo: int | None = None, hi: int | None = None):
     """argparse type: `a:b` or an integer, as a list of integers."""
-    return _typed(name, lambda t: parse_range(t, name, lo=lo, hi=hi))
+    return typed_arg(name, lambda t: parse_range(t, name, lo=lo, hi=hi))
 
 
 def seed_arg(name: str = "seed"):
@@ -118,7 +118,7 @@ def choice_arg(name: str, choices):
             raise ValueError(f"{name}: unknown value {text!r}; choose one of {', '.join(choices)}")
         return text
 
-    return _typed(name, check)
+    return typed_arg(name, check)
 
 
 def output_dir(path, name: str = "out") -> Path:
@@ -169,22 +169,22 @@ def input_file(path, name: str) -> Path:
 
 def output_dir_arg(name: str = "out"):
     """argparse type: a folder path for `--out` (see `output_dir`)."""
-    return _typed(name, lambda t: output_dir(t, name))
+    return typed_arg(name, lambda t: output_dir(t, name))
 
 
 def output_file_arg(name: str):
     """argparse type: a file path to write (see `output_file`)."""
-    return _typed(name, lambda t: output_file(t, name))
+    return typed_arg(name, lambda t: output_file(t, name))
 
 
 def input_file_arg(name: str):
     """argparse type: an existing, readable, non-empty file (see `input_file`)."""
-    return _typed(name, lambda t: input_file(t, name))
+    return typed_arg(name, lambda t: input_file(t, name))
 
 
 def plot_path_arg(name: str = "plot"):
     """argparse type: a figure path whose extension is a format we write (see `plot_path`)."""
-    return _typed(name, lambda t: output_file(plot_path(t, name), name))
+    return typed_arg(name, lambda t: output_file(plot_path(t, name), name))
 
 
 TIME_LIMIT_S = 12 * 3600     # estimated run time above which a request is refused

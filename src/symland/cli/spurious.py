@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from symland.gaussian import DECAY_CONSTANT, SPURIOUS_FAMILIES, critical_value_decay, empirical_frequency, spurious_family
 
-from ._options import (ArgumentValueError, atomic_output, check_cost, int_arg, output_dir_arg, parse_range,
+from ._options import (typed_arg, atomic_output, check_cost, int_arg, output_dir_arg, parse_range,
                        seed_arg)
 
 K_MAX = 200
@@ -30,15 +30,6 @@ def parse_k_range(spec: str) -> list[int]:
     for item in str(spec).split(","):
         ks += parse_range(item.strip(), "k", lo=2, hi=K_MAX)
     return sorted(set(ks))
-
-
-def _typed(fn):
-    def parse(text):
-        try:
-            return fn(text)
-        except ValueError as err:
-            raise ArgumentValueError(str(err)) from None
-    return parse
 
 
 def parse_families(spec: str) -> list[str]:
@@ -68,9 +59,9 @@ def estimate_cost(ks, n_families: int, runs: int) -> tuple[float, float]:
 def add_parser(subparsers):
     p = subparsers.add_parser("spurious", help="symmetric spurious minima for Gaussian inputs (ReLU, V = I_k)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--k", default="6:20", type=_typed(parse_k_range),
+    p.add_argument("--k", default="6:20", type=typed_arg("k", parse_k_range),
                    help=f"k range, 'LO:HI' inclusive or a comma list, 2 ≤ k ≤ {K_MAX} (default 6:20)")
-    p.add_argument("--families", default="delta_sk1,delta_sk,delta_s2_sk2", type=_typed(parse_families),
+    p.add_argument("--families", default="delta_sk1,delta_sk,delta_s2_sk2", type=typed_arg("families", parse_families),
                    help=f"comma list from: {', '.join(SPURIOUS_FAMILIES)}")
     p.add_argument("--runs", type=int_arg("runs", lo=0), default=0,
                    help="gradient descents per k for the empirical frequency of each family (0: skip; e.g. 500)")
@@ -81,11 +72,14 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=seed_arg("seed"), default=0, help="seed of --runs, 0 ≤ seed < 2³²")
     p.add_argument("--out", required=True, type=output_dir_arg("out"), help="output directory")
     p.add_argument("--no-progress", action="store_true")
+    _add_extension_arguments(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
+    if args.d is not None or args.fractional is not None or args.perturb is not None:
+        return _run_extensions(args)
     ks = parse_k_range(args.k) if isinstance(args.k, str) else args.k
     names = parse_families(args.families) if isinstance(args.families, str) else args.families
     if args.spectrum_k is not None and args.spectrum_k not in ks:
@@ -189,3 +183,31 @@ def _figures(points, ks, k_spec, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"spectrum_k{k_spec}.png"), dpi=120)
     plt.close(fig)
+
+
+# --- issue 12, parts 1-3: --d, --fractional, --perturb (symland.experiments.gaussian_extensions) ---
+
+
+def _add_extension_arguments(p):
+    from symland.cli._options import float_arg, int_arg
+    from symland.experiments.gaussian_extensions import parse_d_spec, parse_real_range
+
+    g = p.add_argument_group("issue 12 (each given part runs instead of the family table)")
+    g.add_argument("--d", type=typed_arg("d", parse_d_spec), default=None,
+                   help="inputs wider than the network: 'k:4k' (d from k to 4k for each k), 'a:b' or 'a'; d >= k")
+    g.add_argument("--fractional", type=typed_arg("fractional", parse_real_range), default=None,
+                   metavar="LO:HI", help="follow the families in real k over LO:HI (e.g. 4:20)")
+    g.add_argument("--perturb", type=float_arg("perturb", lo=0.0), default=None, metavar="EPS_MAX",
+                   help="follow the minima along V = I + eps E, eps in [0, EPS_MAX] (e.g. 0.5)")
+    g.add_argument("--perturb-steps", type=int_arg("perturb-steps", lo=1), default=10)
+
+
+def _run_extensions(args) -> int:
+    from symland.experiments.gaussian_extensions import run_extensions
+
+    ks, names = args.k, args.families  # parsed and checked by argparse
+    summary = run_extensions(ks, names, args.out, d_spec=args.d, fractional=args.fractional,
+                             perturb=args.perturb, perturb_steps=args.perturb_steps, seed=args.seed)
+    print(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+    print(f"wrote {os.path.join(args.out, 'report.html')}")
+    return 0

@@ -51,6 +51,35 @@ from symland.gaussian._dynamics import (
     trainable_output_point,
 )
 
+# Inputs wider than the network, fractional k, perturbed targets.
+from symland.gaussian._wide import (
+    WideSpectrum,
+    check_input_dimension,
+    orthogonal_hessian_block,
+    power_law_exponent,
+    spectral_distance,
+    wide_gradient,
+    wide_hessian,
+    wide_point,
+    wide_spectrum,
+    wide_teacher,
+)
+from symland.gaussian._fractional import (
+    FRACTIONAL_FAMILIES,
+    FractionalBranch,
+    branch_point_check,
+    follow_fractional_family,
+    irrep_dimension,
+    isotypic_blocks,
+    isotypic_spectrum,
+)
+from symland.gaussian._perturbation import (
+    PerturbedBranch,
+    check_perturbation_size,
+    follow_perturbed_minimum,
+    perturbation_direction,
+)
+
 __all__ = [
     "KERNEL_ACTIVATIONS",
     "expected_loss",
@@ -89,4 +118,25 @@ __all__ = [
     "split_gaussian_neuron",
     "split_scan",
     "trainable_output_point",
+    "WideSpectrum",
+    "check_input_dimension",
+    "orthogonal_hessian_block",
+    "power_law_exponent",
+    "spectral_distance",
+    "wide_gradient",
+    "wide_hessian",
+    "wide_point",
+    "wide_spectrum",
+    "wide_teacher",
+    "FRACTIONAL_FAMILIES",
+    "FractionalBranch",
+    "branch_point_check",
+    "follow_fractional_family",
+    "irrep_dimension",
+    "isotypic_blocks",
+    "isotypic_spectrum",
+    "PerturbedBranch",
+    "check_perturbation_size",
+    "follow_perturbed_minimum",
+    "perturbation_direction",
 ]
