@@ -14,7 +14,7 @@ import sys
 from ._options import SymlandParser
 
 # Subcommand modules, in the order `symland --help` lists them.
-COMMANDS = ("toy", "count", "analyze", "valley", "spurious")
+COMMANDS = ("toy", "count", "analyze", "valley", "spurious", "mnist")
 
 
 def build_parser() -> argparse.ArgumentParser:
