@@ -8,11 +8,12 @@ from symland.cli import main
 def test_mnist_on_digits(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["mnist", "--data", "digits", "--H", "4", "--seeds", "1", "--samples", "300",
-               "--steps", "6", "--epochs", "5", "--no-progress", "--out", str(out)])
+               "--steps", "6", "--epochs", "5", "--method", "matrix-free", "--no-progress", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "mnist.json").read_text())
     assert result["data"]["source"].startswith("scikit-learn digits")
     (run,) = result["runs"]
+    assert run["path"]["method"] == "matrix-free"
     assert run["H"] == 4 and run["path"]["layer"] == 2 and len(run["accuracy"]) == 8
     assert run["barrier"] >= max(run["path"]["loss"])
     assert run["path"]["permutation_point"]["n"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10

@@ -94,8 +94,7 @@ def test_whitening_is_an_exact_change_of_variables():
     from jax.flatten_util import ravel_pytree
 
     prob = path_problem(model, 1, "mse", jnp.asarray(x))
-    v = ravel_pytree(s.free_parameters(theta, 1, 0, 1))[0] if hasattr(s, "free_parameters") else \
-        ravel_pytree(path_module.free_parameters(theta, 1, 0, 1))[0]
+    v = ravel_pytree(path_module.free_parameters(theta, 1, 0, 1))[0]
     s_var = prob.to_s(v)
     np.testing.assert_allclose(prob.to_v(s_var), v, atol=1e-10)
     args = (0.3, 0, 1, jnp.asarray(x), y)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._options import ArgumentValueError, atomic_output, int_arg, output_dir, parse_int
+from ._options import ArgumentValueError, atomic_output, choice_arg, int_arg, output_dir, parse_int
 
 
 def parse_widths(text: str) -> list[int]:
@@ -57,6 +57,8 @@ def add_parser(subparsers):
                    help="teacher training epochs (Adam, batch 128)")
     p.add_argument("--max-newton", type=int_arg("max-newton", lo=1), default=100,
                    help="trust-region Newton iterations allowed per distance step")
+    p.add_argument("--method", type=choice_arg("method", ("auto", "dense", "matrix-free")),
+                   default="auto", help="path solver (auto: dense up to 4000 parameters)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -80,7 +82,7 @@ def run(args):
         result = run_mnist(tmp, data=args.data, hidden=tuple(args.hidden), seeds=args.seeds,
                            samples=args.samples, steps=args.steps, layer=args.layer,
                            activation=args.activation, epochs=args.epochs,
-                           max_newton_steps=args.max_newton, pair=args.pair,
+                           max_newton_steps=args.max_newton, pair=args.pair, method=args.method,
                            progress=not args.no_progress)
     n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
     print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")

@@ -55,7 +55,8 @@ def plot_mnist(runs, out_png):
 def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
               samples: int | None = 10_000, steps: int = 100, layer: int = 2,
               ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
-              max_newton_steps: int = 100, pair=None, progress: bool = True) -> dict:
+              max_newton_steps: int = 100, pair=None, method: str = "auto",
+              progress: bool = True) -> dict:
     """Reproduce Fig. 3: teachers, relabelled data, one permutation path per (H, seed).
 
     Writes `mnist.json`, `mnist.png` and `report.html` into `out`.
@@ -82,7 +83,8 @@ def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
             (l, m), cos = pair, None
         path = find_permutation_path(teacher.model, teacher.params, x, y, layer, l, m,
                                      steps=steps, ratio=ratio, loss="nmse",
-                                     max_newton_steps=max_newton_steps, progress=progress)
+                                     max_newton_steps=max_newton_steps, method=method,
+                                     progress=progress)
         acc = [accuracy(teacher.model, p, x, labels) for p in path.params]
         acc.append(accuracy(teacher.model, path.permutation_point, x, labels))
         record = path.to_dict()
@@ -94,7 +96,8 @@ def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
     result = {"data": {"source": source, "n_samples": int(x.shape[0]), "n_inputs": int(x.shape[1])},
               "setting": {"hidden": list(hidden), "seeds": seeds, "steps": steps, "ratio": ratio,
                           "layer": layer, "activation": activation, "epochs": epochs,
-                          "loss": "nmse", "max_newton_steps": max_newton_steps},
+                          "loss": "nmse", "max_newton_steps": max_newton_steps,
+                          "method": method},
               "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     png = plot_mnist(runs, out / "mnist.png")
