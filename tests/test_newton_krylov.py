@@ -20,7 +20,7 @@ def toy_paths():
     dense = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_,
                                     method="dense", **kw)
     free = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_,
-                                   method="matrix-free", gtol=1e-12, **kw)
+                                   method="matrix-free", gtol=1e-10, **kw)
     return prob, dense, free
 
 
@@ -32,20 +32,19 @@ def test_matrix_free_steps_agree_with_dense_solver(toy_paths):
         for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
             np.testing.assert_allclose(u, v, atol=1e-8, rtol=0)
     np.testing.assert_allclose(free.loss, dense.loss, atol=1e-12, rtol=1e-8)
-    assert np.all(free.grad_norm <= 1e-12 * np.maximum(1.0, free.loss))
+    assert np.all(free.grad_norm <= 1e-10 * np.maximum(1.0, free.loss))
 
 
 def test_matrix_free_permutation_point_report(toy_paths):
     _, dense, free = toy_paths
     r, rd = free.permutation_point_report, dense.permutation_point_report
-    assert r.part == "smallest" and rd.part == "all"
+    assert r.part == rd.part == "all"  # 21 parameters: dense spectrum (Lanczos above DENSE_THRESHOLD)
     assert r.grad_norm <= 1e-8
     assert r.loss == pytest.approx(rd.loss, rel=1e-8)
-    np.testing.assert_allclose(r.eigenvalues, rd.eigenvalues[:r.eigenvalues.size], atol=1e-8)
+    np.testing.assert_allclose(r.eigenvalues, rd.eigenvalues, atol=1e-8)
     assert r.index == rd.index and str(r.kind) == str(rd.kind)
     record = free.to_dict()
     assert record["method"] == "matrix-free"
-    assert record["permutation_point"]["part"] == "smallest"
 
 
 def test_auto_dispatch_by_size(monkeypatch):
@@ -70,9 +69,9 @@ def test_reports_non_convergence():
 def test_reports_escape_to_infinity():
     # inf over v0 is approached only as v0 → ∞: a channel at infinity.
     channel = FlatProblem(lambda v: jnp.exp(-v[0]) + (v[1] - 1.0) ** 2)
-    r = minimise_matrix_free(channel, jnp.zeros(2), escape=lambda v: float(v[0]) > 20.0,
+    r = minimise_matrix_free(channel, jnp.zeros(2), escape=lambda v: float(v[0]) > 8.0,
                              max_steps=1000)
-    assert r.status == "escape" and float(r.x[0]) > 20.0
+    assert r.status == "escape" and float(r.x[0]) > 8.0
 
 
 def test_refine_reaches_a_saddle():

@@ -416,7 +416,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(curr)), layer, l, m))[0]
         polished = refine_matrix_free(full, pf, (x, y), gtol=gtol)
         point = unravel(jnp.asarray(polished.x))
-        report = classify_critical_point(loss_fn, point, gtol=CRITICAL_GTOL, method="lanczos",
+        # Dense spectrum up to DENSE_THRESHOLD parameters, the smallest Lanczos eigenvalues above.
+        report = classify_critical_point(loss_fn, point, gtol=CRITICAL_GTOL, method="auto",
                                          k=int(min(spectrum_k, theta_star.size - 1)))
         status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
                              rec["kink"], rec["out_w"], out_w0, model.activation)
