@@ -30,7 +30,9 @@ def test_matrix_free_steps_agree_with_dense_solver(toy_paths):
     assert free.method == "matrix-free" and dense.method == "dense"
     for a, b in zip(dense.params, free.params):
         for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-            np.testing.assert_allclose(u, v, atol=1e-8, rtol=0)
+            # Both stop at ‖∇L‖∞ ≤ 1e-10; a near-flat direction (λ_min ≈ 1e-3) turns that into
+            # parameter differences of ~1e-7, so 1e-8 agreement in θ is not reachable at this gtol.
+            np.testing.assert_allclose(u, v, atol=1e-6, rtol=0)
     np.testing.assert_allclose(free.loss, dense.loss, atol=1e-12, rtol=1e-8)
     assert np.all(free.grad_norm <= 1e-10 * np.maximum(1.0, free.loss))
 
