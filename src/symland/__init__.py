@@ -34,10 +34,19 @@ from ._data import (
     gaussian_teacher_data,
     load_digits,
     load_idx_dataset,
+    load_image_data,
     read_idx,
     toy_problem,
 )
 from ._io import load_data, load_params, save_params
+from ._teacher import (
+    Teacher,
+    accuracy,
+    most_similar_pair,
+    negative_log_likelihood,
+    relabel,
+    train_teacher,
+)
 
 # The result vocabulary: outcomes and critical-point verdicts.
 from ._results import (
@@ -146,6 +155,13 @@ __all__ = [
     "nmse",
     "ToyProblem",
     "find_fashion_mnist",
+    "load_image_data",
+    "Teacher",
+    "accuracy",
+    "most_similar_pair",
+    "negative_log_likelihood",
+    "relabel",
+    "train_teacher",
     "gaussian_teacher_data",
     "load_digits",
     "load_idx_dataset",

@@ -75,27 +75,40 @@ def read_idx(path) -> np.ndarray:
 
     Format: two zero bytes, a type byte, a byte with the number of dimensions,
     then big-endian 32-bit sizes and the data.
+
+    **Raises:** `FileNotFoundError` for a missing file; `ValueError` naming the
+    file for a wrong magic number, a truncated header or truncated data.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no IDX file at {path}")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"path: {path} is not an IDX file (bad magic number)")
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as err:  # a damaged or truncated gzip stream
+        raise ValueError(f"path: cannot read {path}: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise ValueError(f"path: {path} is not an IDX file (bad magic number "
+                         f"{raw[:4].hex() or 'none'}; expected 0000 + type byte + dimension count)")
     ndim = raw[3]
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise ValueError(f"path: {path} is truncated: its header declares {ndim} dimensions "
+                         f"but the file has {len(raw)} bytes")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    offset = 4 + 4 * ndim
     count = int(np.prod(dims)) if dims else 1
     if len(raw) - offset < count * dtype.itemsize:
-        raise ValueError(f"path: {path} is truncated: header promises {dims}")
+        raise ValueError(f"path: {path} is truncated: header promises {dims} "
+                         f"({count * dtype.itemsize} bytes of data), found {len(raw) - offset}")
     return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(dims)
 
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/share/dataset-fashion-mnist",
                       "/usr/share/fashion-mnist")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def find_fashion_mnist() -> Path | None:
@@ -110,25 +123,54 @@ def find_fashion_mnist() -> Path | None:
     return None
 
 
+def idx_files(directory) -> dict:
+    """The four MNIST-layout IDX files under `directory` (plain or .gz), by stem.
+
+    **Raises:** `FileNotFoundError` for a missing folder, `ValueError` naming
+    the first of `IDX_FILES` that is missing.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"directory: no folder at {directory}")
+    found = {}
+    for stem in IDX_FILES:
+        hits = sorted(h for h in directory.rglob(stem + "*") if h.name in (stem, stem + ".gz"))
+        if not hits:
+            raise ValueError(f"directory: {directory} lacks {stem} (or {stem}.gz); an MNIST-layout "
+                             f"folder holds all of {', '.join(IDX_FILES)}")
+        found[stem] = hits[0]
+    return found
+
+
+def check_n_samples(n_samples, available: int, name: str = "n_samples"):
+    """`ValueError` unless `n_samples` is None or an integer in 1…`available`."""
+    if n_samples is None:
+        return
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {n_samples!r}")
+    if n_samples > available:
+        raise ValueError(f"{name}: asked for {n_samples} samples, the data set has {available}")
+
+
 def load_idx_dataset(directory, *, split: str = "train", n_samples: int | None = None):
     """Images and labels from `{split}-images-idx3-ubyte[.gz]` / `{split}-labels-idx1-ubyte[.gz]`.
 
+    The folder must hold all four files of the MNIST layout (`IDX_FILES`).
+
     **Returns:** `(x, labels)`: x of shape (T, rows·cols) scaled to [0, 1], labels (T,) ints.
     """
-    directory = Path(directory)
     if split not in ("train", "t10k"):
         raise ValueError(f"split: must be 'train' or 't10k', got {split!r}")
-
-    def find(stem):
-        hits = sorted(directory.rglob(stem + "*"))
-        if not hits:
-            raise FileNotFoundError(f"directory: no {stem} file under {directory}")
-        return hits[0]
-
-    images = read_idx(find(f"{split}-images-idx3-ubyte"))
-    labels = read_idx(find(f"{split}-labels-idx1-ubyte"))
+    files = idx_files(directory)
+    images = read_idx(files[f"{split}-images-idx3-ubyte"])
+    labels = read_idx(files[f"{split}-labels-idx1-ubyte"])
+    if images.ndim < 2 or labels.ndim != 1:
+        raise ValueError(f"directory: expected images (T, rows, cols) and labels (T,), "
+                         f"got shapes {images.shape} and {labels.shape}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError("directory: image and label files disagree in length")
+        raise ValueError(f"directory: image and label files disagree in length "
+                         f"({images.shape[0]} images, {labels.shape[0]} labels)")
+    check_n_samples(n_samples, images.shape[0])
     if n_samples is not None:
         images, labels = images[:n_samples], labels[:n_samples]
     x = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
@@ -141,6 +183,36 @@ def load_digits(n_samples: int | None = None):
 
     d = _load()
     x, labels = d.data / 16.0, d.target.astype(np.int64)
+    check_n_samples(n_samples, x.shape[0])
     if n_samples is not None:
         x, labels = x[:n_samples], labels[:n_samples]
     return x, labels
+
+
+IMAGE_SOURCES = ("fashion-mnist", "digits")
+
+
+def load_image_data(source: str = "fashion-mnist", *, n_samples: int | None = None):
+    """Training images and labels for §5: `fashion-mnist`, `digits`, or a folder of IDX files.
+
+    - `fashion-mnist`: Debian's `dataset-fashion-mnist` (`find_fashion_mnist`).
+    - `digits`: scikit-learn's bundled 8×8 digits (1,797 samples).
+    - any other string: a folder with the four MNIST-layout IDX files
+      (e.g. MNIST itself).
+
+    **Returns:** `(x, labels, name)` with `name` saying which data set was read.
+    """
+    if source == "digits":
+        x, labels = load_digits(n_samples)
+        return x, labels, "scikit-learn digits (8×8)"
+    if source == "fashion-mnist":
+        found = find_fashion_mnist()
+        if found is None:
+            raise FileNotFoundError(
+                "data: Fashion-MNIST not found in " + ", ".join(FASHION_MNIST_DIRS)
+                + "; install it with `apt-get install dataset-fashion-mnist`, set "
+                  "SYMLAND_FASHION_MNIST, or pass --data DIR / digits")
+        x, labels = load_idx_dataset(found, n_samples=n_samples)
+        return x, labels, f"Fashion-MNIST ({found})"
+    x, labels = load_idx_dataset(source, n_samples=n_samples)
+    return x, labels, f"IDX files in {source}"

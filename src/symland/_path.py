@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._critical import hessian_spectrum, two_layer_mse_hessian
+from ._critical import DENSE_THRESHOLD, hessian_spectrum, two_layer_mse_hessian
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params, check_finite_params
 from ._results import CriticalPointReport, result_code, result_names
@@ -55,7 +55,7 @@ class PermutationPath:
     a → a/c reaches any δ at the same loss, see `rescale_neurons`), or the
     solver's own `max_steps`, `stalled`, `diverged`), `converged` (booleans),
     `steps` (Newton steps tried), `hessians` (Hessian eigendecompositions
-    used), `params` (list of pytrees θ(δ)), `min_abs_preactivation` (that
+    used; Hessian-vector products when `method` is `matrix-free`), `params` (list of pytrees θ(δ)), `min_abs_preactivation` (that
     relative distance to a kink), `output_weight_max`.
 
     **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*), `gtol` and
@@ -63,7 +63,8 @@ class PermutationPath:
     `permutation_point` (the parameters θ_{l⇔m}) and
     `permutation_point_report` (a `CriticalPointReport` of θ_{l⇔m}: loss,
     full-gradient ‖∇L‖∞, dense-Hessian index and nullity, verdict at
-    ‖∇L‖∞ ≤ `CRITICAL_GTOL`).
+    ‖∇L‖∞ ≤ `CRITICAL_GTOL`; from the `k` smallest Lanczos eigenvalues when
+    `method` is `matrix-free`), `method` (`dense` or `matrix-free`).
     """
 
     model: MLP
@@ -85,6 +86,7 @@ class PermutationPath:
     gtol: float
     max_newton_steps: int
     loss_fn: object = dataclasses.field(repr=False, compare=False)
+    method: str = "dense"
 
     @property
     def converged(self) -> np.ndarray:
@@ -136,9 +138,14 @@ class PermutationPath:
         ts, knots = self._first_half()
         losses = list(self.loss) + [self.permutation_point_report.loss]
         i = int(np.argmax(losses))
-        report = CriticalPointReport.from_spectrum(
-            losses[i], np.nan, hessian_spectrum(self.loss_fn, knots[i], method="dense"),
-            gtol=CRITICAL_GTOL)
+        if i == len(losses) - 1:  # the permutation point: its spectrum is known already
+            report = self.permutation_point_report
+        else:  # dense up to DENSE_THRESHOLD parameters, else the smallest Lanczos eigenvalues
+            n = int(ravel_pytree(knots[i])[0].size)
+            dense = n <= DENSE_THRESHOLD
+            report = CriticalPointReport.from_spectrum(
+                losses[i], np.nan, hessian_spectrum(self.loss_fn, knots[i], k=min(20, n - 1)),
+                gtol=CRITICAL_GTOL, part="all" if dense else "smallest", n=n)
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
                 "index": report.index, "nullity": report.nullity, "params": knots[i]}
@@ -167,6 +174,7 @@ class PermutationPath:
         return {
             "layer": self.layer,
             "pair": [self.l, self.m],
+            "method": self.method,
             "gtol": self.gtol,
             "max_newton_steps": self.max_newton_steps,
             "distance": self.delta.tolist(),
@@ -287,6 +295,14 @@ def _equalise(theta, layer, l, m):
     out = list(theta)
     out[layer] = (W2.at[:, l].set(mean).at[:, m].set(mean), b2)
     return out
+
+
+# Plain names for the matrix-free path finder (`symland._newton_krylov`).
+effective_params = _effective
+free_parameters = _to_free
+rescale_direction = _rescale_direction
+pair_output_weight = _pair_output_weight
+equalise_output_weights = _equalise
 
 
 def _free_hessian(model: MLP, kind: str, to_theta, unravel_theta, x, y):
@@ -459,8 +475,8 @@ def delta_schedule(delta0: float, steps: int, ratio: float) -> np.ndarray:
 
 def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, *,
                            steps: int = 200, ratio: float = 1e-4, loss: str = "mse",
-                           gtol: float = 1e-10, max_newton_steps: int = 200,
-                           gauge: str | None = "auto",
+                           gtol: float | None = None, max_newton_steps: int = 200,
+                           gauge: str | None = "auto", method: str = "auto",
                            progress: bool = False) -> list[PermutationPath]:
     """Permutation paths for several pairs (l, m) of one hidden layer, in one batched call.
 
@@ -475,11 +491,17 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     - `steps`: number of log-spaced δ values from δ₀ to δ₀·`ratio`
       (200 in Fig. 1, 100 in Fig. 3); a final step at δ = 0 is added.
     - `gtol`: each step is minimised until ‖∇L‖∞ ≤ `gtol` over the free
-      parameters; `max_newton_steps` per δ.
+      parameters (dense; default 1e-10) or ‖∇L‖∞ ≤ `gtol`·max(1, L)
+      (matrix-free; default 1e-8); `max_newton_steps` per δ.
     - `gauge`: `balanced` (δ between balanced neurons, `balance_neurons`;
       the path starts at the balanced θ*, which for ReLU computes the same
       function), None (the paper's δ), or `auto` (`balanced` for ReLU, where
-      the paper's fixed-δ problem is degenerate, None otherwise).
+      the paper's fixed-δ problem is degenerate, None otherwise). Dense
+      method only.
+    - `method`: `dense` (exact-Hessian Newton, all pairs batched),
+      `matrix-free` (trust-region Newton–Krylov on Hessian-vector
+      products, `symland._newton_krylov`; no Hessian is formed) or `auto`
+      (dense up to `DENSE_THRESHOLD` parameters, as `hessian_spectrum`).
     - `progress`: show a progress bar over the δ schedule.
 
     **Returns:** a list of `PermutationPath`, one per pair.
@@ -487,6 +509,12 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     model.check_params(params)
     n = check_hidden_layer(params, layer)
     check_schedule(steps, ratio)
+    if method not in ("auto", "dense", "matrix-free"):
+        raise ValueError(f"method: unknown method {method!r}; choose 'auto', 'dense' or 'matrix-free'")
+    if method == "auto":
+        method = "dense" if model.n_params <= DENSE_THRESHOLD else "matrix-free"
+    if gtol is None:
+        gtol = 1e-10 if method == "dense" else 1e-8
     check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
     check_finite_params(params)
     if loss not in LOSSES:
@@ -515,6 +543,12 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
             raise ValueError(f"pairs: neurons {l} and {m} of layer {layer} coincide (δ₀ = 0); "
                              "the path is only defined for distinct neurons")
     unit = delta_schedule(1.0, steps, ratio)
+    if method == "matrix-free":
+        from ._newton_krylov import matrix_free_paths
+
+        return matrix_free_paths(model, params, x, y, int(layer), pairs, delta0[:, None] * unit[None, :],
+                                 loss=loss, gtol=float(gtol), max_steps=int(max_newton_steps),
+                                 progress=progress)
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), gauge)
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])

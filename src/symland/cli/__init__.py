@@ -14,7 +14,7 @@ import sys
 from ._options import SymlandParser
 
 # Subcommand modules, in the order `symland --help` lists them.
-COMMANDS = ("toy", "count", "analyze", "valley", "spurious", "tensor", "symmetry_breaking",
+COMMANDS = ("toy", "count", "analyze", "valley", "spurious", "mnist", "tensor", "symmetry_breaking",
             "deep_connectivity", "sweep", "report")
 
 

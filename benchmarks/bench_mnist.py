@@ -1,0 +1,113 @@
+"""Fig. 3 speed and memory (issue 10): one matrix-free path, loss+gradient vs the matmul bound, memory.
+
+Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
+     [--gd-steps 3] [--only grad|path|memory]
+Ratios are taken in one run on the same machine. Prints one line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+import symland as s
+from symland._newton_krylov import path_problem
+
+jax.config.update("jax_enable_x64", True)
+
+
+def best_of(fn, repeat=5):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def grad_vs_matmul(x, H):
+    """Loss+gradient of 784-H-H-10 vs numpy's time for the two big products on the same shapes."""
+    model = s.MLP((x.shape[1], H, H, 10), "softplus")
+    p = model.init(jax.random.PRNGKey(0))
+    y = model.apply(p, x) + 0.1
+    v, unravel = ravel_pytree(p)
+    vg = jax.jit(jax.value_and_grad(lambda v, x, y: s.nmse(model, unravel(v), x, y)))
+    t_grad = best_of(lambda: jax.block_until_ready(vg(v, x, y)))
+    xn = np.asarray(x)
+    W = np.random.default_rng(0).standard_normal((H, x.shape[1]))
+    D = np.random.default_rng(1).standard_normal((x.shape[0], H))
+    # forward x Wᵀ and backward Dᵀ x: the products that dominate (the H×H and 10×H ones are tiny)
+    t_mm = best_of(lambda: (xn @ W.T, D.T @ xn))
+    print(f"loss+grad 784-{H}-{H}-10, T={x.shape[0]}: {t_grad * 1e3:.1f} ms; numpy matmul bound "
+          f"(x·Wᵀ and Dᵀ·x) {t_mm * 1e3:.1f} ms; ratio bound/actual = {t_mm / t_grad:.2f}")
+
+
+def one_path(x, labels, H, steps, gd_steps):
+    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
+    y = s.relabel(teacher.model, teacher.params, x)
+    l, m, cos = s.most_similar_pair(teacher.params, 2)
+    t = time.perf_counter()
+    path = s.find_permutation_path(teacher.model, teacher.params, x, y, 2, l, m, steps=steps,
+                                   loss="nmse", method="matrix-free", progress=True)
+    dt = time.perf_counter() - t
+    st = {k: path.status.count(k) for k in sorted(set(path.status))}
+    print(f"path H={H}, T={x.shape[0]}, {steps} steps: {dt:.1f} s; statuses {st}; "
+          f"HVPs {int(path.hessians.sum())}; permutation point {path.permutation_point_report.kind}, "
+          f"index ≥ {path.permutation_point_report.index}, near-zero {path.permutation_point_report.nullity}")
+    # Plain full-batch GD (the paper's method) on the first δ steps, to the same tolerance.
+    prob = path_problem(teacher.model, 2, "nmse", x, precondition=False)
+    for i in range(1, 1 + gd_steps):
+        delta = float(path.delta[i])
+        from symland._path import free_parameters, rescale_direction  # noqa: PLC0415
+        v = ravel_pytree(rescale_direction(free_parameters(path.params[i - 1], 2, l, m), 2, m, delta))[0]
+        args = (delta, l, m, x, y)
+        lam = float(jnp.linalg.norm(prob.hvp(v, v / jnp.linalg.norm(v), *args)))
+        lr, t, n = 1.0 / max(lam, 1e-12), time.perf_counter(), 0
+        while n < 20000:
+            f, g, _ = prob.value_grads(v, *args)
+            if float(jnp.max(jnp.abs(g))) <= 1e-8 * max(1.0, float(f)):
+                break
+            v, n = v - lr * g, n + 1
+        gd = time.perf_counter() - t
+        print(f"  δ step {i}: GD {n} iterations, {gd:.1f} s, ‖∇L‖∞ {float(jnp.max(jnp.abs(g))):.1e}; "
+              f"Newton–Krylov {path.steps[i]} iterations, {path.hessians[i]} HVPs")
+
+
+def memory(x, labels, H):
+    teacher = s.train_teacher(x, labels, H, seed=0, epochs=1)
+    y = s.relabel(teacher.model, teacher.params, x)
+    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    s.find_permutation_path(teacher.model, teacher.params, x, y, 2, l, m, steps=2, loss="nmse",
+                            method="matrix-free")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"peak RSS, H={H} matrix-free path (2 steps + permutation point): {peak:.2f} GB")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--H", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--gd-steps", type=int, default=3)
+    ap.add_argument("--only", choices=("grad", "path", "memory"))
+    a = ap.parse_args()
+    x, labels, name = s.load_image_data("fashion-mnist", n_samples=a.samples)
+    print(name)
+    xj = jnp.asarray(x)
+    if a.only in (None, "grad"):
+        grad_vs_matmul(xj, 25)
+    if a.only in (None, "path"):
+        one_path(xj, labels, a.H, a.steps, a.gd_steps)
+    if a.only in (None, "memory"):
+        memory(xj, labels, 25)
+
+
+if __name__ == "__main__":
+    main()

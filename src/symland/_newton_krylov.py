@@ -1,0 +1,435 @@
+"""Matrix-free trust-region Newton–Krylov solvers for networks with thousands of parameters.
+
+Brea et al. 2019, §5 (Fig. 3) follow permutation paths of 784-H-H-10
+networks: 8,000–20,500 parameters. The exact-Hessian solvers of
+`symland._solver` eigendecompose a dense Hessian at every Newton step, which
+at that size costs minutes and gigabytes per step. Here the Hessian is never
+formed; every solver only calls jitted Hessian-vector products (HVPs,
+forward-over-reverse AD, about 2–3 gradients each).
+
+- `minimise_matrix_free`: trust-region Newton with the subproblem solved by
+  the Generalised Lanczos Trust-Region method (GLTR, Gould et al. 1999),
+  i.e. scipy's `minimize(method="trust-krylov", hessp=...)` (trlib). Why
+  this method: GLTR is Steihaug–Toint CG that does not stop at the first
+  negative-curvature direction or trust-region boundary, so it handles the
+  indefinite and singular Hessians met on a permutation path (the paper's
+  fixed-δ problems have flat directions and saddles nearby) and, with the
+  trust region inactive, takes inexact Newton steps with a forcing sequence
+  that converges quadratically: a gradient tolerance of 1e−8 costs a
+  handful of outer iterations, where plain gradient descent, the paper's
+  method, needs thousands (see BENCHMARKS.md). It is maintained (scipy ≥
+  1.0); an L-BFGS phase was not needed because every δ step is warm-started
+  by a secant predictor close to its solution.
+- A linear change of variables `v = M s` (the input-whitening
+  preconditioner of `input_whitening`) is applied before the solver:
+  the first layer's Hessian blocks are Σ_μ D_μ ⊗ x̃_μx̃_μᵀ, whose condition
+  number inherits that of the pixel second-moment matrix (≈1e6 for
+  Fashion-MNIST); with x̃ whitened it is that of D alone. The solver works on
+  s, the convergence test always on the gradient in the original
+  parameters.
+- `refine_matrix_free`: Newton–MINRES on ∇L = 0 (MINRES solves the
+  symmetric, possibly indefinite and singular Newton system; a step is kept
+  when it lowers ‖∇L‖₂, else halved), for taking a permutation point, a
+  saddle, to machine precision.
+
+Statuses are `RESULTS` names: `converged` (‖∇L‖∞ ≤ `gtol`·max(1, L) in
+the original parameters), `max_steps`, `stalled` (the trust-region model
+stopped predicting decrease), `diverged` (non-finite loss), `escape` (the
+caller's `escape` test fired, e.g. output weights running off to infinity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from ._results import RESULT_NAMES, check_tolerance
+
+jax.config.update("jax_enable_x64", True)
+
+NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
+
+
+@dataclasses.dataclass
+class KrylovOutcome:
+    """What a matrix-free solve returns (NumPy, not traceable).
+
+    **Fields:** `x` (flat solution in the original variables), `loss`,
+    `grad_norm` (‖∇L‖∞ in the original variables), `status` (a `RESULTS`
+    name), `steps` (outer trust-region / Newton iterations), `hvps`
+    (Hessian-vector products), `gradients` (loss-and-gradient evaluations),
+    `seconds` (wall time).
+    """
+
+    x: np.ndarray
+    loss: float
+    grad_norm: float
+    status: str
+    steps: int
+    hvps: int
+    gradients: int
+    seconds: float
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
+
+
+class _Stop(Exception):
+    pass
+
+
+class FlatProblem:
+    """f(v; args) on flat float64 vectors with jitted value-and-gradient and HVP.
+
+    `loss(v, *args)` must be a JAX function; `args` (data, δ, …) are passed
+    as arguments, never closed over, so XLA does not constant-fold the data
+    and one compilation serves every δ step. `transform` (a pair of jittable
+    linear maps `M`, `M_inv` with `M` symmetric) changes variables v = M s.
+    """
+
+    def __init__(self, loss, transform=None):
+        M, M_inv = transform if transform is not None else (lambda s: s, lambda v: v)
+        self.M, self.M_inv = M, M_inv
+
+        def value_grads(s, *args):
+            v = M(s)
+            f, gv = jax.value_and_grad(loss)(v, *args)
+            return f, M(gv), gv  # ∇_s = Mᵀ∇_v = M∇_v (M symmetric)
+
+        def hvp(s, t, *args):
+            grad_s = lambda s_: M(jax.grad(loss)(M(s_), *args))
+            return jax.jvp(grad_s, (s,), (t,))[1]
+
+        self.value_grads = jax.jit(value_grads)
+        self.hvp = jax.jit(hvp)
+        self.to_s = jax.jit(M_inv)
+        self.to_v = jax.jit(M)
+
+
+def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,
+                         max_steps: int = 200, escape=None,
+                         initial_radius: float | None = None,
+                         method: str = "trust-ncg") -> KrylovOutcome:
+    """Minimise `problem` from v0 by trust-region Newton–GLTR on HVPs (scipy `trust-krylov`).
+
+    **Arguments:**
+    - `problem`: a `FlatProblem`; `args` its extra arguments.
+    - `v0`: the start (flat, original variables).
+    - `gtol`: converged when ‖∇L‖∞ ≤ `gtol`·max(1, L) in the original variables.
+    - `max_steps`: the most trust-region iterations.
+    - `escape(v) → bool`: checked at every accepted iterate; True stops the
+      solve with status `escape`.
+    - `initial_radius`: the first trust radius in the solver's variables
+      (default ‖∇L‖₂-scaled Cauchy length, at most 1).
+
+    **Returns:** a `KrylovOutcome`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = FlatProblem(lambda v: jnp.sum((v - 1.0) ** 2) + jnp.sum(v ** 4))
+        >>> r = minimise_matrix_free(p, jnp.zeros(3))
+        >>> r.status, bool(r.grad_norm <= 1e-8)
+        ('converged', True)
+    """
+    from scipy.optimize import minimize
+
+    check_tolerance(gtol, "gtol")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")
+    t0 = time.perf_counter()
+    counts = {"hvps": 0, "gradients": 0, "steps": 0}
+    cache = {}
+    state = {"status": None}
+
+    def evaluate(s):
+        key = s.tobytes()
+        if key not in cache:
+            f, gs, gv = problem.value_grads(jnp.asarray(s), *args)
+            counts["gradients"] += 1
+            if len(cache) > 4:
+                cache.clear()
+            cache[key] = (float(f), np.asarray(gs), float(jnp.max(jnp.abs(gv))))
+        return cache[key]
+
+    def fun(s):
+        f, gs, _ = evaluate(s)
+        if not np.isfinite(f) or not np.all(np.isfinite(gs)):
+            state["status"] = "diverged"
+            raise _Stop
+        return f, gs
+
+    def hessp(s, t):
+        counts["hvps"] += 1
+        return np.asarray(problem.hvp(jnp.asarray(s), jnp.asarray(t), *args))
+
+    def done(s):
+        f, _, gn = evaluate(s)
+        if gn <= gtol * max(1.0, abs(f)):
+            state["status"] = "converged"
+            return True
+        if escape is not None and escape(problem.to_v(jnp.asarray(s))):
+            state["status"] = "escape"
+            return True
+        return False
+
+    def callback(intermediate_result):
+        counts["steps"] += 1
+        s = np.asarray(intermediate_result.x)
+        state["best"] = s
+        if done(s):
+            raise StopIteration
+
+    s0 = np.asarray(problem.to_s(jnp.asarray(v0, dtype=jnp.float64)))
+    state["best"] = s0
+    if not done(s0):
+        f0, g0, _ = evaluate(s0)
+        radius = initial_radius
+        if radius is None:
+            gg = float(g0 @ g0)
+            curv = float(g0 @ hessp(s0, g0))
+            radius = min(1.0, gg ** 0.5 / curv * gg ** 0.5) if curv > 0 else 1.0
+            radius = max(radius, 1e-12)
+        try:
+            with warnings.catch_warnings():  # trlib warns on NaN steps; fun() reports them
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = minimize(fun, s0, jac=True, hessp=hessp, method=method,
+                               callback=callback,
+                               options={"gtol": 1e-300, "maxiter": int(max_steps),
+                                        "initial_trust_radius": radius, "max_trust_radius": 1e3})
+            state["best"] = np.asarray(res.x)
+            if state["status"] is None:
+                state["status"] = "max_steps" if res.status == 1 else "stalled"
+        except _Stop:
+            pass
+    s = state["best"]
+    f, _, gn = evaluate(s)
+    status = state["status"] or "converged"
+    if status == "converged" and not gn <= gtol * max(1.0, abs(f)):  # never claim what was not reached
+        status = "stalled"
+    return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status, counts["steps"],
+                         counts["hvps"], counts["gradients"], time.perf_counter() - t0)
+
+
+def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,
+                       max_steps: int = 20, minres_steps: int = 500) -> KrylovOutcome:
+    """Take a point near a critical point (saddle or minimum) to ‖∇L‖∞ ≤ `gtol`·max(1, L).
+
+    Newton–MINRES on ∇L = 0: p solves H p = −g by MINRES (symmetric,
+    indefinite and singular H allowed; for consistent singular systems it
+    returns the minimum-norm step), then p, p/2, … until ‖∇L‖₂ drops.
+    Matrix-free counterpart of `symland.refine_critical_point`.
+
+    **Returns:** a `KrylovOutcome`; status `converged`, `max_steps` or `stalled`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = FlatProblem(lambda v: v[0] ** 2 - v[1] ** 2 + v[0] ** 3)
+        >>> r = refine_matrix_free(p, jnp.array([0.1, -0.05]))
+        >>> r.status, bool(r.grad_norm <= 1e-8)
+        ('converged', True)
+    """
+    from scipy.sparse.linalg import LinearOperator, minres
+
+    check_tolerance(gtol, "gtol")
+    t0 = time.perf_counter()
+    counts = {"hvps": 0, "gradients": 0}
+    s = np.asarray(problem.to_s(jnp.asarray(v0, dtype=jnp.float64)))
+
+    def evaluate(s):
+        f, gs, gv = problem.value_grads(jnp.asarray(s), *args)
+        counts["gradients"] += 1
+        return float(f), np.asarray(gs), float(jnp.max(jnp.abs(gv)))
+
+    f, g, gn = evaluate(s)
+    status, steps = None, 0
+    n = s.size
+    while status is None:
+        if not np.isfinite(f):
+            status = "diverged"
+            break
+        if gn <= gtol * max(1.0, abs(f)):
+            status = "converged"
+            break
+        if steps >= max_steps:
+            status = "max_steps"
+            break
+        steps += 1
+        s_now = jnp.asarray(s)
+
+        def mv(t, s_now=s_now):
+            counts["hvps"] += 1
+            return np.asarray(problem.hvp(s_now, jnp.asarray(np.ravel(t)), *args))
+
+        p, _ = minres(LinearOperator((n, n), matvec=mv, dtype=np.float64), -g,
+                      rtol=1e-12, maxiter=minres_steps)
+        alpha, improved = 1.0, False
+        for _ in range(30):
+            f_new, g_new, gn_new = evaluate(s + alpha * p)
+            if np.isfinite(f_new) and np.linalg.norm(g_new) < np.linalg.norm(g):
+                s, f, g, gn, improved = s + alpha * p, f_new, g_new, gn_new, True
+                break
+            alpha *= 0.5
+        if not improved:
+            status = "stalled"
+    return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status, steps,
+                         counts["hvps"], counts["gradients"], time.perf_counter() - t0)
+
+
+# --- the permutation path, matrix-free ---------------------------------------------
+
+WHITENING_RIDGE = 1e-6  # P = (C + ridge·λ_max(C)·I)^(−1/2); any invertible P is an exact change of variables
+
+
+def input_whitening(x, ridge: float = WHITENING_RIDGE):
+    """(P, P⁻¹) with P = (C + ridge·λ_max I)^(−1/2), C = x̃ᵀx̃/T, x̃ = (x, 1): the preconditioner.
+
+    Writing the first layer's rows as ϑ = ϑ̃ P makes its pre-activations
+    x̃ϑᵀ = (x̃P)ϑ̃ᵀ, i.e. the solver sees whitened inputs. The loss is
+    unchanged (P is invertible); only the Krylov solver's conditioning is.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    lam, Q = np.linalg.eigh(xt.T @ xt / x.shape[0])
+    lam = np.maximum(lam, 0.0) + ridge * max(lam.max(), 1e-300)
+    return (Q * lam ** -0.5) @ Q.T, (Q * lam ** 0.5) @ Q.T
+
+
+def _first_layer_map(model, P):
+    """The flat linear map v ↦ v with layer 1's rows (W_i, b_i) multiplied by P (symmetric)."""
+    n1, n0 = model.widths[1], model.widths[0]
+    nw = n1 * n0
+    P = jnp.asarray(P)
+
+    def M(v):
+        if not model.bias:
+            return jnp.concatenate([(v[:nw].reshape(n1, n0) @ P).ravel(), v[nw:]])
+        rows = jnp.concatenate([v[:nw].reshape(n1, n0), v[nw:nw + n1, None]], axis=1) @ P
+        return jnp.concatenate([rows[:, :n0].ravel(), rows[:, n0], v[nw + n1:]])
+
+    return M
+
+
+def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True) -> FlatProblem:
+    """The fixed-δ problem of the permutation path (§4.1) as a `FlatProblem`.
+
+    Variables: the free parameters of `symland._path` (row m of layer k
+    holds u, ϑ_m = ϑ_l + δ u/‖u‖), flat. Extra arguments: `(δ, l, m, x, y)`.
+    With `precondition`, the first layer is whitened (`input_whitening`).
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from ._loss import mse, nmse
+    from ._path import effective_params
+
+    loss_of = mse if kind == "mse" else nmse
+    template = model.init(jax.random.PRNGKey(0))
+    unravel = ravel_pytree(template)[1]
+
+    def loss(v, delta, l, m, x, y):
+        return loss_of(model, effective_params(unravel(v), layer, l, m, delta), x, y)
+
+    transform = None
+    if precondition:
+        P, P_inv = input_whitening(x)
+        transform = (_first_layer_map(model, P), _first_layer_map(model, P_inv))
+    return FlatProblem(loss, transform)
+
+
+def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
+                      gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
+                      progress: bool = False):
+    """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
+
+    Every δ step minimises over the free parameters with
+    `minimise_matrix_free`, warm-started by a secant predictor in log δ; at
+    δ = 0 the output weights of l and m are equalised (the permutation
+    point), the point is polished by `refine_matrix_free`, and
+    `classify_critical_point(method="lanczos")` reports its `spectrum_k`
+    smallest Hessian eigenvalues (index, near-zero count). No dense Hessian
+    is formed. (Where a minimum-energy path between θ* and σ(θ*) exists, its
+    barrier belongs beside this report; it is not computed here.)
+
+    Arguments are checked by `find_permutation_paths`; `deltas` is one
+    schedule per pair (rows). **Returns:** a list of `PermutationPath`.
+    """
+    from jax.flatten_util import ravel_pytree
+    from tqdm.auto import tqdm
+
+    from ._critical import classify_critical_point
+    from ._loss import mse, nmse
+    from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, PermutationPath, effective_params,
+                        equalise_output_weights, free_parameters, pair_output_weight,
+                        rescale_direction, step_status)
+
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    problem = path_problem(model, layer, loss, x)
+    theta_star, unravel = ravel_pytree(params)
+    loss_of = mse if loss == "mse" else nmse
+    loss_fn = lambda p: loss_of(model, p, x, y)
+    full = FlatProblem(lambda v, x, y: loss_of(model, unravel(v), x, y))
+    to_free = jax.jit(lambda theta, l, m, norm: ravel_pytree(rescale_direction(
+        free_parameters(unravel(theta), layer, l, m), layer, m, norm))[0])
+    to_theta = jax.jit(lambda v, l, m, delta: ravel_pytree(
+        effective_params(unravel(v), layer, l, m, delta))[0])
+    kink_of = jax.jit(lambda theta: jnp.min(jnp.stack([
+        jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
+        for z in model.preactivations(unravel(theta), x)])))
+    out_w_of = lambda theta, l, m: float(pair_output_weight(unravel(theta), layer, l, m))
+    paths = []
+    total = len(pairs) * deltas.shape[1]
+    bar = tqdm(total=total, desc=f"{len(pairs)} path(s), matrix-free", unit="δ",
+               disable=not progress, leave=False)
+    for (l, m), schedule in zip(pairs, deltas):
+        out_w0 = out_w_of(theta_star, l, m)
+        escape = lambda v, l=l, m=m: out_w_of(v, l, m) > ESCAPE_FACTOR * max(out_w0, 1e-12)
+        rec = {k: [] for k in ("loss", "grad_norm", "status", "steps", "hvps", "theta", "kink", "out_w")}
+        prev = curr = theta_star
+        s_prev = s_curr = np.log(schedule[0])
+        norm = schedule[0]
+        for delta in schedule:
+            s_next = np.log(delta) if delta > 0 else s_curr
+            w = (s_next - s_curr) / (s_curr - s_prev) if delta > 0 and s_curr != s_prev else 0.0
+            guess = curr + w * (curr - prev)
+            norm = delta if delta > 0 else norm
+            v0 = to_free(guess, l, m, norm)
+            sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
+                                       max_steps=max_steps, escape=escape)
+            theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
+            rec["loss"].append(sol.loss)
+            rec["grad_norm"].append(sol.grad_norm)
+            rec["status"].append(sol.status)
+            rec["steps"].append(sol.steps)
+            rec["hvps"].append(sol.hvps)
+            rec["theta"].append(theta)
+            rec["kink"].append(float(kink_of(jnp.asarray(theta))))
+            rec["out_w"].append(out_w_of(theta, l, m))
+            prev, curr, s_prev, s_curr = curr, theta, s_curr, s_next
+            bar.update()
+            bar.set_postfix_str(f"L={sol.loss:.3g} {sol.status}")
+        pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(curr)), layer, l, m))[0]
+        polished = refine_matrix_free(full, pf, (x, y), gtol=gtol)
+        point = unravel(jnp.asarray(polished.x))
+        # Dense spectrum up to DENSE_THRESHOLD parameters, the smallest Lanczos eigenvalues above.
+        report = classify_critical_point(loss_fn, point, gtol=CRITICAL_GTOL, method="auto",
+                                         k=int(min(spectrum_k, theta_star.size - 1)))
+        status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
+                             rec["kink"], rec["out_w"], out_w0, model.activation)
+        paths.append(PermutationPath(
+            model=model, layer=int(layer), l=int(l), m=int(m), delta=np.asarray(schedule),
+            loss=np.asarray(rec["loss"]), grad_norm=np.asarray(rec["grad_norm"]), status=status,
+            steps=np.asarray(rec["steps"]), hessians=np.asarray(rec["hvps"]),
+            params=[unravel(jnp.asarray(t)) for t in rec["theta"]], start=params,
+            permutation_point=point, permutation_point_report=report,
+            min_abs_preactivation=np.asarray(rec["kink"]), output_weight_max=np.asarray(rec["out_w"]),
+            gtol=float(gtol), max_newton_steps=int(max_steps), loss_fn=loss_fn,
+            method="matrix-free"))
+    bar.close()
+    return paths
+

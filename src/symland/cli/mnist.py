@@ -1,0 +1,90 @@
+"""`symland mnist`: reproduce Fig. 3 of Brea et al. 2019 (§5) on image data."""
+
+from __future__ import annotations
+
+from ._options import ArgumentValueError, atomic_output, choice_arg, int_arg, output_dir, parse_int
+
+
+def parse_widths(text: str) -> list[int]:
+    """`10,15,20` → [10, 15, 20]; every H must be an integer ≥ 2."""
+    parts = [t for t in str(text).split(",")]
+    if not parts or any(t.strip() == "" for t in parts):
+        raise ValueError(f"H: expected comma-separated integers like 10,15,20, got {text!r}")
+    return [parse_int(t, "H", lo=2) for t in parts]
+
+
+def parse_pair(text: str) -> tuple[int, int]:
+    parts = str(text).split(",")
+    if len(parts) != 2:
+        raise ValueError(f"pair: expected l,m (0-based), got {text!r}")
+    l, m = (parse_int(t, "pair", lo=0) for t in parts)
+    if l == m:
+        raise ValueError(f"pair: l and m must differ, got {text!r}")
+    return l, m
+
+
+def _argument(fn):
+    """argparse type from a parser that raises ValueError naming its argument."""
+
+    def parse(text):
+        try:
+            return fn(text)
+        except ValueError as err:
+            raise ArgumentValueError(str(err)) from None
+
+    return parse
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("mnist", help="permutation paths of 784-H-H-10 teachers (Fig. 3)")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist (Debian's dataset-fashion-mnist, default), digits "
+                        "(scikit-learn), or a folder with the four MNIST IDX files")
+    p.add_argument("--H", dest="hidden", type=_argument(parse_widths), default=[10],
+                   help="hidden widths, comma-separated (paper: 10,15,20,25)")
+    p.add_argument("--seeds", type=int_arg("seeds", lo=1), default=2,
+                   help="teachers per H, seeds 0…N−1 (paper: 6)")
+    p.add_argument("--samples", type=int_arg("samples", lo=1), default=10_000,
+                   help="training samples (the first N; paper: all 60,000)")
+    p.add_argument("--steps", type=int_arg("steps", lo=2), default=100,
+                   help="log-spaced distance steps (paper: 100)")
+    p.add_argument("--layer", type=int_arg("layer", lo=1, hi=2), default=2,
+                   help="hidden layer whose pair is merged (paper: 2)")
+    p.add_argument("--pair", type=_argument(parse_pair), default=None,
+                   help="l,m (0-based) instead of the most cosine-similar pair")
+    p.add_argument("--activation", default="softplus")
+    p.add_argument("--epochs", type=int_arg("epochs", lo=1), default=20,
+                   help="teacher training epochs (Adam, batch 128)")
+    p.add_argument("--max-newton", type=int_arg("max-newton", lo=1), default=100,
+                   help="trust-region Newton iterations allowed per distance step")
+    p.add_argument("--method", type=choice_arg("method", ("auto", "dense", "matrix-free")),
+                   default="auto", help="path solver (auto: dense up to 4000 parameters)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from .._data import load_image_data
+    from .._network import activation_function
+    from ..experiments.mnist import run_mnist
+
+    activation_function(args.activation)
+    out = output_dir(args.out)
+    if args.pair is not None and max(args.pair) >= min(args.hidden):
+        raise ValueError(f"pair: neuron {max(args.pair)} does not exist for H={min(args.hidden)}")
+    try:  # bad data or --samples: refused before any work
+        load_image_data(args.data, n_samples=args.samples)
+    except ValueError as err:
+        msg = str(err)
+        raise ValueError("samples:" + msg[len("n_samples:"):] if msg.startswith("n_samples:") else msg) from None
+    with atomic_output(out) as tmp:
+        result = run_mnist(tmp, data=args.data, hidden=tuple(args.hidden), seeds=args.seeds,
+                           samples=args.samples, steps=args.steps, layer=args.layer,
+                           activation=args.activation, epochs=args.epochs,
+                           max_newton_steps=args.max_newton, pair=args.pair, method=args.method,
+                           progress=not args.no_progress)
+    n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
+    print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")
+    print(f"report: {out / 'report.html'}")
+    return 0

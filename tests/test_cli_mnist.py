@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from symland.cli import main
+
+
+def test_mnist_on_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["mnist", "--data", "digits", "--H", "4", "--seeds", "1", "--samples", "300",
+               "--steps", "6", "--epochs", "5", "--method", "matrix-free", "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads((out / "mnist.json").read_text())
+    assert result["data"]["source"].startswith("scikit-learn digits")
+    (run,) = result["runs"]
+    assert run["path"]["method"] == "matrix-free"
+    assert run["H"] == 4 and run["path"]["layer"] == 2 and len(run["accuracy"]) == 8
+    assert run["barrier"] >= max(run["path"]["loss"])
+    assert run["path"]["permutation_point"]["n"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
+    assert (out / "mnist.png").stat().st_size > 0
+    assert "digits" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--H", "1"], "H: must be ≥ 2"),
+    (["--H", "4,x"], "H: expected an integer"),
+    (["--layer", "3"], "layer: must be ≤ 2"),
+    (["--layer", "0"], "layer: must be ≥ 1"),
+    (["--samples", "5000"], "samples: asked for 5000 samples, the data set has 1797"),
+    (["--pair", "1,1"], "pair: l and m must differ"),
+    (["--pair", "0,7", "--H", "4"], "pair: neuron 7 does not exist"),
+])
+def test_bad_arguments(tmp_path, capsys, argv, match):
+    out = tmp_path / "run"
+    rc = main(["mnist", "--data", "digits", "--out", str(out), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_bad_data_folder(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    rc = main(["mnist", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "lacks train-images-idx3-ubyte" in err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,111 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import symland as s
+import symland._path as path_module
+from symland._newton_krylov import (FlatProblem, input_whitening, minimise_matrix_free,
+                                    refine_matrix_free)
+
+# The converging softplus toy of tests/test_path.py (seed 6, pair 2 & 3).
+SEED, L_, M_ = 6, 2, 3
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def toy_paths():
+    prob = s.toy_problem("softplus", seed=SEED)
+    kw = dict(steps=STEPS)
+    dense = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_,
+                                    method="dense", **kw)
+    free = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_,
+                                   method="matrix-free", gtol=1e-10, **kw)
+    return prob, dense, free
+
+
+def test_matrix_free_steps_agree_with_dense_solver(toy_paths):
+    _, dense, free = toy_paths
+    assert dense.all_converged and free.all_converged, (dense.status, free.status)
+    assert free.method == "matrix-free" and dense.method == "dense"
+    for a, b in zip(dense.params, free.params):
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            # Both stop at ‖∇L‖∞ ≤ 1e-10; a near-flat direction (λ_min ≈ 1e-3) turns that into
+            # parameter differences of ~1e-7, so 1e-8 agreement in θ is not reachable at this gtol.
+            np.testing.assert_allclose(u, v, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(free.loss, dense.loss, atol=1e-12, rtol=1e-8)
+    assert np.all(free.grad_norm <= 1e-10 * np.maximum(1.0, free.loss))
+
+
+def test_matrix_free_permutation_point_report(toy_paths):
+    _, dense, free = toy_paths
+    r, rd = free.permutation_point_report, dense.permutation_point_report
+    assert r.part == rd.part == "all"  # 21 parameters: dense spectrum (Lanczos above DENSE_THRESHOLD)
+    assert r.grad_norm <= 1e-8
+    assert r.loss == pytest.approx(rd.loss, rel=1e-8)
+    np.testing.assert_allclose(r.eigenvalues, rd.eigenvalues, atol=1e-8)
+    assert r.index == rd.index and str(r.kind) == str(rd.kind)
+    record = free.to_dict()
+    assert record["method"] == "matrix-free"
+
+
+def test_auto_dispatch_by_size(monkeypatch):
+    prob = s.toy_problem("softplus", seed=SEED)
+    monkeypatch.setattr(path_module, "DENSE_THRESHOLD", 10)
+    p = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=3)
+    assert p.method == "matrix-free"
+    with pytest.raises(ValueError, match="method"):
+        s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=3,
+                                method="sparse")
+
+
+def test_reports_non_convergence():
+    rosenbrock = FlatProblem(lambda v: jnp.sum(100.0 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2))
+    r = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=2)
+    assert r.status == "max_steps" and r.grad_norm > 1e-8 and r.steps == 2
+    full = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500)
+    assert full.status == "converged" and full.grad_norm <= 1e-8
+    np.testing.assert_allclose(full.x, 1.0, atol=1e-7)
+
+
+def test_reports_escape_to_infinity():
+    # inf over v0 is approached only as v0 → ∞: a channel at infinity.
+    channel = FlatProblem(lambda v: jnp.exp(-v[0]) + (v[1] - 1.0) ** 2)
+    r = minimise_matrix_free(channel, jnp.zeros(2), escape=lambda v: float(v[0]) > 8.0,
+                             max_steps=1000)
+    assert r.status == "escape" and float(r.x[0]) > 8.0
+
+
+def test_refine_reaches_a_saddle():
+    saddle = FlatProblem(lambda v: v[0] ** 2 - v[1] ** 2 + 0.3 * v[0] * v[1] ** 2 + v[2] ** 4)
+    r = refine_matrix_free(saddle, jnp.array([0.05, -0.04, 0.0]), gtol=1e-12)
+    assert r.status == "converged" and r.grad_norm <= 1e-12
+    np.testing.assert_allclose(r.x[:2], 0.0, atol=1e-12)
+
+
+def test_whitening_is_an_exact_change_of_variables():
+    x = np.random.default_rng(0).standard_normal((50, 4)) * np.array([1.0, 1e-3, 10.0, 0.0])
+    P, P_inv = input_whitening(x)
+    np.testing.assert_allclose(P @ P_inv, np.eye(5), atol=1e-8)
+    np.testing.assert_allclose(P, P.T)
+    model = s.MLP((4, 3, 2), "softplus")
+    theta = model.init(jax.random.PRNGKey(1))
+    y = model.apply(theta, x) + 0.1
+    from symland._newton_krylov import path_problem
+    from jax.flatten_util import ravel_pytree
+
+    prob = path_problem(model, 1, "mse", jnp.asarray(x))
+    v = ravel_pytree(path_module.free_parameters(theta, 1, 0, 1))[0]
+    s_var = prob.to_s(v)
+    np.testing.assert_allclose(prob.to_v(s_var), v, atol=1e-10)
+    args = (0.3, 0, 1, jnp.asarray(x), y)
+    f, gs, gv = prob.value_grads(s_var, *args)
+    direct = jax.value_and_grad(lambda w: s.mse(model, path_module.effective_params(
+        ravel_pytree(theta)[1](w), 1, 0, 1, 0.3), jnp.asarray(x), y))(v)
+    assert float(f) == pytest.approx(float(direct[0]), rel=1e-12)
+    np.testing.assert_allclose(gv, direct[1], atol=1e-12)
+    # The HVP in s is M H M t: check against finite differences of ∇_s.
+    t = jnp.asarray(np.random.default_rng(2).standard_normal(v.size))
+    eps = 1e-6
+    fd = (prob.value_grads(s_var + eps * t, *args)[1] - prob.value_grads(s_var - eps * t, *args)[1]) / (2 * eps)
+    np.testing.assert_allclose(prob.hvp(s_var, t, *args), fd, rtol=1e-5, atol=1e-7)
