@@ -157,8 +157,8 @@ def test_npz_message_does_not_suggest_pickle(files, capsys):
 def test_help_lists_full_option_names_only(capsys):
     with pytest.raises(SystemExit):
         from symland.cli import build_parser
-        build_parser().parse_args(["spurious", "--d", "12", "--out", "x"])
-    assert "unrecognized arguments: --d" in capsys.readouterr().err
+        build_parser().parse_args(["spurious", "--decay", "12", "--out", "x"])  # not --decay-kmax
+    assert "unrecognized arguments: --decay" in capsys.readouterr().err
 
 
 def test_output_checks(tmp_path):

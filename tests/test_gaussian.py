@@ -328,11 +328,14 @@ def test_cli_spurious_writes_json_and_figures(tmp_path):
     assert (tmp_path / "kL.png").exists() and (tmp_path / "spectrum_k7.png").exists()
 
 
-def test_cli_spurious_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="--k"):
-        _spurious_main(["--k", "1:3", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="--families"):
-        _spurious_main(["--k", "6", "--families", "nope", "--out", str(tmp_path)])
+def test_cli_spurious_bad_input(tmp_path, capsys):
+    from symland.cli import main
+
+    assert main(["spurious", "--k", "1:3", "--out", str(tmp_path / "a")]) == 2
+    assert "k: must be ≥ 2" in capsys.readouterr().err
+    assert main(["spurious", "--k", "6", "--families", "nope", "--out", str(tmp_path / "b")]) == 2
+    assert "families: unknown family 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_cli_main_turns_bad_input_into_exit_code_2(tmp_path, capsys):
@@ -340,7 +343,8 @@ def test_cli_main_turns_bad_input_into_exit_code_2(tmp_path, capsys):
     from symland.cli import main
 
     assert main(["spurious", "--k", "1", "--out", str(tmp_path)]) == 2
-    assert "--k" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("symland spurious: error: k:") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("activation", ["relu", "erf"])

@@ -3,8 +3,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from symland import SETTINGS, isotropy_subgroup, least_symmetry_breaking, sample_inputs, setting_loss
-from symland._symmetry_breaking import check_distribution, covariance_root
+from symland import isotropy_subgroup, least_symmetry_breaking
+from symland._symmetry_breaking import (SETTINGS, check_distribution, covariance_root, sample_inputs,
+                                        setting_loss)
 from symland.cli import main
 
 
