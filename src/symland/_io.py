@@ -9,7 +9,9 @@ for one output).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +22,31 @@ from ._network import MLP, Params, check_finite_params
 
 
 @contextlib.contextmanager
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary name in the same folder and a rename.
+
+    A reader sees the old file or the new one, never a partial one; on any
+    error the temporary file is removed and `path` is left as it was.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """`atomic_write_bytes` of `text` encoded as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def _open_npz(path, name: str):
     """`np.load(path, allow_pickle=False)`, with every unreadable file as `ValueError` naming `name`.
 

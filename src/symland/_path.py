@@ -467,6 +467,30 @@ def check_schedule(steps, ratio) -> None:
         raise ValueError(f"ratio: must lie in (0, 1), got {ratio!r}")
 
 
+def check_pairs(params, layer: int, pairs) -> list[tuple[int, int]]:
+    """`pairs` ("all" or (l, m) pairs of distinct neurons of hidden layer `layer`) as a list.
+
+    `ValueError` naming `pairs` for anything else, including a pair whose two
+    neurons coincide (δ₀ = 0: swapping them is the identity, so there is no path).
+    """
+    n = check_hidden_layer(params, layer)
+    if isinstance(pairs, str):
+        if pairs != "all":
+            raise ValueError(f"pairs: expected 'all' or a list of (l, m), got {pairs!r}")
+        pairs = list(itertools.combinations(range(n), 2))
+    pairs = [tuple(p) for p in pairs]
+    if not pairs:
+        raise ValueError("pairs: no pair given")
+    for p in pairs:
+        if len(p) != 2:
+            raise ValueError(f"pairs: each pair must be (l, m), got {p!r}")
+        check_neuron_pair(params, layer, *p)
+        if not float(neuron_distance(params, layer, *p)) > 0:
+            raise ValueError(f"pairs: neurons {p[0]} and {p[1]} of layer {layer} coincide (δ₀ = 0); "
+                             "the path is only defined for distinct neurons")
+    return [(int(a), int(b)) for a, b in pairs]
+
+
 def delta_schedule(delta0: float, steps: int, ratio: float) -> np.ndarray:
     """δ₀, …, δ₀·ratio in `steps` log-spaced values, then δ = 0."""
     check_schedule(steps, ratio)
@@ -507,7 +531,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     **Returns:** a list of `PermutationPath`, one per pair.
     """
     model.check_params(params)
-    n = check_hidden_layer(params, layer)
+    check_hidden_layer(params, layer)
     check_schedule(steps, ratio)
     if method not in ("auto", "dense", "matrix-free"):
         raise ValueError(f"method: unknown method {method!r}; choose 'auto', 'dense' or 'matrix-free'")
@@ -526,22 +550,8 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         raise ValueError(f"gauge: unknown gauge {gauge!r}; choose 'auto', 'balanced' or None")
     if gauge == "balanced":
         params = balance_neurons(params, layer)
-    if isinstance(pairs, str):
-        if pairs != "all":
-            raise ValueError(f"pairs: expected 'all' or a list of (l, m), got {pairs!r}")
-        pairs = list(itertools.combinations(range(n), 2))
-    pairs = [tuple(int(i) for i in p) if not isinstance(p, tuple) else p for p in pairs]
-    if not pairs:
-        raise ValueError("pairs: no pair given")
-    for p in pairs:
-        if len(p) != 2:
-            raise ValueError(f"pairs: each pair must be (l, m), got {p!r}")
-        check_neuron_pair(params, layer, *p)
+    pairs = check_pairs(params, layer, pairs)
     delta0 = np.array([float(neuron_distance(params, layer, l, m)) for l, m in pairs])
-    for (l, m), d0 in zip(pairs, delta0):
-        if not d0 > 0:
-            raise ValueError(f"pairs: neurons {l} and {m} of layer {layer} coincide (δ₀ = 0); "
-                             "the path is only defined for distinct neurons")
     unit = delta_schedule(1.0, steps, ratio)
     if method == "matrix-free":
         from ._newton_krylov import matrix_free_paths

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 
 import numpy as np
 import jax
@@ -45,9 +44,9 @@ from ._loss import LOSSES, check_data, mse, nmse
 from ._mep import (MinimumEnergyPath, SaddleRefinement, assemble_path, check_images,
                    check_mep_options, mep_kernels, pad_band, resample_band, run_bands)
 from ._network import MLP, Params, check_finite_params
-from ._path import PermutationPath, find_permutation_paths
+from ._path import PermutationPath, check_pairs, find_permutation_paths
 from ._results import CriticalPointReport, check_tolerance, result_name
-from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
+from ._symmetry import check_neuron_pair, neuron_distance, swap_neurons
 
 jax.config.update("jax_enable_x64", True)
 
@@ -208,25 +207,6 @@ class _PairLoss:
         return isinstance(other, _PairLoss) and other._key == self._key
 
 
-def _pairs_of(params, layer, pairs):
-    n = check_hidden_layer(params, layer)
-    if isinstance(pairs, str):
-        if pairs != "all":
-            raise ValueError(f"pairs: expected 'all' or a list of (l, m), got {pairs!r}")
-        pairs = list(itertools.combinations(range(n), 2))
-    pairs = [tuple(p) for p in pairs]
-    if not pairs:
-        raise ValueError("pairs: no pair given")
-    for p in pairs:
-        if len(p) != 2:
-            raise ValueError(f"pairs: each pair must be (l, m), got {p!r}")
-        check_neuron_pair(params, layer, *p)
-        if not float(neuron_distance(params, layer, *p)) > 0:
-            raise ValueError(f"pairs: neurons {p[0]} and {p[1]} of layer {layer} coincide; "
-                             "swapping them is the identity")
-    return [(int(a), int(b)) for a, b in pairs]
-
-
 INITS = ("auto", "fixed-delta", "merged")
 
 
@@ -260,7 +240,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
     """
     model.check_params(params)
     check_finite_params(params)
-    pairs = _pairs_of(params, layer, pairs)
+    pairs = check_pairs(params, layer, pairs)
     x, y = check_data(model, x, y)
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")

@@ -22,6 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .._io import atomic_write_bytes, atomic_write_text  # noqa: F401  (the CLI's writers)
+
 SEED_MAX = 2 ** 32
 
 
@@ -332,22 +334,6 @@ def atomic_file(path):
             os.unlink(tmp)
         _remove_empty(made)
         raise
-
-
-def atomic_write_text(path, text: str) -> Path:
-    """Write `text` to `path` through a temporary name and a rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return p
 
 
 class SymlandParser(argparse.ArgumentParser):

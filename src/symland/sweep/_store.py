@@ -18,7 +18,6 @@ their results to it, so they need no shared filesystem.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -30,24 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from ._experiments import get_experiment
 
 FAILED = "failed"  # the RESULTS name of a job that raised
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary name in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _order(value):
