@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from ._network import MLP, Params, check_finite_params
 
 
-@contextlib.contextmanager
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary name in the same folder and a rename.
 
@@ -47,6 +46,7 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+@contextlib.contextmanager
 def _open_npz(path, name: str):
     """`np.load(path, allow_pickle=False)`, with every unreadable file as `ValueError` naming `name`.
 
