@@ -5,10 +5,12 @@
    (wall − Σ job wall times / workers) / N. Target ≤ 50 ms per job. Also the
    CPU time per job of the sweep process (client, in-process scheduler, store
    writes) and of the workers: what the overhead costs on an idle machine.
-2. Speed-up: the toy all-pairs path finder over S seeds, run serially in one
-   process (`workers=0`, same one-thread XLA settings as the workers, so one
-   core each) and on LocalCluster(2), both timed from the first job to the
-   last (cluster start included for the cluster). Target ≥ 1.7×.
+2. Speed-up: the toy all-pairs path finder over S seeds, run serially in a
+   fresh process (`workers=0`) pinned to one core, as each worker is, and
+   again with XLA's default threads (a toy job then uses ~1.75 cores), and on
+   LocalCluster(2); every run timed from the first job to the last (cluster
+   start and each process's compilation included). Target ≥ 1.7× the
+   one-core serial run; the ratio to the default-threads run is printed too.
 
 Run:  PYTHONPATH=src python benchmarks/bench_sweep.py [--jobs 200] [--seeds 20] [--steps 50]
 """
@@ -20,7 +22,7 @@ import os
 import tempfile
 import time
 
-for key, value in {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+for key, value in {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
                    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}.items():
     os.environ.setdefault(key, value)  # the serial baseline gets the workers' one-thread settings
 
@@ -58,22 +60,48 @@ def overhead(n_jobs: int) -> dict:
             "driver_cpu_ms_per_job": 1e3 * cpu_driver / n_jobs, "worker_cpu_ms_per_job": 1e3 * cpu_workers / n_jobs}
 
 
-def speedup(n_seeds: int, steps: int) -> dict:
-    from symland.sweep import SweepSpec, run_sweep
+def serial_run(n_seeds: int, steps: int, out: str, pin: bool) -> float:
+    """The toy jobs one after another in this process (`workers=0`); wall seconds."""
+    if pin:  # before JAX starts: XLA's thread pool then runs on one core
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    from symland.sweep import run_sweep
 
-    spec = SweepSpec("toy", grid={"seed": list(range(1, n_seeds + 1))},
+    t0 = time.perf_counter()
+    res = run_sweep(toy_spec(n_seeds, steps), out, workers=0, progress=False)
+    assert res.failed == 0, res
+    return time.perf_counter() - t0
+
+
+def toy_spec(n_seeds: int, steps: int):
+    from symland.sweep import SweepSpec
+
+    return SweepSpec("toy", grid={"seed": list(range(1, n_seeds + 1))},
                      fixed={"pair": "all", "activation": "softplus", "steps": steps})
+
+
+def speedup(n_seeds: int, steps: int) -> dict:
+    """Serial on one core, serial with XLA's default threads (both in fresh processes), LocalCluster(2)."""
+    import subprocess
+    import sys
+
+    from symland.sweep import run_sweep
+
+    times = {}
     with tempfile.TemporaryDirectory() as tmp:
+        for label, pin in (("serial_one_core_s", True), ("serial_default_threads_s", False)):
+            cmd = [sys.executable, __file__, "--serial-into", os.path.join(tmp, label), "--seeds", str(n_seeds),
+                   "--steps", str(steps)] + (["--pin"] if pin else [])
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            times[label] = float(out.split()[-1])
+            print(f"  {label}: {times[label]:.1f}", flush=True)
+        times["load_between"] = load()
         t0 = time.perf_counter()
-        serial = run_sweep(spec, os.path.join(tmp, "serial"), workers=0, progress=False)
-        t_serial = time.perf_counter() - t0
-        load_between = load()
-        t0 = time.perf_counter()
-        parallel = run_sweep(spec, os.path.join(tmp, "dask"), workers=2, progress=False)
-        t_parallel = time.perf_counter() - t0
-    assert serial.failed == parallel.failed == 0, (serial, parallel)
-    return {"seeds": n_seeds, "steps": steps, "serial_s": t_serial, "local_cluster_2_s": t_parallel,
-            "speedup": t_serial / t_parallel, "load_between": load_between}
+        parallel = run_sweep(toy_spec(n_seeds, steps), os.path.join(tmp, "dask"), workers=2, progress=False)
+        times["local_cluster_2_s"] = time.perf_counter() - t0
+    assert parallel.failed == 0, parallel
+    return {"seeds": n_seeds, "steps": steps, **times,
+            "speedup": times["serial_one_core_s"] / times["local_cluster_2_s"],
+            "speedup_default": times["serial_default_threads_s"] / times["local_cluster_2_s"]}
 
 
 if __name__ == "__main__":
@@ -82,7 +110,12 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--skip-speedup", action="store_true")
+    p.add_argument("--serial-into", help=argparse.SUPPRESS)  # internal: one serial baseline in a fresh process
+    p.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serial_into:
+        print(serial_run(args.seeds, args.steps, args.serial_into, args.pin))
+        raise SystemExit(0)
     print(f"start: {load()}")
     o = overhead(args.jobs)
     print(f"overhead: {o['jobs']} no-op selftest jobs on LocalCluster(2): wall {o['wall_s']:.2f} s, "
@@ -91,7 +124,8 @@ if __name__ == "__main__":
           f"workers {o['worker_cpu_ms_per_job']:.1f} ms (both workers together)")
     if not args.skip_speedup:
         s = speedup(args.seeds, args.steps)
-        print(f"speed-up: toy all pairs, {s['seeds']} seeds, {s['steps']} steps: serial {s['serial_s']:.1f} s, "
-              f"LocalCluster(2) {s['local_cluster_2_s']:.1f} s → {s['speedup']:.2f}× (target ≥ 1.7); "
-              f"{s['load_between']}")
+        print(f"speed-up: toy all pairs, {s['seeds']} seeds, {s['steps']} steps: serial on one core "
+              f"{s['serial_one_core_s']:.1f} s, serial with XLA's default threads {s['serial_default_threads_s']:.1f} s, "
+              f"LocalCluster(2) {s['local_cluster_2_s']:.1f} s → {s['speedup']:.2f}× the one-core run "
+              f"(target ≥ 1.7), {s['speedup_default']:.2f}× the default-threads run; {s['load_between']}")
     print(f"end: {load()}")

@@ -25,7 +25,7 @@ import pytest
 
 from symland.cli import main
 from symland.sweep import FAILED, EXPERIMENTS, ResultStore, SweepSpec, job_hash, load_spec, parse_spec, run_sweep
-from symland.sweep._experiments import _ACTIVATIONS, _FAMILIES
+from symland.sweep._experiments import _ACTIVATIONS, _FAMILIES, _INITS
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 BIN = Path(sys.executable).parent
@@ -97,6 +97,9 @@ def test_registry_choices_match_the_library():
 
     assert set(_ACTIVATIONS) == set(symland.ACTIVATIONS)
     assert set(_FAMILIES) == set(SPURIOUS_FAMILIES)
+    from symland._saddle import INITS
+
+    assert set(_INITS) == set(INITS)
     toy = EXPERIMENTS["toy"]
     assert toy.resolve({"pair": [2, 0]})["pair"] == [0, 2]
     with pytest.raises(ValueError, match="pair"):
@@ -203,6 +206,11 @@ def test_local_cluster_sweep_isolates_failure_and_resumes_only_failed(local_run)
     record = ResultStore(tmp / "out").read([h for h in hashes if ResultStore(tmp / "out").read(h)["status"] == FAILED][0])
     assert "RuntimeError: selftest job x=99 failed on request" in record["traceback"]
     assert len({int(line.split()[0]) for line in log.read_text().splitlines()}) >= 1
+    # Each embedded worker is pinned to one core of its own (XLA ignores thread-count flags).
+    cores = {int(line.split()[0]): line.split()[2] for line in log.read_text().splitlines()}
+    assert all("," not in c for c in cores.values()), cores
+    if len(os.sched_getaffinity(0)) >= 2 and len(cores) == 2:
+        assert len(set(cores.values())) == 2, cores
     # Rerun: nothing new runs for the complete jobs (the log does not grow).
     lines = log.read_text()
     again = sweep_cli(spec, "--out", tmp / "out", "--workers", 2)
@@ -219,7 +227,7 @@ def dask_cluster(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**ENV, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    env = {**ENV, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
            "OMP_NUM_THREADS": "1"}
     logs = [open(tmp_path / name, "w") for name in ("scheduler.log", "worker0.log", "worker1.log")]
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -272,7 +280,7 @@ def test_worker_killed_mid_job_is_retried_or_recorded(dask_cluster, tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.exists() and log.read_text().strip()):
         time.sleep(0.05)
-    pid, x = (int(v) for v in log.read_text().split("\n")[0].split())
+    pid, x = (int(v) for v in log.read_text().split("\n")[0].split()[:2])
     os.kill(pid, signal.SIGKILL)  # the worker process running job x, mid-sleep
     stdout, stderr = proc.communicate(timeout=300)
     rows = {int(r["x"]): r for r in summary(tmp_path / "out")}

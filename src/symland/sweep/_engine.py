@@ -11,8 +11,14 @@ recorded `failed` with the `KilledWorker` error, and the other jobs go on.
 
 Worker processes are started with the 'spawn' method (never forked from a
 process in which JAX may be initialised), one thread each, and environment
-variables that keep XLA, OpenMP and BLAS to one thread per process
-(`WORKER_ENV`), so N workers use N cores.
+variables that keep OpenMP and BLAS to one thread per process
+(`WORKER_ENV`). XLA's CPU runtime does not honour a thread-count flag (a
+toy job measured 1.75 cores of CPU time per second of wall time with
+`--xla_cpu_multi_thread_eigen=false`), so each worker of the embedded
+cluster is also pinned to one core of its own (`PinCore`, Linux), before its
+first job initialises JAX: N workers use N cores and never oversubscribe.
+Workers of an existing cluster (`--scheduler`) are left as their owner
+started them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from ._experiments import get_experiment
 from ._spec import SweepSpec
@@ -34,7 +41,7 @@ from ._store import FAILED, ResultStore
 
 # One thread per worker process for XLA (CPU), OpenMP and BLAS.
 WORKER_ENV = {
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -120,6 +127,34 @@ def local_cluster(n_workers: int):
                         dashboard_address=None, env=worker_env(), silence_logs=logging.ERROR)
 
 
+class PinCore(WorkerPlugin):
+    """Dask worker plugin: pin the worker process to core `name mod n_cores` of the allowed ones.
+
+    Runs on every worker of the embedded cluster when it starts (and when a
+    killed worker is restarted), before any job imports JAX, so that XLA's
+    thread pool runs on one core. No-op where `os.sched_setaffinity` does not exist.
+    """
+
+    name = "symland-pin-core"
+
+    def __init__(self, cores):
+        self.cores = sorted(cores)
+
+    def setup(self, worker):
+        if not hasattr(os, "sched_setaffinity") or not self.cores:
+            return
+        try:
+            index = int(worker.name)
+        except (TypeError, ValueError):
+            index = sum(map(ord, str(worker.name)))
+        os.sched_setaffinity(0, {self.cores[index % len(self.cores)]})
+
+
+def allowed_cores() -> list[int]:
+    """The cores this process may run on."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def check_scheduler(address) -> str:
     """`tcp://HOST:PORT` (or `HOST:PORT`); `ValueError` naming `--scheduler` otherwise."""
     text = str(address).strip()
@@ -203,6 +238,8 @@ def _run_jobs(store, todo, *, scheduler, workers, progress, timeout):
 
     cluster = None if scheduler is not None else local_cluster(min(workers, len(todo)))
     client = Client(scheduler if cluster is None else cluster, timeout=timeout, set_as_default=False)
+    if cluster is not None:
+        client.register_plugin(PinCore(allowed_cores()))
     done = failed = 0
     bar = tqdm(total=len(todo), desc=f"sweep {todo[0].experiment}", unit="job", disable=not progress,
                smoothing=0.1)

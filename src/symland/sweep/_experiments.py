@@ -229,10 +229,14 @@ def get_experiment(name) -> Experiment:
 
 
 def _selftest_job(config):
-    """x ↦ x²; sleeps `sleep` seconds, raises when `fail`, and appends `pid hash` to `log` when set."""
+    """x ↦ x²; sleeps `sleep` seconds, raises when `fail`, and appends `pid x cores` to `log` when set.
+
+    `cores`: the comma-separated cores the process may run on (its affinity).
+    """
     if config["log"]:
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         with open(config["log"], "a") as fh:
-            fh.write(f"{os.getpid()} {config['x']}\n")
+            fh.write(f"{os.getpid()} {config['x']} {','.join(map(str, cores)) or '-'}\n")
     if config["sleep"] > 0:  # time.sleep(0) still yields the CPU
         time.sleep(config["sleep"])
     if config["fail"]:
@@ -246,7 +250,7 @@ register(Experiment(
     axes={"x": Axis(0, integer(), "the number to square"),
           "sleep": Axis(0.0, real(lo=0.0), "seconds to sleep"),
           "fail": Axis(False, boolean(), "raise RuntimeError"),
-          "log": Axis("", text(), "file to append 'pid x' to when the job starts")},
+          "log": Axis("", text(), "file to append 'pid x cores' to when the job starts")},
     headline=("square", "half"),
     figures=(Scatter(x="x", y="square"),),
     description="x ↦ x² (sleeps or raises on request): the sweep machinery's own test"))
@@ -364,3 +368,129 @@ register(Experiment(
     figures=(Scatter(x="k", y="k_loss", colour="family"),
              Bars(y="is_minimum", by="family")),
     description="symmetric spurious critical points of the Gaussian-input ReLU problem"))
+
+
+# --- saddle: minimum-energy paths and certified saddles on the toy (Brea et al. 2019, Suppl. Fig. 4)
+
+
+def _saddle_job(config):
+    """Minimum-energy paths θ* → σ(θ*) of one toy teacher and their certified saddles (`permutation_saddles`).
+
+    Headline: the fraction of pairs with a certified saddle, the lowest
+    certified barrier with its saddle's index and nullity, and how many pairs
+    have the permutation point on top of the path (`top`, Suppl. Fig. 4 A).
+    """
+    from symland._data import toy_problem
+    from symland._saddle import permutation_saddles
+
+    problem = toy_problem(config["activation"], seed=config["seed"], n_samples=config["n_samples"],
+                          n_hidden=config["n_hidden"])
+    pairs = "all" if config["pair"] == "all" else [tuple(config["pair"])]
+    res = permutation_saddles(problem.model, problem.teacher, problem.x, problem.y, 1, pairs,
+                              init=config["init"], images=config["images"], max_steps=config["max_steps"])
+    certified = np.array([r.certified for r in res])
+    barrier = np.array([r.barrier for r in res], dtype=np.float64)
+    reports = [r.saddle_report for r in res]
+    best = min((i for i in range(len(res)) if certified[i]), key=lambda i: barrier[i], default=None)
+    failing = sorted({r.status for r in res if r.status != "converged"})
+    scalars = {
+        "n_pairs": len(res),
+        "certified_fraction": float(certified.mean()),
+        "barrier": None if best is None else float(barrier[best]),
+        "saddle_index": None if best is None else reports[best].index,
+        "saddle_nullity": None if best is None else reports[best].nullity,
+        "top_fraction": float(np.mean([r.relation["relation"] == "top" for r in res])),
+        "status": "converged" if not failing else failing[0],
+    }
+    arrays = {
+        "pairs": np.array([[r.l, r.m] for r in res]),
+        "certified": certified,
+        "barrier": barrier,
+        "saddle_index": np.array([-1 if rep is None else rep.index for rep in reports]),
+        "saddle_grad_norm": np.array([np.nan if rep is None else rep.grad_norm for rep in reports]),
+        "relation": np.array([r.relation["relation"] for r in res]),
+        "init": np.array([r.init for r in res]),
+        "status": np.array([r.status for r in res]),
+    }
+    return scalars, arrays
+
+
+_INITS = ("auto", "fixed-delta", "descent", "merged")  # symland._saddle.INITS, tested equal
+
+register(Experiment(
+    name="saddle", job=_saddle_job, check=_toy_check,
+    axes={"activation": Axis("tanh", choice(_ACTIVATIONS)),
+          "seed": Axis(1, seed()),
+          "pair": Axis("all", neuron_pair(), '"all" or [l, m] (0-based)'),
+          "n_hidden": Axis(5, integer(lo=2), "width of the hidden layer (teacher = student)"),
+          "n_samples": Axis(1000, integer(lo=1)),
+          "init": Axis("auto", choice(_INITS), "initial band (see permutation_saddles)"),
+          "images": Axis(11, integer(lo=3), "images of the initial band"),
+          "max_steps": Axis(3000, integer(lo=1), "FIRE steps per relaxation")},
+    headline=("certified_fraction", "barrier", "saddle_index", "saddle_nullity", "top_fraction"),
+    figures=(Bars(y="certified_fraction", by="activation"),
+             Scatter(x="seed", y="barrier", colour="activation", logy=True),
+             Scatter(x="n_hidden", y="barrier", colour="activation", logy=True)),
+    description="minimum-energy paths and certified saddles on the 2-D toy (Brea et al. 2019, Suppl. Fig. 4)"))
+
+
+# --- mnist: one Fig. 3 path (784-H-H-10 teacher on image data, Brea et al. 2019, §5)
+
+
+def _mnist_check(config):
+    from symland._data import IMAGE_SOURCES, find_fashion_mnist, idx_files
+
+    if config["data"] == "fashion-mnist" and find_fashion_mnist() is None:
+        raise ValueError("data: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); "
+                         "use data = \"digits\" or a folder of IDX files")
+    if config["data"] not in IMAGE_SOURCES:
+        idx_files(config["data"])  # ValueError naming the folder or the missing file
+    if config["pair"] != "all" and max(config["pair"]) >= config["H"]:
+        raise ValueError(f"pair: {config['pair']} is out of range for H = {config['H']}")
+
+
+def _mnist_job(config):
+    """One Fig. 3 run (`symland.experiments.mnist.fig3_path`): teacher, relabelled data, one path."""
+    from symland._data import load_image_data
+    from symland.experiments.mnist import fig3_path
+
+    x, labels, _ = load_image_data(config["data"], n_samples=config["samples"])
+    pair = None if config["pair"] == "all" else tuple(config["pair"])
+    run = fig3_path(x, labels, config["H"], config["seed"], layer=config["layer"], pair=pair,
+                    steps=config["steps"], ratio=config["ratio"], epochs=config["epochs"],
+                    method=config["method"])
+    path = run["path"]
+    statuses = path["status"]
+    failing = sorted({s for s in statuses if s != "converged"})
+    pp = path["permutation_point"]
+    scalars = {
+        "barrier": run["barrier"], "teacher_accuracy": run["accuracy"][0],
+        "permutation_point_accuracy": run["accuracy"][-1],
+        "converged_step_fraction": float(np.mean([s == "converged" for s in statuses])),
+        "permutation_point_loss": pp["loss"], "permutation_point_kind": pp["kind"],
+        "cosine": run["cosine"], "status": "converged" if not failing else failing[0],
+    }
+    arrays = {"distance": np.asarray(path["distance"], dtype=np.float64),
+              "loss": np.asarray(path["loss"], dtype=np.float64),
+              "accuracy": np.asarray(run["accuracy"], dtype=np.float64),
+              "pair": np.asarray(run["pair"])}
+    return scalars, arrays
+
+
+register(Experiment(
+    name="mnist", job=_mnist_job, check=_mnist_check,
+    axes={"data": Axis("fashion-mnist", text(), "fashion-mnist, digits, or a folder of IDX files"),
+          "H": Axis(10, integer(lo=2), "width of both hidden layers"),
+          "seed": Axis(0, seed()),
+          "samples": Axis(10_000, integer(lo=1), "training samples"),
+          "steps": Axis(100, integer(lo=1), "log-spaced δ steps"),
+          "ratio": Axis(1e-4, real(lo=0.0, hi=1.0, open_lo=True), "last δ / δ₀"),
+          "layer": Axis(2, integer(lo=1, hi=2), "hidden layer of the pair"),
+          "pair": Axis("all", neuron_pair(), '"all" (the most similar pair) or [l, m]'),
+          "epochs": Axis(20, integer(lo=1), "teacher training epochs"),
+          "method": Axis("auto", choice(("auto", "dense", "matrix-free")), "path solver")},
+    headline=("barrier", "teacher_accuracy", "permutation_point_accuracy", "converged_step_fraction",
+              "permutation_point_loss", "permutation_point_kind"),
+    figures=(Scatter(x="H", y="barrier", colour="seed", logy=True),
+             Bars(y="converged_step_fraction", by="H")),
+    description="one Fig. 3 permutation path on image data (784-H-H-10, Brea et al. 2019, §5)"))
