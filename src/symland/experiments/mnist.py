@@ -52,6 +52,36 @@ def plot_mnist(runs, out_png):
     return out_png
 
 
+def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps: int = 100,
+              ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
+              max_newton_steps: int = 100, method: str = "auto", progress: bool = False) -> dict:
+    """One Fig. 3 run: teacher 784-H-H-10, relabelled data, the permutation path of one pair.
+
+    The pair is the most similar one of `layer` (cosine of incoming weights)
+    unless `pair` = (l, m) is given. **Returns:** the run's JSON record (`H`,
+    `seed`, `teacher`, `pair`, `cosine`, `path`, `accuracy` per step and at
+    the permutation point, `barrier`: the highest loss, `seconds`).
+    """
+    t0 = time.perf_counter()
+    teacher = train_teacher(x, labels, h, activation=activation, seed=seed, epochs=epochs)
+    y = relabel(teacher.model, teacher.params, x)
+    if pair is None:
+        l, m, cos = most_similar_pair(teacher.params, layer)
+    else:
+        (l, m), cos = pair, None
+    path = find_permutation_path(teacher.model, teacher.params, x, y, layer, l, m,
+                                 steps=steps, ratio=ratio, loss="nmse",
+                                 max_newton_steps=max_newton_steps, method=method,
+                                 progress=progress)
+    acc = [accuracy(teacher.model, p, x, labels) for p in path.params]
+    acc.append(accuracy(teacher.model, path.permutation_point, x, labels))
+    record = path.to_dict()
+    losses = record["loss"] + [record["permutation_point"]["loss"]]
+    return {"H": h, "seed": seed, "teacher": teacher.to_dict(), "pair": [l, m],
+            "cosine": cos, "path": record, "accuracy": acc,
+            "barrier": float(max(losses)), "seconds": time.perf_counter() - t0}
+
+
 def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
               samples: int | None = 10_000, steps: int = 100, layer: int = 2,
               ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
@@ -74,24 +104,9 @@ def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
     bar = tqdm(jobs, desc="Fig. 3 paths", unit="path", disable=not progress)
     for h, seed in bar:
         bar.set_postfix_str(f"H={h} seed={seed}")
-        t0 = time.perf_counter()
-        teacher = train_teacher(x, labels, h, activation=activation, seed=seed, epochs=epochs)
-        y = relabel(teacher.model, teacher.params, x)
-        if pair is None:
-            l, m, cos = most_similar_pair(teacher.params, layer)
-        else:
-            (l, m), cos = pair, None
-        path = find_permutation_path(teacher.model, teacher.params, x, y, layer, l, m,
-                                     steps=steps, ratio=ratio, loss="nmse",
-                                     max_newton_steps=max_newton_steps, method=method,
-                                     progress=progress)
-        acc = [accuracy(teacher.model, p, x, labels) for p in path.params]
-        acc.append(accuracy(teacher.model, path.permutation_point, x, labels))
-        record = path.to_dict()
-        losses = record["loss"] + [record["permutation_point"]["loss"]]
-        runs.append({"H": h, "seed": seed, "teacher": teacher.to_dict(), "pair": [l, m],
-                     "cosine": cos, "path": record, "accuracy": acc,
-                     "barrier": float(max(losses)), "seconds": time.perf_counter() - t0})
+        runs.append(fig3_path(x, labels, h, seed, layer=layer, pair=pair, steps=steps, ratio=ratio,
+                              activation=activation, epochs=epochs, max_newton_steps=max_newton_steps,
+                              method=method, progress=progress))
     bar.close()
     result = {"data": {"source": source, "n_samples": int(x.shape[0]), "n_inputs": int(x.shape[1])},
               "setting": {"hidden": list(hidden), "seeds": seeds, "steps": steps, "ratio": ratio,
