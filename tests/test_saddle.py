@@ -7,8 +7,8 @@ from jax.flatten_util import ravel_pytree
 import symland as s
 
 # tanh seed 2, pair 2 & 3: the fixed-δ path is complete and θ_{l⇔m} has index 1
-# (README table); pair 1 & 2 has no complete fixed-δ path, so its band starts at
-# the merged configuration (and its saddle is a permutation point of the same loss).
+# (README table); pair 1 & 2 has no complete fixed-δ path, so its path comes from
+# the transition network (descents from permutation points, joined over plateaus).
 PROBLEM = s.toy_problem("tanh", seed=2)
 
 
@@ -19,12 +19,7 @@ def results():
 
 
 def test_certified_saddle_and_exact_endpoints(results):
-    # Pair 1 & 2 (merged init) is certified in the 10-pair batch but not always
-    # with another perturbation (BENCHMARKS.md): only its endpoints are asserted.
     for r in results:
-        if r.init == "merged" and not r.certified:
-            assert r.status != "converged" or str(r.saddle_report.kind) != "strict saddle"
-            continue
         assert r.certified, r.to_dict()
         rep = r.saddle_report
         assert rep.grad_norm <= 1e-10 and rep.complete and rep.index >= 1
@@ -62,14 +57,26 @@ def test_consistency_with_the_complete_fixed_delta_path(results):
     assert d["relation"]["route"] == "fixed-delta" and d["certified"]
 
 
-def test_merged_initialisation_when_the_fixed_delta_path_fails(results):
+def test_network_route_when_the_fixed_delta_path_fails(results):
     r = results[1]
     assert r.fixed_delta is not None and not r.fixed_delta.all_converged
-    assert r.init == "merged" and r.permutation_point is None
+    assert r.init in ("network", "valley") and r.permutation_point is None
+    assert r.mep.method == r.init and r.relation["route"] == "mep"
+    # Its top is a permutation point of the loss of θ_{2⇔3} (README table), the lowest
+    # plateau of this teacher.
+    assert r.saddle_report.loss == pytest.approx(1.74077e-3, rel=1e-5)
+    assert r.to_dict()["mep"]["method"] == r.init
+
+
+def test_merged_initialisation_is_honest():
+    """A band from the straight merged configuration is never reported certified unless it is."""
+    r = s.permutation_saddle(PROBLEM.model, PROBLEM.teacher, PROBLEM.x, PROBLEM.y, 1, 1, 2,
+                             init="merged", max_steps=300)
+    assert r.init == "merged" and r.mep.method == "neb"
     if r.certified:
-        assert r.relation["route"] == "mep"
-    else:  # no relation is claimed from an unconverged band
-        assert r.relation["relation"] == "undetermined"
+        assert r.saddle_report.grad_norm <= 1e-10 and str(r.saddle_report.kind) == "strict saddle"
+    else:
+        assert r.status != "converged" or str(r.saddle_report.kind) != "strict saddle"
 
 
 def test_merged_configuration_is_sigma_fixed():

@@ -284,6 +284,41 @@ def refine_maxima(f, X, *, gtol, max_steps, hessian=None) -> SaddleRefinement:
     return jax.vmap(one)(X)
 
 
+def descent_trail(f, x0, *, step, n_steps, hessian=None):
+    """The points of a descent from `x0`, each step at most `step` long; traceable (jit/vmap).
+
+    Each step is the saddle-free Newton direction −|∇²L|⁻¹∇L (Dauphin et al.
+    2014; the metric of `minimise_flat`), cut to length `step`, and shortened
+    (by 4, up to three times) until L decreases; a step that cannot decrease L
+    is not taken. Started just off an index-1 saddle along its unstable
+    direction, the trail follows the valley down to a minimum: half of a
+    minimum-energy path in the |H| metric, which the elastic band then relaxes
+    to the MEP proper. Why not the gradient flow itself: on the toy the
+    Hessian's condition number is ~1e5, so the flow needs that many steps to
+    follow the valley floor; the |H| metric takes it in a few hundred, and the
+    unstable direction doubles its distance from the saddle every step.
+
+    **Returns:** (`n_steps` + 1, P) points, `x0` first.
+    """
+
+    def body(x, _):
+        fx, g = jax.value_and_grad(f)(x)
+        lam, Q = hessian_eigh(f, x, hessian)
+        mu = 1e-10 * jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
+        p = -Q @ ((Q.T @ g) / (jnp.abs(lam) + mu))
+        n = jnp.linalg.norm(p)
+        p = jnp.where(n > step, p * (step / jnp.maximum(n, 1e-300)), p)
+        x_new = x
+        for scale in (1.0, 0.25, 0.0625, 0.015625):
+            cand = x + scale * p
+            take = (x_new == x).all() & (f(cand) < fx)
+            x_new = jnp.where(take, cand, x_new)
+        return x_new, x_new
+
+    _, xs = jax.lax.scan(body, x0, None, length=n_steps)
+    return jnp.concatenate([x0[None], xs])
+
+
 def local_maxima(loss, n_active) -> list[int]:
     """Interior local maxima of a band's losses (ties: the first), highest first."""
     v = np.asarray(loss)[:n_active]
@@ -359,6 +394,10 @@ class MinimumEnergyPath:
       status, distance moved by the refinement, LM steps),
       `discretisation_error` (module docstring), `gtol` (refinement
       tolerance as given).
+    - `method`: `neb` (a relaxed band, this module), or `network` /
+      `valley` (a path of descents from certified permutation points, built
+      by `symland._transition_network`; its `band_*`, `ftol`, `steps` and
+      `rounds` are None or 0: no band was relaxed).
     """
 
     images: np.ndarray
@@ -375,6 +414,7 @@ class MinimumEnergyPath:
     discretisation_error: float
     gtol: float
     unravel: object = dataclasses.field(repr=False, compare=False)
+    method: str = "neb"
 
     def params(self, i: int):
         """Image i as a pytree of the start's structure."""
@@ -399,6 +439,7 @@ class MinimumEnergyPath:
     def to_dict(self) -> dict:
         """JSON record (no parameters)."""
         return {
+            "method": self.method,
             "status": self.status, "band_status": self.band_status, "band_force": self.band_force,
             "ftol": self.ftol, "steps": self.steps, "rounds": self.rounds,
             "images": int(self.images.shape[0]), "loss": self.loss.tolist(),

@@ -36,6 +36,7 @@ ACTIVATIONS: dict[str, Callable] = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "g": _g,  # sigmoid(4x) + softplus(x)
 }
+ODD_ACTIVATIONS = ("tanh", "erf")  # g(−z) = −g(z): flipping the signs of (ϑ_m, a_m) leaves f unchanged
 
 
 def activation_function(name: str) -> Callable:

@@ -1,0 +1,131 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from jax.flatten_util import ravel_pytree
+
+import symland as s
+from symland._transition_network import (compose, inverse, match_minimum, neuron_blocks,
+                                         pair_permutation, transition_network, valley_path,
+                                         flat_permutation)
+from symland._saddle import _PairLoss, merged_configuration
+
+PROBLEM = s.toy_problem("tanh", seed=2)
+
+
+def signed_elements(n):
+    return st.tuples(st.permutations(range(n)).map(tuple),
+                     st.lists(st.sampled_from([-1, 1]), min_size=n, max_size=n).map(tuple))
+
+
+def act_on(params, g, layer=1):
+    """g·θ on pytrees, by permute_layer and explicit sign flips (independent of the flat action)."""
+    out = s.permute_layer(params, layer, np.asarray(g[0]))
+    sign = jnp.asarray(g[1], dtype=jnp.float64)
+    (W, b), (W2, b2) = out[layer - 1], out[layer]
+    out = list(out)
+    out[layer - 1] = (W * sign[:, None], None if b is None else b * sign)
+    out[layer] = (W2 * sign[None, :], b2)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(signed_elements(5), signed_elements(5))
+def test_compose_and_inverse_are_the_group_law(g1, g2):
+    p = PROBLEM.teacher
+    both = act_on(act_on(p, g1), g2)
+    np.testing.assert_array_equal(ravel_pytree(both)[0], ravel_pytree(act_on(p, compose(g1, g2)))[0])
+    back = act_on(act_on(p, g1), inverse(g1))
+    np.testing.assert_array_equal(ravel_pytree(back)[0], ravel_pytree(p)[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(signed_elements(5))
+def test_match_minimum_recovers_a_signed_permutation(g):
+    p = PROBLEM.teacher
+    x0, unravel = ravel_pytree(p)
+    x0 = np.asarray(x0)
+    blocks = neuron_blocks(unravel, x0.size, 1)
+
+    def act(x, h):
+        return np.asarray(ravel_pytree(act_on(unravel(jnp.asarray(x)), h))[0])
+
+    target = act(x0, g)
+    assert match_minimum(x0, target, blocks, act, 1e-12, signed=True) == g
+    if any(t < 0 for t in g[1]):  # without sign flips as symmetries there is no match
+        assert match_minimum(x0, target, blocks, act, 1e-12, signed=False) is None
+
+
+def test_flat_permutation_is_permute_layer():
+    p = PROBLEM.teacher
+    x0, unravel = ravel_pytree(p)
+    P = flat_permutation(unravel, x0.size, 1, [2, 0, 1, 4, 3])
+    np.testing.assert_array_equal(np.asarray(x0)[P], ravel_pytree(s.permute_layer(p, 1, [2, 0, 1, 4, 3]))[0])
+
+
+@pytest.fixture(scope="module")
+def network():
+    P = PROBLEM
+    x0, unravel = ravel_pytree(P.teacher)
+    pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
+    merged = [np.asarray(ravel_pytree(merged_configuration(P.teacher, 1, i, j))[0]) for i, j in pairs]
+    net = transition_network(_PairLoss(P.model, "mse", P.teacher), np.asarray(x0), (P.x, P.y), layer=1,
+                             n_neurons=5, unravel=unravel, merged_points=merged, pairs=pairs,
+                             closed_form_hessian=True, signed=True)
+    return net, unravel
+
+
+def loss_of(x):
+    unravel = ravel_pytree(PROBLEM.teacher)[1]
+    return float(s.mse(PROBLEM.model, unravel(jnp.asarray(x)), PROBLEM.x, PROBLEM.y))
+
+
+def test_network_plateaus_are_critical_and_minima_are_minima(network):
+    net, unravel = network
+    L = lambda p: s.mse(PROBLEM.model, p, PROBLEM.x, PROBLEM.y)
+    assert net.minima_reports[0].loss == 0.0 and str(net.minima_reports[0].kind) == "minimum"
+    for k, p in enumerate(net.plateau_points):
+        rep = s.classify_critical_point(L, unravel(jnp.asarray(p)), gtol=1e-10)
+        assert rep.grad_norm <= 1e-10 and rep.index >= 1
+        assert rep.loss == pytest.approx(net.plateau_loss[k], rel=1e-12)
+    for e in net.ends:  # every descent is monotone at its points and ends exactly at g·r_node
+        Ls = np.array([loss_of(x) for x in e.points[::25]] + [loss_of(e.points[-1])])
+        assert np.all(np.diff(Ls) <= 1e-15)
+        np.testing.assert_array_equal(e.points[-1], net.act(net.minima[e.node], e.g))
+    d = net.to_dict()
+    assert d["plateaus"] and all(p["loss"] > 0 for p in d["plateaus"])
+
+
+@pytest.mark.parametrize("pair", [(0, 1), (2, 3)])
+def test_valley_path_is_complete_and_its_top_is_the_plateau(network, pair):
+    net, unravel = network
+    path = valley_path(net, pair_permutation(pair, 5), unravel)
+    x0 = np.asarray(ravel_pytree(PROBLEM.teacher)[0])
+    end = np.asarray(ravel_pytree(s.swap_neurons(PROBLEM.teacher, 1, *pair))[0])
+    np.testing.assert_array_equal(path.points[0], x0)
+    np.testing.assert_array_equal(path.points[-1], end)
+    # Densely along every segment the loss stays at or below the plateau (to round-off).
+    f = jax.jit(jax.vmap(lambda v: s.mse(PROBLEM.model, unravel(v), PROBLEM.x, PROBLEM.y)))
+    X = path.points
+    w = np.linspace(0.0, 1.0, 9)
+    pts = np.concatenate([(1 - w)[:, None] * X[i] + w[:, None] * X[i + 1] for i in range(len(X) - 1)])
+    assert float(np.max(f(jnp.asarray(pts)))) <= path.top * (1 + 1e-9)
+    assert path.top == pytest.approx(1.74077e-3, rel=1e-5)
+
+
+def test_lowest_path_for_the_pair_with_a_complete_fixed_delta_path(network):
+    """Pair 2 & 3: its own plateau's descents reach θ* and σθ* (as its fixed-δ path does)."""
+    net, unravel = network
+    path = net.lowest_path(pair_permutation((2, 3), 5))
+    assert path is not None and path.plateaus == [(2, 3)]
+    assert path.top == pytest.approx(1.74077e-3, rel=1e-5)
+
+
+def test_permutation_saddles_cover_every_pair_of_the_toy():
+    """Issue 9's coverage on the toy: every pair gets a certified saddle (network route)."""
+    P = PROBLEM
+    res = s.permutation_saddles(P.model, P.teacher, P.x, P.y, 1, "all", init="network")
+    assert all(r.certified for r in res), [r.to_dict()["status"] for r in res]
+    assert all(r.mep.discretisation_error <= 1e-3 * r.barrier for r in res)
+    assert {r.init for r in res} <= {"network", "valley"}
