@@ -219,6 +219,7 @@ class _PairLoss:
 
 
 INITS = ("auto", "fixed-delta", "network", "descent", "merged")
+ODD = 0.5  # an eigenvector is σ-odd when its σ-odd part has at least this norm
 
 
 def unstable_odd_direction(lam, Q, perm):

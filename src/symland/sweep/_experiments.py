@@ -415,7 +415,7 @@ def _saddle_job(config):
     return scalars, arrays
 
 
-_INITS = ("auto", "fixed-delta", "descent", "merged")  # symland._saddle.INITS, tested equal
+_INITS = ("auto", "fixed-delta", "network", "descent", "merged")  # symland._saddle.INITS, tested equal
 
 register(Experiment(
     name="saddle", job=_saddle_job, check=_toy_check,
