@@ -95,3 +95,16 @@ def test_solvers_and_classifier_reject_non_finite_params(bad):
     for gtol in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="gtol"):
             s.minimise(f, jnp.ones(2), gtol=gtol)
+
+
+def test_x64_and_machine_epsilon_have_one_home():
+    """x64 is switched on only in symland/__init__.py; ε only in _results (issue 13, §3)."""
+    import re
+    from pathlib import Path
+
+    src = Path(s.__file__).parent
+    x64 = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if "jax_enable_x64" in p.read_text()]
+    assert x64 == ["__init__.py"], x64
+    eps = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
+           if re.search(r"finfo\([^)]*\)\.eps\b", p.read_text())]
+    assert eps == ["_results.py"], eps

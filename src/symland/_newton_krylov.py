@@ -50,8 +50,6 @@ import jax.numpy as jnp
 
 from ._results import RESULT_NAMES, check_tolerance
 
-jax.config.update("jax_enable_x64", True)
-
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 
 

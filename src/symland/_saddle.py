@@ -48,8 +48,6 @@ from ._path import PermutationPath, check_pairs, find_permutation_paths
 from ._results import CriticalPointReport, check_tolerance, result_name
 from ._symmetry import check_neuron_pair, neuron_distance, swap_neurons
 
-jax.config.update("jax_enable_x64", True)
-
 SAME = 1e-6  # relative distance below which two points count as one (and a point as σ-fixed)
 KINK_TOL = 1e-8  # as in `_path`: a sample this close (relative) to a ReLU hyperplane is on a kink
 CERTIFIED_GTOL = 1e-10  # a certified saddle has ‖∇L‖∞ at most this

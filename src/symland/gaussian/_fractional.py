@@ -44,8 +44,6 @@ from scipy.optimize import brentq
 from symland._results import zero_tolerance
 from symland.gaussian._isotropy import fixed_point_subspace, restricted_loss
 
-jax.config.update("jax_enable_x64", True)
-
 # family name: (small block sizes, isotropy name). The z0 / k0 starting points
 # are those of `SPURIOUS_FAMILIES` (same names).
 FRACTIONAL_FAMILIES = {
