@@ -202,10 +202,41 @@ def _add_extension_arguments(p):
     g.add_argument("--perturb-steps", type=int_arg("perturb-steps", lo=1), default=10)
 
 
+NEWTON_STEPS = 20  # worst case per perturbation step (`follow_perturbed_minimum`)
+
+
+def estimate_extension_cost(ks, n_families: int, *, d_spec=None, perturb_steps: int = 0) -> tuple[float, float]:
+    """Worst-case (seconds, bytes) of `run_extensions`: the families, then per part.
+
+    `--d`: per k, every d of the spec and every family (and the global minimum) keeps spectra
+    of k²·(d − k) eigenvalues (about six arrays of them, sorted: ~100·k²·d flops);
+    `--perturb`: ≤ `NEWTON_STEPS` dense Newton steps (k² × k² Hessian) per perturbation step.
+    ValueError naming `--d` when some d < k.
+    """
+    from symland.experiments.gaussian_extensions import d_values
+
+    seconds, nbytes = estimate_cost(ks, n_families, 0)
+    if d_spec is not None:
+        for k in ks:
+            ds = d_values(d_spec, k)
+            seconds += len(ds) * (n_families + 1) * 100.0 * k * k * max(ds) / FLOPS
+            nbytes = max(nbytes, 6 * 8.0 * k * k * max(ds))
+    seconds += sum((n_families + 1) * perturb_steps * NEWTON_STEPS * 4.0 * k ** 6 / FLOPS for k in ks)
+    return seconds, nbytes
+
+
 def _run_extensions(args) -> int:
     from symland.experiments.gaussian_extensions import run_extensions
 
     ks, names = args.k, args.families  # parsed and checked by argparse
+    seconds, nbytes = estimate_extension_cost(ks, len(names), d_spec=args.d,
+                                              perturb_steps=args.perturb_steps if args.perturb is not None else 0)
+    blame = ("d" if args.d is not None
+             else "perturb-steps" if args.perturb is not None and args.perturb_steps > 10 else "k")
+    warning = check_cost(blame, seconds=seconds, nbytes=nbytes,
+                         what=f"{len(names)} families at {len(ks)} values of k")
+    if warning:
+        print(f"symland spurious: {warning}", file=sys.stderr)
     summary = run_extensions(ks, names, args.out, d_spec=args.d, fractional=args.fractional,
                              perturb=args.perturb, perturb_steps=args.perturb_steps, seed=args.seed)
     print(json.dumps(summary, indent=1, ensure_ascii=False, default=str))

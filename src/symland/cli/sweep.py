@@ -24,7 +24,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from symland.sweep import check_scheduler, load_spec, run_sweep
+    from symland.sweep import ResultStore, check_scheduler, load_spec, run_sweep
 
     spec = load_spec(args.spec)
     out = args.out if args.out is not None else spec.out
@@ -35,6 +35,10 @@ def run(args) -> int:
         check_scheduler(args.scheduler)
         if args.workers is not None:
             raise ValueError("workers: only for the embedded LocalCluster, not with --scheduler")
+    spec.jobs()  # every grid value checked by its axis
+    held = ResultStore(out).experiment() if out.is_dir() else None  # a damaged store is refused here
+    if held is not None and held != spec.experiment:
+        raise ValueError(f"out: {str(out)!r} holds a {held!r} sweep, not {spec.experiment!r}; use another folder")
     result = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers,
                        progress=not args.no_progress)
     print(f"{result.total} jobs: {result.skipped} already complete, {result.done} done, "
