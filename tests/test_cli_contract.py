@@ -313,3 +313,16 @@ def test_argparse_messages_keep_the_option_name(capsys):
     assert "argument --pairs: expected at least one argument" in capsys.readouterr().err
     assert main(["toy", "--ratio", "-5e-1", "--out", "o"]) == 2  # not a "negative number" to argparse
     assert "write --ratio=VALUE" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "symland.cli", "toy", "--steps", "1", "--out", "o"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["symland toy: error: steps: must be ≥ 2, got 1"]
