@@ -77,6 +77,12 @@ class KrylovOutcome:
     def converged(self) -> bool:
         return self.status == "converged"
 
+    def to_dict(self) -> dict:
+        """Scalars of the outcome (not `x`), for JSON."""
+        return {"status": self.status, "loss": float(self.loss), "grad_norm": float(self.grad_norm),
+                "steps": int(self.steps), "hvps": int(self.hvps), "gradients": int(self.gradients),
+                "seconds": float(self.seconds)}
+
 
 class _Stop(Exception):
     pass
