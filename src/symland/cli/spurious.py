@@ -136,16 +136,10 @@ def _ticking(it, bar):
         bar.update(1)
 
 
-FAMILY_LABELS = {
-    "delta_sk1": r"$\Delta S_{k-1}$",
-    "delta_sk": r"$\Delta S_k$",
-    "delta_s2_sk2": r"$\Delta(S_2 \times S_{k-2})$",
-    "delta_s2_sk2_b": r"$\Delta(S_2 \times S_{k-2})$, second",
-}
-
-
 def _figures(points, ks, k_spec, out):
     import matplotlib
+
+    from ..experiments.figures import family_label
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -154,7 +148,7 @@ def _figures(points, ks, k_spec, out):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, fam in points.items():
         kk = sorted(fam)
-        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=FAMILY_LABELS.get(name, name))
+        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=family_label(name))
         mins = [k for k in kk if fam[k].kind == "minimum"]
         ax.plot(mins, [k * fam[k].loss for k in mins], "o", ms=6, mfc="none", color="k")
     ax.axhline(DECAY_CONSTANT, ls=":", color="gray",
@@ -173,7 +167,7 @@ def _figures(points, ks, k_spec, out):
         if k_spec in fam:
             vals, mult = zip(*fam[k_spec].multiplicities)
             ax.stem(vals, mult, linefmt=f"C{i}-", markerfmt=f"C{i}o", basefmt=" ",
-                    label=FAMILY_LABELS.get(name, name))
+                    label=family_label(name))
     ax.set_xscale("symlog", linthresh=1e-2)
     ax.set_yscale("log")
     ax.set_xlabel("Hessian eigenvalue")
