@@ -58,6 +58,15 @@ def test_classify_spectrum_bad_input():
         classify_spectrum([1.0], grad_norm=0.0, gtol=1.0, part="middle")
     with pytest.raises(ValueError, match="eigenvalues"):
         classify_spectrum([], grad_norm=0.0, gtol=1.0)
+    for bad in (float("nan"), -1e-12, float("inf"), "0"):
+        with pytest.raises(ValueError, match="^zero_tol: "):  # NaN made every eigenvalue "zero"
+            classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=1.0, zero_tol=bad)
+        with pytest.raises(ValueError, match="^zero_tol: "):
+            CriticalPointReport.from_spectrum(0.0, 0.0, [-1.0, 2.0], gtol=1.0, zero_tol=bad)
+    for bad in (float("nan"), 0.0, -1.0, None):
+        with pytest.raises(ValueError, match="^gtol: "):  # NaN made every point "not critical"
+            classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=bad)
+    assert classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=jnp.float64(1.0), zero_tol=0) == Kind.strict_saddle
 
 
 def test_zero_tolerance_and_signs():
