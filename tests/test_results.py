@@ -96,7 +96,8 @@ def test_solvers_and_classifier_reject_non_finite_params(bad):
     f = lambda x: jnp.sum(x ** 2)
     x = jnp.array([1.0, bad])
     for call in (lambda: s.minimise(f, x), lambda: s.refine_critical_point(f, x),
-                 lambda: s.classify_critical_point(f, x)):
+                 lambda: s.classify_critical_point(f, x), lambda: s.hessian_spectrum(f, x),
+                 lambda: s.hessian_spectrum(f, jnp.concatenate([x, jnp.ones(3)]), method="lanczos", k=2)):
         with pytest.raises(ValueError, match="params"):
             call()
     with pytest.raises(ValueError, match="params"):
