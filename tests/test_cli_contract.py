@@ -174,6 +174,10 @@ BAD = [
     ("spurious --k 6:8 --out afile/sub", "out: cannot create"),
     ("spurious --k 6 --d 6:1000000000 --out o", "d: "),
     ("spurious --k 6 --perturb 0.5 --perturb-steps 100000000 --out o", "perturb-steps"),
+    ("spurious --k 6 --perturb-steps 5 --out o", "perturb-steps: only used with --perturb"),
+    ("spurious --k 6 --d k:2k --runs 500 --out o", "runs: not used"),
+    ("spurious --k 6 --perturb 0.5 --decay-kmax 100 --out o", "decay-kmax: not used"),
+    ("spurious --k 6 --fractional 5:8 --spectrum-k 6 --out o", "spectrum-k: not used"),
     # tensor
     ("tensor --d 5:2 --out o", "reversed"),
     ("tensor --d 3 --seed 4294967296 --out o", "seed"),

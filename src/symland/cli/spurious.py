@@ -78,7 +78,13 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    if args.perturb_steps is not None and args.perturb is None:
+        raise ValueError("perturb-steps: only used with --perturb")
     if args.d is not None or args.fractional is not None or args.perturb is not None:
+        for name, value, default in (("runs", args.runs, 0), ("decay-kmax", args.decay_kmax, 0),
+                                     ("spectrum-k", args.spectrum_k, None)):
+            if value != default:  # the parts run instead of the family table: refuse, do not ignore
+                raise ValueError(f"{name}: not used with --d, --fractional or --perturb")
         return _run_extensions(args)
     ks = parse_k_range(args.k) if isinstance(args.k, str) else args.k
     names = parse_families(args.families) if isinstance(args.families, str) else args.families
@@ -193,7 +199,8 @@ def _add_extension_arguments(p):
                    metavar="LO:HI", help="follow the families in real k over LO:HI (e.g. 4:20)")
     g.add_argument("--perturb", type=float_arg("perturb", lo=0.0), default=None, metavar="EPS_MAX",
                    help="follow the minima along V = I + eps E, eps in [0, EPS_MAX] (e.g. 0.5)")
-    g.add_argument("--perturb-steps", type=int_arg("perturb-steps", lo=1), default=10)
+    g.add_argument("--perturb-steps", type=int_arg("perturb-steps", lo=1), default=None,
+                   help="steps in ε with --perturb (default 10)")
 
 
 NEWTON_STEPS = 20  # worst case per perturbation step (`follow_perturbed_minimum`)
@@ -223,16 +230,17 @@ def _run_extensions(args) -> int:
     from symland.experiments.gaussian_extensions import run_extensions
 
     ks, names = args.k, args.families  # parsed and checked by argparse
+    perturb_steps = 10 if args.perturb_steps is None else args.perturb_steps
     seconds, nbytes = estimate_extension_cost(ks, len(names), d_spec=args.d,
-                                              perturb_steps=args.perturb_steps if args.perturb is not None else 0)
+                                              perturb_steps=perturb_steps if args.perturb is not None else 0)
     blame = ("d" if args.d is not None
-             else "perturb-steps" if args.perturb is not None and args.perturb_steps > 10 else "k")
+             else "perturb-steps" if args.perturb is not None and perturb_steps > 10 else "k")
     warning = check_cost(blame, seconds=seconds, nbytes=nbytes,
                          what=f"{len(names)} families at {len(ks)} values of k")
     if warning:
         print(f"symland spurious: {warning}", file=sys.stderr)
     summary = run_extensions(ks, names, args.out, d_spec=args.d, fractional=args.fractional,
-                             perturb=args.perturb, perturb_steps=args.perturb_steps, seed=args.seed)
+                             perturb=args.perturb, perturb_steps=perturb_steps, seed=args.seed)
     print(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
     print(f"wrote {os.path.join(args.out, 'report.html')}")
     return 0
