@@ -207,6 +207,9 @@ BAD = [
     ("mnist --epochs 100000000 --out o", "epochs: "),
     ("mnist --H 100000 --out o", "H: "),
     ("mnist --max-newton 1000000000 --out o", "max-newton"),
+    ("mnist --data nowhere --out o", "data: "),
+    ("mnist --data afile --out o", "data: "),
+    ("mnist --data digits --samples 100000 --out o", "samples: "),
     # sweep and report
     ("sweep nothere.toml --out o", "spec"),
     ("sweep spec.toml --out afile/sub", "out: cannot create"),

@@ -112,13 +112,14 @@ def run(args):
     warning = check_cost(blame, seconds=seconds, nbytes=nbytes, bound="at least",
                          what=f"{len(args.hidden) * args.seeds} teachers ({args.epochs} epochs) and paths of "
                               f"{args.steps} steps on {args.samples} samples")
-    if warning:
-        print(f"symland mnist: {warning}", file=sys.stderr)
     try:  # bad data or --samples: refused before any work
         load_image_data(args.data, n_samples=args.samples)
-    except ValueError as err:
-        msg = str(err)
-        raise ValueError("samples:" + msg[len("n_samples:"):] if msg.startswith("n_samples:") else msg) from None
+    except (ValueError, FileNotFoundError) as err:  # named after the library's argument: rename
+        head, sep, rest = str(err).partition(":")
+        raise ValueError({"n_samples": "samples", "directory": "data", "path": "data"}.get(head, head)
+                         + sep + rest) from None
+    if warning:  # only once every check has passed: one line on stderr for a refusal
+        print(f"symland mnist: {warning}", file=sys.stderr)
     with atomic_output(out) as tmp:
         result = run_mnist(tmp, data=args.data, hidden=tuple(args.hidden), seeds=args.seeds,
                            samples=args.samples, steps=args.steps, layer=args.layer,
