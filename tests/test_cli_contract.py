@@ -128,6 +128,8 @@ BAD = [
     ("analyze p.npz --data data.npz --out ''", "out"),
     ("analyze p.npz --data data.npz --out .", "out"),
     ("analyze p.npz --data data.npz --gt 1e-3", "--gt"),
+    ("analyze p.npz --data data.npz --out p.npz", "out: 'p.npz' is the PARAMS input"),
+    ("analyze p.npz --data data.npz --out ./data.npz", "DATA input"),
     # valley
     ("valley --out o --seed -5", "seed"),
     ("valley --out o --samples-per-move 1000000000", "samples-per-move"),
@@ -150,6 +152,7 @@ BAD = [
     ("count G --r 1:3 --m 1:5 --plot noext", "plot"),
     ("count G --r 1:3 --m 1:5 --json ''", "json"),
     ("count G --r 1:3 --m 1:5 --csv .", "csv"),
+    ("count G --r 1:3 --m 1:5 --plot x.png/", "plot: "),
     ("count G --r a:b --m 1:5", "--r"),
     ("count G --r 1:3 --m 1:5 --mm 2", "--mm"),
     # spurious
@@ -215,6 +218,7 @@ BAD = [
     ("sweep spec.toml --out afile/sub", "out: cannot create"),
     ("sweep spec.toml --out store", "out: "),
     ("sweep spec.toml --out store2", "out: "),
+    ("sweep spec.toml --out o --scheduler tcp://127.0.0.1:1", "scheduler: cannot connect"),
     ("report store", "out: "),
     ("report ''", "out: must"),
     ("report good --html afile/x.html", "html"),

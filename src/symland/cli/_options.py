@@ -188,7 +188,7 @@ def input_file_arg(name: str):
 
 def plot_path_arg(name: str = "plot"):
     """argparse type: a figure path whose extension is a format we write (see `plot_path`)."""
-    return typed_arg(name, lambda t: output_file(plot_path(t, name), name))
+    return typed_arg(name, lambda t: plot_path(output_file(t, name), name))  # output_file sees 'x.png/'
 
 
 TIME_LIMIT_S = 12 * 3600     # estimated run time above which a request is refused
