@@ -103,7 +103,7 @@ BAD = [
     ("analyze notzip.npz --data data.npz", "params"),
     ("analyze trunc.npz --data data.npz", "params"),
     ("analyze single.npy --data data.npz", "params"),
-    ("analyze missing.npz --data data.npz", "params"),
+    ("analyze missing.npz --data data.npz", "error: params: no file"),
     ("analyze . --data data.npz", "params"),
     ("analyze nan.npz --data data.npz", "params"),
     ("analyze inf.npz --data data.npz", "params"),
@@ -172,7 +172,7 @@ BAD = [
     ("toy --out afile/sub", "out: cannot create"),
     ("toy --ratio -inf --out o", "--ratio"),
     ("toy --pairs --out o", "--pairs"),
-    ("analyze p.npz --data data.npz --gtol -1e-3", "--gtol=VALUE"),
+    ("analyze p.npz --data data.npz --gtol -1e-3", "written --gtol=VALUE"),
     ("analyze p.npz --data data.npz --gtol=-1e-3", "gtol"),
     ("spurious --k 6:8 --out afile/sub", "out: cannot create"),
     ("spurious --k 6 --d 6:1000000000 --out o", "d: "),
@@ -323,7 +323,7 @@ def test_argparse_messages_keep_the_option_name(capsys):
     assert main(["toy", "--pairs", "--out", "o"]) == 2
     assert "argument --pairs: expected at least one argument" in capsys.readouterr().err
     assert main(["toy", "--ratio", "-5e-1", "--out", "o"]) == 2  # not a "negative number" to argparse
-    assert "write --ratio=VALUE" in capsys.readouterr().err
+    assert "written --ratio=VALUE" in capsys.readouterr().err
 
 
 def test_python_dash_m_runs_the_command_line(tmp_path):

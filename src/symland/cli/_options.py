@@ -369,10 +369,11 @@ class SymlandParser(argparse.ArgumentParser):
         # ("x: …"), argparse's own ("expected one argument", "invalid choice") do not.
         if message.startswith("argument "):
             head, _, rest = message.partition(": ")
-            option = head.removeprefix("argument ").split("/")[-1].lstrip("-")
-            if rest.startswith(option + ":"):
+            option = head.removeprefix("argument ").split("/")[-1].lstrip("-").lower()  # PARAMS → params
+            if rest.lower().startswith(option + ":"):
                 message = rest
             elif rest == "expected one argument" and head.startswith("argument --"):
-                message += f" (write {head.split('/')[-1].removeprefix('argument ')}=VALUE for a value that starts with '-')"
+                opt = head.split("/")[-1].removeprefix("argument ")
+                message += f" (a value that starts with '-' is written {opt}=VALUE)"
         print(f"{self.prog}: error: {message.splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2)
