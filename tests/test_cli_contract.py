@@ -153,6 +153,7 @@ BAD = [
     ("count G --r 1:3 --m 1:5 --json ''", "json"),
     ("count G --r 1:3 --m 1:5 --csv .", "csv"),
     ("count G --r 1:3 --m 1:5 --plot x.png/", "plot: "),
+    ("count G --r 1:3 --m 1:5 --csv t.out --json ./t.out", "json: 't.out' is also the --csv file"),
     ("count G --r a:b --m 1:5", "--r"),
     ("count G --r 1:3 --m 1:5 --mm 2", "--mm"),
     # spurious
