@@ -338,3 +338,21 @@ def test_python_dash_m_runs_the_command_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "symland.cli", "toy", "--steps", "1", "--out", "o"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["symland toy: error: steps: must be ≥ 2, got 1"]
+
+
+def test_write_report_is_atomic(tmp_path, monkeypatch):
+    import os
+
+    from symland.experiments.report import write_report
+
+    target = tmp_path / "report.html"
+    write_report(target, "old", [])
+    old = target.read_text()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_report(target, "new", [("a", "<p>b</p>")])
+    assert target.read_text() == old and sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
