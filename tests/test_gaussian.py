@@ -282,8 +282,10 @@ def test_split_gaussian_neuron_preserves_function():
     assert abs(float(expected_loss(W, jnp.eye(3), a) - expected_loss(W2, jnp.eye(3), a2))) < 1e-13
     np.testing.assert_array_equal(W2[3], W[1])
     np.testing.assert_allclose(a2, [1.0, 0.15, -2.0, 0.35])
-    with pytest.raises(ValueError, match="m: neuron index 3"):
+    with pytest.raises(ValueError, match="neuron: neuron index 3 out of range"):
         split_gaussian_neuron(W, a, 3, 0.3)
+    with pytest.raises(ValueError, match="neuron: neuron index must be an integer, got 1.0"):
+        split_gaussian_neuron(W, a, 1.0, 0.3)
 
 
 def test_splitting_turns_spurious_minimum_into_saddle(safran_family):

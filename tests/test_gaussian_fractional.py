@@ -12,7 +12,7 @@ from symland.gaussian import (
     isotypic_spectrum,
 )
 from symland.gaussian._families import analyse_point, fixed_point_subspace, solve_on_subspace
-from symland.gaussian._fractional import _newton, check_family
+from symland.gaussian._fractional import _newton, check_family, isotypic_index
 
 
 def _point(name, k):
@@ -63,3 +63,11 @@ def test_bad_input():
         check_family("delta_nope")
     with pytest.raises(ValueError, match="k:"):
         isotypic_blocks((1,), np.zeros(5), 3.5)
+
+
+def test_isotypic_index_uses_zero_tolerance():
+    # -5e-12 is round-off next to λ = 100 (zero_tolerance ≈ 5.6e-11 at n = 25): not negative.
+    blocks = {"a": (np.array([-5e-12, 100.0]), 2.0), "b": (np.array([-0.5, 3.0]), 1.5)}
+    assert isotypic_index(blocks, 5.0) == 1.5
+    blocks["a"] = (np.array([-1e-9, 100.0]), 2.0)  # clearly negative
+    assert isotypic_index(blocks, 5.0) == 3.5

@@ -115,3 +115,15 @@ def test_whitening_is_an_exact_change_of_variables():
     eps = 1e-6
     fd = (prob.value_grads(s_var + eps * t, *args)[1] - prob.value_grads(s_var - eps * t, *args)[1]) / (2 * eps)
     np.testing.assert_allclose(prob.hvp(s_var, t, *args), fd, rtol=1e-5, atol=1e-7)
+
+
+def test_krylov_outcome_to_dict():
+    import json
+
+    from symland._newton_krylov import KrylovOutcome
+
+    out = KrylovOutcome(np.zeros(3), np.float64(0.5), 1e-12, "converged", 4, 120, 9, 0.25)
+    d = out.to_dict()
+    assert d == {"status": "converged", "loss": 0.5, "grad_norm": 1e-12, "steps": 4, "hvps": 120,
+                 "gradients": 9, "seconds": 0.25}
+    json.dumps(d)

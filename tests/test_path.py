@@ -199,3 +199,14 @@ def test_balanced_gauge_removes_the_relu_rescaling():
     assert all(st == "kink" for st, k in zip(p.status, kinked) if k)
     with pytest.raises(ValueError, match="^gauge"):
         s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, 0, 1, gauge="norm")
+
+
+def test_continuation_state_is_a_named_record():
+    from symland._path import Continuation, _path_kernels
+
+    start = _path_kernels(PROBLEM.model, 1, "mse", 1e-10, 5)[0]
+    deltas = jnp.asarray(s.delta_schedule(0.5, 3, 1e-2))[None]
+    state = start(PROBLEM.teacher, jnp.array([L_]), jnp.array([M_]), deltas)
+    assert isinstance(state, Continuation)
+    np.testing.assert_array_equal(state.prev, state.curr)
+    assert float(state.norm[0]) == float(deltas[0, 0])

@@ -58,6 +58,15 @@ def test_classify_spectrum_bad_input():
         classify_spectrum([1.0], grad_norm=0.0, gtol=1.0, part="middle")
     with pytest.raises(ValueError, match="eigenvalues"):
         classify_spectrum([], grad_norm=0.0, gtol=1.0)
+    for bad in (float("nan"), -1e-12, float("inf"), "0"):
+        with pytest.raises(ValueError, match="^zero_tol: "):  # NaN made every eigenvalue "zero"
+            classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=1.0, zero_tol=bad)
+        with pytest.raises(ValueError, match="^zero_tol: "):
+            CriticalPointReport.from_spectrum(0.0, 0.0, [-1.0, 2.0], gtol=1.0, zero_tol=bad)
+    for bad in (float("nan"), 0.0, -1.0, None):
+        with pytest.raises(ValueError, match="^gtol: "):  # NaN made every point "not critical"
+            classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=bad)
+    assert classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=jnp.float64(1.0), zero_tol=0) == Kind.strict_saddle
 
 
 def test_zero_tolerance_and_signs():
@@ -87,7 +96,8 @@ def test_solvers_and_classifier_reject_non_finite_params(bad):
     f = lambda x: jnp.sum(x ** 2)
     x = jnp.array([1.0, bad])
     for call in (lambda: s.minimise(f, x), lambda: s.refine_critical_point(f, x),
-                 lambda: s.classify_critical_point(f, x)):
+                 lambda: s.classify_critical_point(f, x), lambda: s.hessian_spectrum(f, x),
+                 lambda: s.hessian_spectrum(f, jnp.concatenate([x, jnp.ones(3)]), method="lanczos", k=2)):
         with pytest.raises(ValueError, match="params"):
             call()
     with pytest.raises(ValueError, match="params"):
@@ -95,3 +105,16 @@ def test_solvers_and_classifier_reject_non_finite_params(bad):
     for gtol in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="gtol"):
             s.minimise(f, jnp.ones(2), gtol=gtol)
+
+
+def test_x64_and_machine_epsilon_have_one_home():
+    """x64 is switched on only in symland/__init__.py; ε only in _results (issue 13, §3)."""
+    import re
+    from pathlib import Path
+
+    src = Path(s.__file__).parent
+    x64 = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if "jax_enable_x64" in p.read_text()]
+    assert x64 == ["__init__.py"], x64
+    eps = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
+           if re.search(r"finfo\([^)]*\)\.eps\b", p.read_text())]
+    assert eps == ["_results.py"], eps

@@ -92,9 +92,11 @@ def test_rescale_neurons_bad_input():
     (lambda p: swap_neurons(p, 1, 0.0, 1), "l"),
     (lambda p: neuron_vector(p, 1, 1.5), "m"),
     (lambda p: neuron_distance(p, 1, 0, np.float64(2)), "m"),
+    (lambda p: s.split_neuron(p, 1, 1.0, 0.5), "m"),
+    (lambda p: s.split_neuron(p, 1, "1", 0.5), "m"),
 ])
 def test_non_integer_neuron_index_is_refused(call, word):
     model = MLP((2, 3, 1), "tanh")
     p = model.init(jax.random.PRNGKey(0))
-    with pytest.raises(ValueError, match=rf"^{word}:"):
+    with pytest.raises(ValueError, match=rf"^{word}: .*must be .*integer"):  # not "out of range"
         call(p)

@@ -32,8 +32,6 @@ from ._results import result_name
 from ._solver import minimise_flat
 from ._symmetry import check_neuron_pair
 
-jax.config.update("jax_enable_x64", True)
-
 
 @dataclasses.dataclass(frozen=True)
 class Channel:

@@ -180,8 +180,10 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
       Rayleigh quotients vᵀHv of the converged Ritz vectors.
     - `tol`: ARPACK's relative accuracy (0: machine precision).
 
-    **Returns:** a NumPy array, ascending (`nearest_zero`: by |λ|).
+    **Returns:** a NumPy array, ascending (`nearest_zero`: by |λ|). `ValueError`
+    naming `params` for NaN or inf parameters.
     """
+    check_finite_params(params)
     n = ravel_pytree(params)[0].size
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method: unknown method {method!r}; choose 'auto', 'dense' or 'lanczos'")

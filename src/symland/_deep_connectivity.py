@@ -49,8 +49,6 @@ from ._network import MLP, Params
 from ._symmetry import permute_layer
 from ._valley import silent_neuron_permutation
 
-jax.config.update("jax_enable_x64", True)
-
 DEFAULT_MAX_MINIMA = 5_000  # the pairwise distinctness check is O(n²)
 
 

@@ -77,8 +77,6 @@ from ._network import check_finite_params
 from ._results import RESULTS, CriticalPointReport, check_tolerance, result_code, result_name
 from ._solver import hessian_eigh, refine_flat
 
-jax.config.update("jax_enable_x64", True)
-
 # FIRE (Bitzek et al. 2006), the values ASE uses.
 FIRE_N_MIN, FIRE_F_INC, FIRE_F_DEC, FIRE_ALPHA, FIRE_F_ALPHA = 5, 1.1, 0.5, 0.1, 0.99
 SPRING = 0.1  # k = SPRING · λ̂

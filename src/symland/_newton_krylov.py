@@ -50,8 +50,6 @@ import jax.numpy as jnp
 
 from ._results import RESULT_NAMES, check_tolerance
 
-jax.config.update("jax_enable_x64", True)
-
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 
 
@@ -78,6 +76,12 @@ class KrylovOutcome:
     @property
     def converged(self) -> bool:
         return self.status == "converged"
+
+    def to_dict(self) -> dict:
+        """Scalars of the outcome (not `x`), for JSON."""
+        return {"status": self.status, "loss": float(self.loss), "grad_norm": float(self.grad_norm),
+                "steps": int(self.steps), "hvps": int(self.hvps), "gradients": int(self.gradients),
+                "seconds": float(self.seconds)}
 
 
 class _Stop(Exception):

@@ -346,6 +346,16 @@ class StepRecord(NamedTuple):
     hessians: jnp.ndarray
 
 
+class Continuation(NamedTuple):
+    """The state carried from one δ step to the next (per pair; flat θ vectors)."""
+
+    prev: jnp.ndarray  # θ at the step before the last
+    curr: jnp.ndarray  # θ at the last step
+    s_prev: jnp.ndarray  # log δ at those two steps
+    s_curr: jnp.ndarray
+    norm: jnp.ndarray  # the last δ > 0: the scale of the free direction
+
+
 @functools.lru_cache(maxsize=32)
 def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int, gauge=None):
     """Jitted, pair-batched (`vmap`) pieces of the path computation.
@@ -360,21 +370,21 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
     def start(params, l, m, deltas):
         theta0 = ravel_pytree(params)[0]
         logd0 = jnp.log(deltas[0])
-        return theta0, theta0, logd0, logd0, deltas[0]
+        return Continuation(theta0, theta0, logd0, logd0, deltas[0])
 
     def advance(params, x, y, l, m, state, deltas):
         unravel_theta = ravel_pytree(params)[1]
         logd = jnp.log(jnp.where(deltas > 0, deltas, 1.0))
 
-        def step(carry, inp):
-            prev, curr, s_prev, s_curr, norm = carry
+        def step(carry: Continuation, inp):
+            prev, curr, s_prev, s_curr = carry.prev, carry.curr, carry.s_prev, carry.s_curr
             delta, s_next = inp
             # Secant predictor in log δ along the path (a first-order
             # continuation step); none at δ = 0 or before two points exist.
             w = jnp.where((delta > 0) & (s_curr != s_prev),
                           (s_next - s_curr) / jnp.where(s_curr != s_prev, s_curr - s_prev, 1.0), 0.0)
             guess = unravel_theta(curr + w * (curr - prev))
-            norm = jnp.where(delta > 0, delta, norm)  # at δ = 0 keep the last scale
+            norm = jnp.where(delta > 0, delta, carry.norm)  # at δ = 0 keep the last scale
             z = _rescale_direction(_to_free(guess, layer, l, m), layer, m, norm)
             unravel = ravel_pytree(z)[1]
             to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta, gauge))[0]
@@ -392,7 +402,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
                 jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
                 for z in model.preactivations(eff, x)]))
             out_w = _pair_output_weight(eff, layer, l, m)
-            return ((curr, theta, s_curr, s_next, norm),
+            return (Continuation(curr, theta, s_curr, s_next, norm),
                     StepRecord(sol.loss, sol.grad_norm, sol.steps, result_code(sol.status), theta,
                                kink, out_w, sol.hessians))
 

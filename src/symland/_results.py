@@ -136,6 +136,24 @@ def zero_tolerance(eigenvalues, *, factor: float = 100.0, n: int | None = None,
     return float(factor * dim * EPS * max(top, np.finfo(np.float64).tiny))
 
 
+def _real(value, name: str) -> float:
+    """`float(value)` for a real scalar (NumPy and JAX scalars too); `ValueError` naming `name` otherwise."""
+    if isinstance(value, (bool, str, complex)) or np.iscomplexobj(value):
+        raise ValueError(f"{name}: must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
+
+
+def check_zero_tol(value) -> float:
+    """`ValueError` naming `zero_tol` unless `value` is a finite real number ≥ 0."""
+    v = _real(value, "zero_tol")
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"zero_tol: must be a finite number ≥ 0, got {value!r}")
+    return v
+
+
 def count_signs(eigenvalues, zero_tol: float) -> tuple[int, int, int]:
     """(negative, zero, positive) counts with |λ| ≤ `zero_tol` counted as zero."""
     eig = np.asarray(eigenvalues)
@@ -172,8 +190,11 @@ def classify_spectrum(eigenvalues, *, grad_norm: float, gtol: float, part: str =
     eig = np.asarray(eigenvalues, dtype=np.float64)
     if eig.size == 0:
         raise ValueError("eigenvalues: need at least one eigenvalue")
-    tol = zero_tolerance(eig, n=n) if zero_tol is None else float(zero_tol)
-    if not float(grad_norm) <= float(gtol):
+    tol = zero_tolerance(eig, n=n) if zero_tol is None else check_zero_tol(zero_tol)
+    g = _real(gtol, "gtol")
+    if not (np.isfinite(g) and g > 0):
+        raise ValueError(f"gtol: must be a finite positive number, got {gtol!r}")
+    if not float(grad_norm) <= g:
         return Kind.not_critical
     neg, zero, _ = count_signs(eig, tol)
     if neg > 0:
@@ -213,7 +234,7 @@ class CriticalPointReport:
         """Build the report from the numbers; the verdict is `classify_spectrum`'s."""
         eig = np.sort(np.asarray(eigenvalues, dtype=np.float64))
         dim = eig.size if n is None else int(n)
-        tol = zero_tolerance(eig, n=dim) if zero_tol is None else float(zero_tol)
+        tol = zero_tolerance(eig, n=dim) if zero_tol is None else check_zero_tol(zero_tol)
         neg, zero, pos = count_signs(eig, tol)
         kind = classify_spectrum(eig, grad_norm=grad_norm, gtol=gtol, part=part, n=dim, zero_tol=tol)
         return cls(float(loss), float(grad_norm), float(gtol), neg, zero, pos, tol, kind, eig,

@@ -58,8 +58,6 @@ from ._transition_network import (TRAIL_START, TRAIL_STEP, flat_permutation, low
                                   network_kernels, pair_permutation, paths_as_meps, transition_network)
 from ._network import ODD_ACTIVATIONS
 
-jax.config.update("jax_enable_x64", True)
-
 SAME = 1e-6  # relative distance below which two points count as one (and a point as σ-fixed)
 KINK_TOL = 1e-8  # as in `_path`: a sample this close (relative) to a ReLU hyperplane is on a kink
 CERTIFIED_GTOL = 1e-10  # a certified saddle has ‖∇L‖∞ at most this

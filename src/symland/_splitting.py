@@ -39,13 +39,12 @@ from ._embedding import embed_in_wider
 from ._loss import LOSSES, check_data
 from ._network import ACTIVATIONS, MLP, Params
 from ._results import Kind, classify_spectrum, count_signs, zero_tolerance
-from ._symmetry import check_hidden_layer
+from ._symmetry import check_hidden_layer, check_neuron_index
 
 
 def _check_neuron(params, layer, m):
     n = check_hidden_layer(params, layer)
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m < n:
-        raise ValueError(f"m: neuron index {m!r} out of range 0…{n - 1} for layer {layer}")
+    check_neuron_index(m, n, "m", layer)
     return n
 
 

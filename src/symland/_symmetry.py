@@ -24,12 +24,28 @@ def check_hidden_layer(params: Params, layer) -> int:
     return int(jnp.shape(params[layer - 1][0])[0])
 
 
+def check_neuron_index(i, n: int, name: str = "m", layer=None) -> int:
+    """A 0-based neuron index in 0…n−1 as an int.
+
+    **Arguments:** `i` (the index), `n` (the layer's width), `name` (the
+    argument to blame), `layer` (for the message).
+
+    **Returns:** `int(i)`. `ValueError` naming `name` for a non-integer (a
+    float, even 1.0, a bool, a string) or an index out of range.
+    """
+    where = "" if layer is None else f" for layer {layer}"
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+        raise ValueError(f"{name}: neuron index must be an integer, got {i!r}")
+    if not 0 <= i < n:
+        raise ValueError(f"{name}: neuron index {i!r} out of range 0…{n - 1}{where}")
+    return int(i)
+
+
 def check_neuron_pair(params: Params, layer, l, m) -> None:
     """`ValueError` unless l ≠ m are valid 0-based neuron indices of hidden layer `layer`."""
     n = check_hidden_layer(params, layer)
     for name, i in (("l", l), ("m", m)):
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
-            raise ValueError(f"{name}: neuron index {i!r} out of range 0…{n - 1} for layer {layer}")
+        check_neuron_index(i, n, name, layer)
     if l == m:
         raise ValueError(f"l, m: need two different neurons, got l == m == {l}")
 
@@ -99,9 +115,7 @@ def rescale_neurons(params: Params, layer: int, neurons, c: float) -> Params:
 
 def neuron_vector(params: Params, layer: int, m: int):
     """ϑ_m^(k) = (W^(k)_{m,:}, b^(k)_m), the incoming parameter vector of neuron m."""
-    n = check_hidden_layer(params, layer)
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m < n:
-        raise ValueError(f"m: neuron index {m!r} out of range 0…{n - 1} for layer {layer}")
+    check_neuron_index(m, check_hidden_layer(params, layer), "m", layer)
     W, b = params[layer - 1]
     return W[m] if b is None else jnp.concatenate([W[m], b[m:m + 1]])
 

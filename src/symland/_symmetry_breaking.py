@@ -46,8 +46,6 @@ from ._results import CriticalPointReport, Kind, check_tolerance, result_code, r
 from ._solver import refine_flat
 from .gaussian import expected_loss
 
-jax.config.update("jax_enable_x64", True)
-
 
 @dataclasses.dataclass(frozen=True)
 class Setting:

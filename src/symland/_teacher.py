@@ -26,8 +26,6 @@ from tqdm.auto import tqdm
 from ._network import MLP, Params
 from ._symmetry import check_hidden_layer, neuron_vectors
 
-jax.config.update("jax_enable_x64", True)
-
 N_CLASSES = 10
 
 

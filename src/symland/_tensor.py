@@ -41,8 +41,6 @@ from ._isotropy_subgroup import IsotropySubgroup, isotropy_subgroup
 from ._results import CriticalPointReport, Kind, check_tolerance, result_code, result_names
 from ._solver import refine_flat
 
-jax.config.update("jax_enable_x64", True)
-
 
 def check_order(p) -> int:
     """`ValueError` unless the tensor order `p` is an integer ≥ 3 (p = 2 is a matrix problem)."""

@@ -133,6 +133,8 @@ def output_dir(path, name: str = "out") -> Path:
     parent = p.resolve().parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():  # e.g. --out afile/sub
+        raise ValueError(f"{name}: cannot create {str(p)!r}: {str(parent)!r} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"{name}: cannot write under {str(parent)!r}")
     return p
@@ -186,7 +188,7 @@ def input_file_arg(name: str):
 
 def plot_path_arg(name: str = "plot"):
     """argparse type: a figure path whose extension is a format we write (see `plot_path`)."""
-    return typed_arg(name, lambda t: output_file(plot_path(t, name), name))
+    return typed_arg(name, lambda t: plot_path(output_file(t, name), name))  # output_file sees 'x.png/'
 
 
 TIME_LIMIT_S = 12 * 3600     # estimated run time above which a request is refused
@@ -201,11 +203,13 @@ def memory_limit_bytes() -> float:
         return 8 * 2 ** 30
 
 
-def check_cost(name: str, *, seconds: float = 0.0, nbytes: float = 0.0, what: str = "") -> str | None:
+def check_cost(name: str, *, seconds: float = 0.0, nbytes: float = 0.0, what: str = "",
+               bound: str = "about") -> str | None:
     """Refuse a request whose estimated time or memory is too large; warn about a long one.
 
     **Arguments:** `name` (the argument to blame), `seconds` and `nbytes`
-    (estimates), `what` (what was estimated, for the message).
+    (estimates), `what` (what was estimated, for the message), `bound`
+    (`about` for a worst-case estimate, `at least` for a lower bound).
 
     **Returns:** a warning line when the run will take more than `WARN_TIME_S`
     (the caller prints it; the command shows a progress bar), else `None`.
@@ -223,14 +227,29 @@ def check_cost(name: str, *, seconds: float = 0.0, nbytes: float = 0.0, what: st
     limit = memory_limit_bytes()
     label = f"{what} " if what else ""
     if nbytes > limit:
-        raise ValueError(f"{name}: {label}would need about {human_bytes(nbytes)} of memory "
+        raise ValueError(f"{name}: {label}would need {bound} {human_bytes(nbytes)} of memory "
                          f"(limit {human_bytes(limit)}, half of this machine's); ask for less")
     if seconds > TIME_LIMIT_S:
-        raise ValueError(f"{name}: {label}would take about {human_seconds(seconds)} "
+        raise ValueError(f"{name}: {label}would take {bound} {human_seconds(seconds)} "
                          f"(limit {human_seconds(TIME_LIMIT_S)}); ask for less")
     if seconds > WARN_TIME_S:
-        return f"warning: {label}will take about {human_seconds(seconds)} ({name})"
+        return f"warning: {label}will take {bound} {human_seconds(seconds)} ({name})"
     return None
+
+
+def most_raised(**requests) -> str:
+    """The argument furthest above its default, to blame in `check_cost`.
+
+    **Arguments:** `name=(value, default)` for each argument the cost grows with
+    (underscores stand for hyphens).
+
+    **Returns:** the name with the largest value/default.
+
+    Example:
+        >>> most_raised(steps=(100, 100), samples_per_move=(10 ** 6, 10))
+        'samples-per-move'
+    """
+    return max(requests, key=lambda n: requests[n][0] / requests[n][1]).replace("_", "-")
 
 
 def human_bytes(n: float) -> str:
@@ -346,10 +365,15 @@ class SymlandParser(argparse.ArgumentParser):
     def error(self, message):
         import sys
 
-        # argparse prefixes type errors with "argument --x: "; our messages already name it.
-        if ": " in message and message.startswith("argument "):
+        # argparse prefixes type errors with "argument --x: "; our messages already name it
+        # ("x: …"), argparse's own ("expected one argument", "invalid choice") do not.
+        if message.startswith("argument "):
             head, _, rest = message.partition(": ")
-            if rest.split(":")[0].strip() and not rest.startswith("invalid"):
+            option = head.removeprefix("argument ").split("/")[-1].lstrip("-").lower()  # PARAMS → params
+            if rest.lower().startswith(option + ":"):
                 message = rest
+            elif rest == "expected one argument" and head.startswith("argument --"):
+                opt = head.split("/")[-1].removeprefix("argument ")
+                message += f" (a value that starts with '-' is written {opt}=VALUE)"
         print(f"{self.prog}: error: {message.splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2)

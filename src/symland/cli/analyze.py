@@ -115,6 +115,9 @@ def run(args):
         raise ValueError(f"k: must be < the number of parameters ({n}) for Lanczos; use --method dense")
     path = args.out if args.out is not None else Path(args.params).with_suffix(".report.json")
     output_file(path, "out")
+    for name in ("params", "data"):
+        if Path(path).resolve() == Path(getattr(args, name)).resolve():
+            raise ValueError(f"out: {str(path)!r} is the {name.upper()} input; the report would overwrite it")
     dense = args.method == "dense" or (args.method == "auto" and n <= DENSE_THRESHOLD)
     seconds, nbytes = estimate_cost(n, x.shape[0], dense=dense, k=min(args.k, n), refine=args.refine)
     warning = check_cost("method" if dense else "k", seconds=seconds, nbytes=nbytes,

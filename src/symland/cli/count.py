@@ -269,6 +269,14 @@ def run(args: argparse.Namespace) -> int:
     xs, ys = (args.K, args.n) if quantity == "T" else (args.r, args.m)
     xname, yname = ("K", "n") if quantity == "T" else ("r", "m")
     xv, yv = parse_values(xs, xname), parse_values(ys, yname)
+    seen = {}
+    for name in ("csv", "json", "plot"):  # one file each: the later would silently replace the earlier
+        path = getattr(args, name)
+        if path is not None:
+            key = Path(path).resolve()
+            if key in seen:
+                raise ValueError(f"{name}: {str(path)!r} is also the --{seen[key]} file")
+            seen[key] = name
     if len(xv) * len(yv) > MAX_ENTRIES:
         raise ValueError(f"--{yname}: the table would have {len(xv) * len(yv)} entries; at most {MAX_ENTRIES}")
     if quantity == "minima":

@@ -2,7 +2,40 @@
 
 from __future__ import annotations
 
-from ._options import ArgumentValueError, atomic_output, choice_arg, int_arg, output_dir, parse_int
+import sys
+
+from ._options import (ArgumentValueError, atomic_output, check_cost, choice_arg, int_arg, most_raised, output_dir,
+                       parse_int)
+
+N_IN, N_OUT = 784, 10  # image pixels and classes (784-H-H-10 teachers)
+PEAK_FLOPS = 2e10       # an optimistic rate (BLAS-3 on a few cores), so that the estimate is a lower bound
+MIN_HVPS_PER_STEP = 10  # a matrix-free δ step needs at least one Newton step of ≥ 10 Hessian-vector products
+
+
+def n_parameters(h: int) -> int:
+    """Parameters of a 784-h-h-10 network with biases."""
+    return (N_IN + 1) * h + (h + 1) * h + (h + 1) * N_OUT
+
+
+def estimate_cost(hidden, seeds: int, samples: int, steps: int, epochs: int, method: str) -> tuple[float, float]:
+    """A lower bound on the time and the memory (seconds, bytes) of `run_mnist`.
+
+    Per teacher: `epochs` passes of ~6·T·n flops (training), then `steps` + 1 δ steps of at least
+    one Newton step each: n Hessian-vector products (~12·T·n flops each) and an n³ eigensolver
+    when dense, `MIN_HVPS_PER_STEP` products when matrix-free, all at `PEAK_FLOPS`. A path was
+    measured at more than 10 min per δ step (BENCHMARKS.md), so the real time is far above this
+    bound; only requests whose lower bound exceeds the limit are refused.
+    """
+    from .._critical import DENSE_THRESHOLD
+
+    seconds, nbytes = 0.0, 8.0 * samples * (N_IN + 2 * max(hidden) + N_OUT) * 2
+    for h in hidden:
+        n = n_parameters(h)
+        dense = method == "dense" or (method == "auto" and n <= DENSE_THRESHOLD)
+        step = n * 12.0 * samples * n + n ** 3 if dense else MIN_HVPS_PER_STEP * 12.0 * samples * n
+        seconds += seeds * (epochs * 6.0 * samples * n + (steps + 1) * step) / PEAK_FLOPS
+        nbytes = max(nbytes, 4 * 8.0 * n * n if dense else 60 * 8.0 * n)
+    return seconds, nbytes
 
 
 def parse_widths(text: str) -> list[int]:
@@ -55,7 +88,7 @@ def add_parser(subparsers):
     p.add_argument("--activation", default="softplus")
     p.add_argument("--epochs", type=int_arg("epochs", lo=1), default=20,
                    help="teacher training epochs (Adam, batch 128)")
-    p.add_argument("--max-newton", type=int_arg("max-newton", lo=1), default=100,
+    p.add_argument("--max-newton", type=int_arg("max-newton", lo=1, hi=10_000), default=100,
                    help="trust-region Newton iterations allowed per distance step")
     p.add_argument("--method", type=choice_arg("method", ("auto", "dense", "matrix-free")),
                    default="auto", help="path solver (auto: dense up to 4000 parameters)")
@@ -73,11 +106,20 @@ def run(args):
     out = output_dir(args.out)
     if args.pair is not None and max(args.pair) >= min(args.hidden):
         raise ValueError(f"pair: neuron {max(args.pair)} does not exist for H={min(args.hidden)}")
+    seconds, nbytes = estimate_cost(args.hidden, args.seeds, args.samples, args.steps, args.epochs, args.method)
+    blame = most_raised(steps=(args.steps, 100), seeds=(args.seeds, 2), epochs=(args.epochs, 20),
+                        samples=(args.samples, 10_000), H=(max(args.hidden), 10))
+    warning = check_cost(blame, seconds=seconds, nbytes=nbytes, bound="at least",
+                         what=f"{len(args.hidden) * args.seeds} teachers ({args.epochs} epochs) and paths of "
+                              f"{args.steps} steps on {args.samples} samples")
     try:  # bad data or --samples: refused before any work
         load_image_data(args.data, n_samples=args.samples)
-    except ValueError as err:
-        msg = str(err)
-        raise ValueError("samples:" + msg[len("n_samples:"):] if msg.startswith("n_samples:") else msg) from None
+    except (ValueError, FileNotFoundError) as err:  # named after the library's argument: rename
+        head, sep, rest = str(err).partition(":")
+        raise ValueError({"n_samples": "samples", "directory": "data", "path": "data"}.get(head, head)
+                         + sep + rest) from None
+    if warning:  # only once every check has passed: one line on stderr for a refusal
+        print(f"symland mnist: {warning}", file=sys.stderr)
     with atomic_output(out) as tmp:
         result = run_mnist(tmp, data=args.data, hidden=tuple(args.hidden), seeds=args.seeds,
                            samples=args.samples, steps=args.steps, layer=args.layer,

@@ -78,7 +78,13 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    if args.perturb_steps is not None and args.perturb is None:
+        raise ValueError("perturb-steps: only used with --perturb")
     if args.d is not None or args.fractional is not None or args.perturb is not None:
+        for name, value, default in (("runs", args.runs, 0), ("decay-kmax", args.decay_kmax, 0),
+                                     ("spectrum-k", args.spectrum_k, None)):
+            if value != default:  # the parts run instead of the family table: refuse, do not ignore
+                raise ValueError(f"{name}: not used with --d, --fractional or --perturb")
         return _run_extensions(args)
     ks = parse_k_range(args.k) if isinstance(args.k, str) else args.k
     names = parse_families(args.families) if isinstance(args.families, str) else args.families
@@ -136,16 +142,10 @@ def _ticking(it, bar):
         bar.update(1)
 
 
-FAMILY_LABELS = {
-    "delta_sk1": r"$\Delta S_{k-1}$",
-    "delta_sk": r"$\Delta S_k$",
-    "delta_s2_sk2": r"$\Delta(S_2 \times S_{k-2})$",
-    "delta_s2_sk2_b": r"$\Delta(S_2 \times S_{k-2})$, second",
-}
-
-
 def _figures(points, ks, k_spec, out):
     import matplotlib
+
+    from ..experiments.figures import family_label
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -154,7 +154,7 @@ def _figures(points, ks, k_spec, out):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, fam in points.items():
         kk = sorted(fam)
-        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=FAMILY_LABELS.get(name, name))
+        ax.plot(kk, [k * fam[k].loss for k in kk], "o-", ms=3, label=family_label(name))
         mins = [k for k in kk if fam[k].kind == "minimum"]
         ax.plot(mins, [k * fam[k].loss for k in mins], "o", ms=6, mfc="none", color="k")
     ax.axhline(DECAY_CONSTANT, ls=":", color="gray",
@@ -173,7 +173,7 @@ def _figures(points, ks, k_spec, out):
         if k_spec in fam:
             vals, mult = zip(*fam[k_spec].multiplicities)
             ax.stem(vals, mult, linefmt=f"C{i}-", markerfmt=f"C{i}o", basefmt=" ",
-                    label=FAMILY_LABELS.get(name, name))
+                    label=family_label(name))
     ax.set_xscale("symlog", linthresh=1e-2)
     ax.set_yscale("log")
     ax.set_xlabel("Hessian eigenvalue")
@@ -199,15 +199,48 @@ def _add_extension_arguments(p):
                    metavar="LO:HI", help="follow the families in real k over LO:HI (e.g. 4:20)")
     g.add_argument("--perturb", type=float_arg("perturb", lo=0.0), default=None, metavar="EPS_MAX",
                    help="follow the minima along V = I + eps E, eps in [0, EPS_MAX] (e.g. 0.5)")
-    g.add_argument("--perturb-steps", type=int_arg("perturb-steps", lo=1), default=10)
+    g.add_argument("--perturb-steps", type=int_arg("perturb-steps", lo=1), default=None,
+                   help="steps in ε with --perturb (default 10)")
+
+
+NEWTON_STEPS = 20  # worst case per perturbation step (`follow_perturbed_minimum`)
+
+
+def estimate_extension_cost(ks, n_families: int, *, d_spec=None, perturb_steps: int = 0) -> tuple[float, float]:
+    """Worst-case (seconds, bytes) of `run_extensions`: the families, then per part.
+
+    `--d`: per k, every d of the spec and every family (and the global minimum) keeps spectra
+    of k²·(d − k) eigenvalues (about six arrays of them, sorted: ~100·k²·d flops);
+    `--perturb`: ≤ `NEWTON_STEPS` dense Newton steps (k² × k² Hessian) per perturbation step.
+    ValueError naming `--d` when some d < k.
+    """
+    from symland.experiments.gaussian_extensions import d_values
+
+    seconds, nbytes = estimate_cost(ks, n_families, 0)
+    if d_spec is not None:
+        for k in ks:
+            ds = d_values(d_spec, k)
+            seconds += len(ds) * (n_families + 1) * 100.0 * k * k * max(ds) / FLOPS
+            nbytes = max(nbytes, 6 * 8.0 * k * k * max(ds))
+    seconds += sum((n_families + 1) * perturb_steps * NEWTON_STEPS * 4.0 * k ** 6 / FLOPS for k in ks)
+    return seconds, nbytes
 
 
 def _run_extensions(args) -> int:
     from symland.experiments.gaussian_extensions import run_extensions
 
     ks, names = args.k, args.families  # parsed and checked by argparse
+    perturb_steps = 10 if args.perturb_steps is None else args.perturb_steps
+    seconds, nbytes = estimate_extension_cost(ks, len(names), d_spec=args.d,
+                                              perturb_steps=perturb_steps if args.perturb is not None else 0)
+    blame = ("d" if args.d is not None
+             else "perturb-steps" if args.perturb is not None and perturb_steps > 10 else "k")
+    warning = check_cost(blame, seconds=seconds, nbytes=nbytes,
+                         what=f"{len(names)} families at {len(ks)} values of k")
+    if warning:
+        print(f"symland spurious: {warning}", file=sys.stderr)
     summary = run_extensions(ks, names, args.out, d_spec=args.d, fractional=args.fractional,
-                             perturb=args.perturb, perturb_steps=args.perturb_steps, seed=args.seed)
+                             perturb=args.perturb, perturb_steps=perturb_steps, seed=args.seed)
     print(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
     print(f"wrote {os.path.join(args.out, 'report.html')}")
     return 0

@@ -23,8 +23,25 @@ def add_parser(subparsers):
     return p
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """`ValueError` naming `scheduler` unless a TCP connection to `tcp://HOST:PORT` opens within `timeout` s.
+
+    Checked before the store is created: Dask's client would wait a minute and leave an empty store.
+    """
+    import socket
+
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(f"scheduler: cannot connect to {address} ({err.strerror or type(err).__name__})") from None
+
+
 def run(args) -> int:
-    from symland.sweep import check_scheduler, load_spec, run_sweep
+    from symland.sweep import ResultStore, check_scheduler, load_spec, run_sweep
 
     spec = load_spec(args.spec)
     out = args.out if args.out is not None else spec.out
@@ -32,9 +49,14 @@ def run(args) -> int:
         raise ValueError("out: give --out or out = \"...\" in the spec")
     out = output_dir(out)
     if args.scheduler is not None:
-        check_scheduler(args.scheduler)
+        address = check_scheduler(args.scheduler)
         if args.workers is not None:
             raise ValueError("workers: only for the embedded LocalCluster, not with --scheduler")
+        check_reachable(address)
+    spec.jobs()  # every grid value checked by its axis
+    held = ResultStore(out).experiment() if out.is_dir() else None  # a damaged store is refused here
+    if held is not None and held != spec.experiment:
+        raise ValueError(f"out: {str(out)!r} holds a {held!r} sweep, not {spec.experiment!r}; use another folder")
     result = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers,
                        progress=not args.no_progress)
     print(f"{result.total} jobs: {result.skipped} already complete, {result.done} done, "

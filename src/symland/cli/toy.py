@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..experiments.toy import METHODS
-from ._options import atomic_output, choice_arg, check_cost, float_arg, int_arg, output_dir_arg, seed_arg
+from ._options import atomic_output, choice_arg, check_cost, float_arg, int_arg, most_raised, output_dir_arg, seed_arg
 
 TOY_HIDDEN = 5  # hidden neurons of the Fig. 1 toy (`toy_problem`'s default)
 # Worst-case cost of one δ step of one path: about 0.2 ms per Newton step on the 21-parameter
@@ -90,7 +90,8 @@ def run(args):
     pairs = parse_pairs(args.pairs)
     n_pairs = TOY_HIDDEN * (TOY_HIDDEN - 1) // 2 if pairs == "all" else len(pairs)
     seconds, nbytes = estimate_cost(n_pairs, args.steps, args.max_newton)
-    warning = check_cost("steps", seconds=seconds, nbytes=nbytes,
+    warning = check_cost(most_raised(steps=(args.steps, 200), max_newton=(args.max_newton, 50)),
+                         seconds=seconds, nbytes=nbytes,
                          what=f"{n_pairs} paths × {args.steps} δ steps (≤ {args.max_newton} Newton steps each)")
     if warning:
         print(f"symland toy: {warning}", file=sys.stderr)

@@ -5,7 +5,40 @@ Pure plotting: nothing here computes anything about a network.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+
+# Legend labels of the spurious families of `symland.gaussian.SPURIOUS_FAMILIES` (mathtext).
+FAMILY_LABELS = {
+    "delta_sk1": r"$\Delta S_{k-1}$",
+    "delta_sk": r"$\Delta S_k$",
+    "delta_s2_sk2": r"$\Delta(S_2 \times S_{k-2})$",
+    "delta_s2_sk2_b": r"$\Delta(S_2 \times S_{k-2})$, second",
+}
+
+
+def family_label(name: str) -> str:
+    """The mathtext label of a spurious family (`FAMILY_LABELS`); other names unchanged."""
+    return FAMILY_LABELS.get(name, name)
+
+
+def isotropy_label(name: str) -> str:
+    r"""An isotropy type as `IsotropySubgroup.name` writes it (``ΔS_9``, ``Δ(S_2×S_3)×Z_2^1``,
+    optionally after ``global ``) in mathtext; names without subscripts are unchanged.
+
+    Example:
+        >>> isotropy_label("global Δ(S_2×S_3)×Z_2^1")
+        'global $\\Delta(S_{2}\\times S_{3})\\times Z_{2}^{1}$'
+        >>> isotropy_label("order 4 (orbits 2,2;1)")
+        'order 4 (orbits 2,2;1)'
+    """
+    prefix, core = ("global ", name[7:]) if name.startswith("global ") else ("", name)
+    if not re.search(r"[_^Δ×]", core):
+        return name
+    t = core.replace("Δ", "\\Delta ").replace("×", "\\times ")
+    t = re.sub(r"([_^])(\w+)", r"\1{\2}", t).replace("\\Delta (", "\\Delta(").replace(" }", "}")
+    return f"{prefix}${t.strip()}$"
 
 
 def robust_limits(points, *, q: float = 0.25, reach: float = 2.5, pad: float = 0.08):

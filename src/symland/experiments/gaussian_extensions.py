@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from symland.cli._options import parse_int
+from symland.experiments.figures import family_label
 from symland.experiments.report import embed_png, html_table
 from symland.gaussian import (
     FRACTIONAL_FAMILIES,
@@ -209,7 +210,7 @@ def _wide_figures(pts, families, ks, ds_by_k, claims, out):
                     lw=1.5, color=f"C{i}", label=f"d = {d} ({e.size} eigenvalues)")
         ax.set_xscale("log")
         ax.set_xlabel("Hessian eigenvalue")
-        ax.set_title(f"{name}, k = {k}")
+        ax.set_title(f"{family_label(name)}, k = {k}")
         ax.legend(fontsize=7)
     axes[0].set_ylabel("fraction of eigenvalues")
     fig.tight_layout()
@@ -221,15 +222,17 @@ def _wide_figures(pts, families, ks, ds_by_k, claims, out):
         rec = claims["distance"][name]
         diag = np.array(rec["diagonal_d_equals_k"])
         if diag.size:
-            axes[0].loglog(diag[:, 0], diag[:, 1], "o-", color=f"C{i}", ms=3, label=f"{name} W1")
-            axes[0].loglog(diag[:, 0], diag[:, 2], "s--", color=f"C{i}", ms=3, label=f"{name} sup")
+            lab = family_label(name)
+            axes[0].loglog(diag[:, 0], diag[:, 1], "o-", color=f"C{i}", ms=3, label=f"{lab} $W_1$")
+            axes[0].loglog(diag[:, 0], diag[:, 2], "s--", color=f"C{i}", ms=3, label=f"{lab} sup")
         fixed = np.array(next(v for key, v in rec.items() if key.startswith("fixed_k")))
         if fixed.size:
-            axes[1].semilogy(fixed[:, 0], fixed[:, 1], "o-", color=f"C{i}", ms=3, label=f"{name} W1")
-            axes[1].semilogy(fixed[:, 0], fixed[:, 2], "s--", color=f"C{i}", ms=3, label=f"{name} sup")
+            lab = family_label(name)
+            axes[1].semilogy(fixed[:, 0], fixed[:, 1], "o-", color=f"C{i}", ms=3, label=f"{lab} $W_1$")
+            axes[1].semilogy(fixed[:, 0], fixed[:, 2], "s--", color=f"C{i}", ms=3, label=f"{lab} sup")
     if diag.size:
         x = diag[:, 0]
-        axes[0].loglog(x, 0.2 * x ** -0.5, ":", color="gray", label="∝ d^(-1/2)")
+        axes[0].loglog(x, 0.2 * x ** -0.5, ":", color="gray", label=r"$\propto d^{-1/2}$")
     axes[0].set_xlabel("d = k")
     axes[1].set_xlabel(f"d (k = {max(ks)})")
     axes[0].set_ylabel("distance to the global-minimum spectrum")
@@ -303,8 +306,8 @@ def _fractional_figure(res, out):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, (n, r) in enumerate(res.items()):
         br = r["_branch"]
-        axes[0].plot(br.k, br.k * br.loss, "-", color=f"C{i}", label=n)
-        axes[1].plot(br.k, br.min_eigenvalue, "-", color=f"C{i}", label=n)
+        axes[0].plot(br.k, br.k * br.loss, "-", color=f"C{i}", label=family_label(n))
+        axes[1].plot(br.k, br.min_eigenvalue, "-", color=f"C{i}", label=family_label(n))
         for c in r["crossings"]:
             j = int(np.argmin(np.abs(br.k - c["k"])))
             axes[0].plot(c["k"], c["k"] * c["loss"], "o", color=f"C{i}", mfc="none", ms=8)
@@ -384,14 +387,15 @@ def _perturb_figure(res, out):
             if "skipped" in r:
                 continue
             e = np.array(r["eps"])
-            axes[0].plot(e, r["min_eigenvalue"], "o-", ms=2, color=f"C{i % 10}", label=f"{name} k={k}")
-            axes[1].plot(e, r["w1"], "-", color=f"C{i % 10}", label=f"{name} k={k}")
+            lab = f"{family_label(name)}, $k = {k}$"
+            axes[0].plot(e, r["min_eigenvalue"], "o-", ms=2, color=f"C{i % 10}", label=lab)
+            axes[1].plot(e, r["w1"], "-", color=f"C{i % 10}", label=lab)
             i += 1
     axes[0].axhline(0, color="k", lw=0.5)
-    axes[0].set_ylabel("λ_min")
-    axes[1].set_ylabel("W1 distance to the ε = 0 spectrum")
+    axes[0].set_ylabel(r"$\lambda_{\min}$")
+    axes[1].set_ylabel(r"$W_1$ distance to the $\varepsilon = 0$ spectrum")
     for ax in axes:
-        ax.set_xlabel("ε (V = I + εE, ‖E‖_F = 1)")
+        ax.set_xlabel(r"$\varepsilon$ ($V = I + \varepsilon E$, $\|E\|_F = 1$)")
         ax.legend(fontsize=6)
     fig.tight_layout()
     p = os.path.join(out, "perturb.png")

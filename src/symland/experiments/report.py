@@ -32,7 +32,7 @@ def report_html(title: str, sections) -> str:
 
 
 def write_report(path, title: str, sections) -> Path:
-    """Write `report_html(title, sections)` to `path`; returns the path."""
-    path = Path(path)
-    path.write_text(report_html(title, sections), encoding="utf-8")
-    return path
+    """Write `report_html(title, sections)` to `path` through a temporary name; returns the path."""
+    from .._io import atomic_write_text
+
+    return atomic_write_text(Path(path), report_html(title, sections))

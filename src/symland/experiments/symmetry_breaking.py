@@ -59,7 +59,7 @@ def _figure(results, path):
             ax.annotate(f"{e['count']}", (i, e["order"]), textcoords="offset points", xytext=(8, -3), fontsize=7)
     ax.set_yscale("log")
     ax.set_xticks(range(len(results)), [r["setting"] for r in results], rotation=20, fontsize=8)
-    ax.set(ylabel="isotropy order |Γ_W|",
+    ax.set(ylabel=r"isotropy order $|\Gamma_W|$",
            title="minima found (green: global, red: spurious; area ∝ count, label = count)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

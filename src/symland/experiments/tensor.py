@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .._tensor import tensor_minima
+from .figures import isotropy_label
 from .report import embed_png, html_table, write_report
 
 
@@ -58,6 +59,7 @@ def _figure(runs, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ps = sorted({r["p"] for r in runs})
     fig, axes = plt.subplots(1, len(ps), figsize=(6 * len(ps), 4), squeeze=False)
@@ -76,10 +78,11 @@ def _figure(runs, path):
                 c = sum(e["count"] for e in r["isotropy_of_minima"]
                         if ("global " + e["isotropy"] if e["global"] else e["isotropy"]) == lab)
                 h.append(c / r["n_starts"])
-            ax.bar([r["d"] for r in sel], h, bottom=bottom, label=lab, color=plt.cm.tab20(i % 20))
+            ax.bar([r["d"] for r in sel], h, bottom=bottom, label=isotropy_label(lab), color=plt.cm.tab20(i % 20))
             bottom = [b + v for b, v in zip(bottom, h)]
-        ax.set(xlabel="d = k", ylabel="share of starts ending at a minimum of this type",
-               title=f"p = {p}: isotropy of the minima found")
+        ax.set(xlabel="$d = k$", ylabel="share of starts ending at a minimum of this type",
+               title=f"$p = {p}$: isotropy of the minima found")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -18,6 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from symland._results import RESULTS, CriticalPointReport, check_tolerance, result_name, result_names
 from symland._solver import minimise, refine_critical_point
 from symland._splitting import split_neuron
+from symland._symmetry import check_neuron_index
 from symland.gaussian._families import SPURIOUS_FAMILIES, spurious_family
 from symland.gaussian._isotropy import check_k
 from symland.gaussian._kernel import expected_loss, gaussian_loss_function
@@ -43,6 +44,7 @@ def split_gaussian_neuron(W, a, neuron: int, lam: float):
         ([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], [0.25, 1.0, 0.75])
     """
     params = [(jnp.asarray(W, dtype=jnp.float64), None), (jnp.asarray(a, dtype=jnp.float64)[None, :], None)]
+    check_neuron_index(neuron, params[0][0].shape[0], "neuron")
     (W2, _), (A2, _) = split_neuron(params, 1, neuron, lam)
     return W2, A2[0]
 
@@ -163,8 +165,7 @@ def split_scan(W, neuron: int, lambdas=np.linspace(-0.5, 1.5, 21), *, base: Trai
     """
     W = jnp.asarray(W)
     k = W.shape[0]
-    if isinstance(neuron, bool) or not isinstance(neuron, (int, np.integer)) or not 0 <= neuron < k:
-        raise ValueError(f"neuron: must be an integer in [0, {k}), got {neuron!r}")
+    check_neuron_index(neuron, k, "neuron")
     base = trainable_output_point(W, gtol=gtol) if base is None else base
     V = jnp.eye(W.shape[1])
     lambdas = np.asarray(lambdas, dtype=float)

@@ -44,8 +44,6 @@ from scipy.optimize import brentq
 from symland._results import zero_tolerance
 from symland.gaussian._isotropy import fixed_point_subspace, restricted_loss
 
-jax.config.update("jax_enable_x64", True)
-
 # family name: (small block sizes, isotropy name). The z0 / k0 starting points
 # are those of `SPURIOUS_FAMILIES` (same names).
 FRACTIONAL_FAMILIES = {
@@ -334,6 +332,24 @@ def _components(small, z, k):
     return {f"{b['irrep']}{b['sign']}": (b["eigenvalues"], b["multiplicity"]) for b in isotypic_blocks(small, z, k)}
 
 
+def isotypic_index(components, k: float) -> float:
+    """The Hessian index at real k: Σ multiplicity · #(λ < −tol) over the isotypic blocks.
+
+    **Arguments:** `components` ({label: (eigenvalues, multiplicity)}, as from
+    `isotypic_blocks`), `k`.
+
+    **Returns:** the index (real for real k). tol is `zero_tolerance` of all the
+    blocks' eigenvalues with n = ⌈k²⌉, the Hessian's dimension at integer k.
+
+    Example:
+        >>> isotypic_index({"a": (np.array([-5e-12, 100.0]), 2.0), "b": (np.array([-0.5]), 1.5)}, 5.0)
+        1.5
+    """
+    eig = np.concatenate([np.ravel(v) for v, _ in components.values()])
+    tol = zero_tolerance(eig, n=max(1, int(np.ceil(k * k))))
+    return float(sum(m * float(np.sum(np.asarray(v) < -tol)) for v, m in components.values()))
+
+
 def _signed_nearest_zero(vals):
     return float(vals[np.argmin(np.abs(vals))])
 
@@ -396,7 +412,7 @@ def follow_fractional_family(name: str, k_range=(5.0, 20.0), *, h: float = 0.05,
     comps = [_components(small, y[:-1], y[-1]) for y in path]
     losses = np.array([_loss(y[:-1], y[-1], small) for y in path])
     min_eig = np.array([min(float(v[0].min()) for v in c.values()) for c in comps])
-    index = np.array([sum(m * float(np.sum(v < -1e-12)) for v, m in c.values()) for c in comps])
+    index = np.array([isotypic_index(c, y[-1]) for c, y in zip(comps, path)])
     folds, crossings = [], []
     for i in range(len(path) - 1):
         ya, yb = path[i], path[i + 1]

@@ -25,8 +25,6 @@ import jax.numpy as jnp
 from symland._results import CriticalPointReport
 from symland.gaussian._kernel import expected_loss, loss_hessian
 
-jax.config.update("jax_enable_x64", True)
-
 
 def check_perturbation_size(eps, name: str = "eps_max") -> float:
     """Raise ValueError unless `eps` is a finite real number ≥ 0 (a perturbation size)."""

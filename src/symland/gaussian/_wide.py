@@ -34,8 +34,6 @@ from symland._results import CriticalPointReport
 from symland.gaussian._isotropy import check_k
 from symland.gaussian._kernel import expected_loss, relu_kernel_from_gram
 
-jax.config.update("jax_enable_x64", True)
-
 
 def check_input_dimension(d, k) -> int:
     """Raise ValueError unless d is an integer with d ≥ k (the student needs at least k inputs)."""

@@ -80,10 +80,7 @@ def execute_job(experiment: str, config: dict) -> dict:
               "started": time.time(), "scalars": {}, "arrays": {}, "error": None, "traceback": None}
     t0 = time.perf_counter()
     try:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-        from symland._results import RESULT_NAMES
+        from symland._results import RESULT_NAMES  # importing symland switches x64 on
 
         scalars, arrays = get_experiment(experiment).job(dict(config))
         scalars = {str(k): _jsonable(v, k) for k, v in dict(scalars).items()}

@@ -78,7 +78,14 @@ class ResultStore:
         meta = self.out / "sweep.json"
         if not meta.is_file():
             return None
-        return json.loads(meta.read_text())["experiment"]
+        try:
+            name = json.loads(meta.read_text(encoding="utf-8"))["experiment"]
+        except (ValueError, KeyError, TypeError) as err:  # bad JSON or UTF-8, not an object, no name
+            raise ValueError(f"out: {str(meta)!r} is damaged, not a sweep store's record "
+                             f"({type(err).__name__}); use another folder") from None
+        if not isinstance(name, str):
+            raise ValueError(f"out: {str(meta)!r} is damaged: 'experiment' is not a name")
+        return name
 
     def open(self, experiment: str, spec: dict | None = None) -> "ResultStore":
         """Create the store for `experiment` (or reopen it), remove stale temporaries.
@@ -162,9 +169,11 @@ class ResultStore:
             if d.name.startswith("."):
                 continue
             try:
-                out.append(json.loads((d / "result.json").read_text()))
+                record = json.loads((d / "result.json").read_text())
             except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
                 continue
+            if isinstance(record, dict) and isinstance(record.get("config"), dict):  # skip damaged ones
+                out.append(record)
         return sorted(out, key=lambda r: tuple(_order(r["config"][k]) for k in sorted(r["config"])))
 
     def arrays(self, job_hash: str) -> dict:
