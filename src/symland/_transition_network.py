@@ -73,8 +73,6 @@ from ._results import CriticalPointReport, result_code, result_name
 from ._solver import hessian_eigh, minimise_flat
 from ._symmetry import permute_layer
 
-jax.config.update("jax_enable_x64", True)
-
 FIX_GTOL = 1e-13  # ‖∇L‖∞ for the minimum on Fix(σ): a saddle certified at 1e−10 needs margin
 FIX_STEPS = 200  # Newton steps for the minimum on Fix(σ)
 TRAIL_STEPS = 200  # steps of each descent trail
