@@ -8,7 +8,10 @@ random teacher and N(0, I) inputs), all 10 pairs through
 `permutation_saddles` in one batched call. Prints per teacher the number of
 pairs with a certified saddle (converged band, refined maximum a strict
 saddle with ‖∇L‖∞ ≤ 1e−10, dense-Hessian index), the initialisations used,
-the relations to the permutation point, and the total coverage.
+the relations to the permutation point, and the total coverage; then, for
+the pairs whose fixed-δ path is complete and whose θ_{l⇔m} has index 1,
+whether the certified saddle agrees with θ_{l⇔m} or lies below it (issue 9's
+consistency check).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main():
     args = ap.parse_args()
     total = certified = 0
     failures = collections.Counter()
+    consistency = collections.Counter()  # complete fixed-δ path, θ_{l⇔m} of index 1: MEP saddle vs θ_{l⇔m}
     for act in args.activations:
         for seed in args.seeds:
             toy = s.toy_problem(act, seed=seed, n_samples=args.samples)
@@ -46,6 +50,11 @@ def main():
             for r in res:
                 if not r.certified:
                     failures[(r.status, str(r.saddle_report.kind) if r.saddle_report else "none")] += 1
+                pp = r.permutation_point
+                if r.certified and pp is not None and pp.index == 1:
+                    dL = r.saddle_report.loss - pp.loss
+                    consistency["agrees (|ΔL| ≤ 1e-10·L)" if abs(dL) <= 1e-10 * pp.loss
+                                else "lies below" if dL < 0 else "lies ABOVE"] += 1
             inits = collections.Counter(r.init for r in res)
             rel = collections.Counter(f"{r.relation['relation']}/{r.relation['route']}" for r in res)
             print(f"{act} seed {seed}: {ok}/{len(res)} certified ({dt:.1f} s); init {dict(inits)}; "
@@ -53,6 +62,8 @@ def main():
     print(f"coverage: {certified}/{total} = {100.0 * certified / total:.1f} % of pairs with a certified saddle")
     if failures:
         print("not certified (status, saddle kind):", dict(failures))
+    print("consistency, pairs with a complete fixed-δ path and θ_{l⇔m} of index 1: the certified saddle",
+          dict(consistency) or "no such pair")
 
 
 if __name__ == "__main__":

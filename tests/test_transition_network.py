@@ -129,3 +129,18 @@ def test_permutation_saddles_cover_every_pair_of_the_toy():
     assert all(r.certified for r in res), [r.to_dict()["status"] for r in res]
     assert all(r.mep.discretisation_error <= 1e-3 * r.barrier for r in res)
     assert {r.init for r in res} <= {"network", "valley"}
+
+
+def test_relu_permutation_points_on_kinks_give_an_empty_network():
+    """ReLU, finite data: the minima on Fix(σ) sit on kinks, never certified; the network says so."""
+    P = s.toy_problem("relu", seed=1)
+    x0, unravel = ravel_pytree(P.teacher)
+    pairs = [(0, 1), (2, 3)]
+    merged = [np.asarray(ravel_pytree(merged_configuration(P.teacher, 1, i, j))[0]) for i, j in pairs]
+    net = transition_network(_PairLoss(P.model, "mse", P.teacher), np.asarray(x0), (P.x, P.y), layer=1,
+                             n_neurons=5, unravel=unravel, merged_points=merged, pairs=pairs,
+                             closed_form_hessian=True, signed=False)
+    d = net.to_dict()
+    assert d["plateaus"] == [] and d["rejected"] == {"(0, 1)": "not critical", "(2, 3)": "not critical"}
+    assert net.lowest_path(pair_permutation((0, 1), 5)) is None
+    assert valley_path(net, pair_permutation((0, 1), 5), unravel) is None

@@ -302,8 +302,8 @@ class TransitionNetwork:
         for e in self.ends:
             joins.setdefault(e.plateau, set()).add(e.node)
         return {"layer": self.layer,
-                "minima": [{"loss": r.loss, "grad_norm": r.grad_norm, "kind": str(r.kind)}
-                           for r in self.minima_reports],
+                "minima": [None if r is None else {"loss": r.loss, "grad_norm": r.grad_norm, "kind": str(r.kind)}
+                           for r in self.minima_reports],  # None: θ* was not refined (no plateau was critical)
                 "plateaus": [{"pair": list(p), "loss": float(L), "minima": sorted(joins.get(k, ()))}
                              for k, (p, L) in enumerate(zip(self.plateau_pairs, self.plateau_loss))],
                 "descents": len(self.ends), "rejected": dict(self.rejected)}
