@@ -104,3 +104,12 @@ def test_bad_input_names_the_argument():
         s.permutation_saddle(P.model, P.teacher, P.x, P.y, 1, 0, 1, init="straight")
     with pytest.raises(ValueError, match="^pairs"):
         s.permutation_saddles(P.model, P.teacher, P.x, P.y, 1, "some")
+
+
+def test_a_path_that_rises_above_its_saddle_is_not_certified(results):
+    import dataclasses
+
+    r = results[0]
+    assert r.certified
+    risen = dataclasses.replace(r, mep=dataclasses.replace(r.mep, discretisation_error=0.2 * r.barrier))
+    assert not risen.certified and not risen.to_dict()["certified"]

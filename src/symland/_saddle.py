@@ -61,6 +61,17 @@ from ._network import ODD_ACTIVATIONS
 SAME = 1e-6  # relative distance below which two points count as one (and a point as σ-fixed)
 KINK_TOL = 1e-8  # as in `_path`: a sample this close (relative) to a ReLU hyperplane is on a kink
 CERTIFIED_GTOL = 1e-10  # a certified saddle has ‖∇L‖∞ at most this
+CERTIFIED_RISE = 0.1  # …and the path rises above it by at most this fraction of the barrier (as sampled)
+
+
+def certifies(mep: MinimumEnergyPath, status: str) -> bool:
+    """Whether `mep` certifies its highest saddle: `status` `converged`, the saddle a strict saddle
+    with ‖∇L‖∞ ≤ `CERTIFIED_GTOL`, and the sampled loss along the path at most
+    `CERTIFIED_RISE`·barrier above it (`discretisation_error`)."""
+    r = mep.saddle_report
+    return (status == "converged" and r is not None and str(r.kind) == "strict saddle"
+            and r.grad_norm <= CERTIFIED_GTOL
+            and mep.discretisation_error <= CERTIFIED_RISE * max(abs(mep.barrier), 1e-300))
 RELATIONS = ("top", "below", "off", "undetermined")
 
 
@@ -135,7 +146,9 @@ class PermutationSaddle:
     - `status`: a `RESULTS` name: the MEP's, except `kink` for a ReLU saddle
       with a sample on a hyperplane (never `converged` there).
     - `certified`: `converged`, the highest saddle a `strict saddle` with
-      ‖∇L‖∞ ≤ `CERTIFIED_GTOL` (dense-Hessian index in its report).
+      ‖∇L‖∞ ≤ `CERTIFIED_GTOL` (dense-Hessian index in its report), and the
+      path nowhere more than `CERTIFIED_RISE` (10 %) of the barrier above it
+      at its sampled points (`mep.discretisation_error`).
     - `permutation_point`: the fixed-δ path's `CriticalPointReport` of
       θ_{l⇔m}, or None where that path did not converge at every step;
       `fixed_delta` (the `PermutationPath`, or None where not computed).
@@ -173,9 +186,7 @@ class PermutationSaddle:
 
     @property
     def certified(self) -> bool:
-        r = self.saddle_report
-        return (self.status == "converged" and r is not None and str(r.kind) == "strict saddle"
-                and r.grad_norm <= CERTIFIED_GTOL)
+        return certifies(self.mep, self.status)
 
     def to_dict(self) -> dict:
         mpp = self.mep_permutation_point
@@ -419,10 +430,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
         for i, r in zip(banded, got):
             runs[i] = r
             meps[i] = assemble_path(r, unravel, gtol=gtol)
-            rep = meps[i].saddle_report
-            certified = meps[i].status == "converged" and rep is not None \
-                and str(rep.kind) == "strict saddle" and rep.grad_norm <= CERTIFIED_GTOL
-            if use_network and not certified:
+            if use_network and not certifies(meps[i], meps[i].status):
                 retry.append(i)
         # Where the band did not certify a saddle, the transition network may.
         for i, mep in (network_paths_of(retry) if retry else {}).items():

@@ -75,11 +75,11 @@ from ._symmetry import permute_layer
 
 FIX_GTOL = 1e-13  # ‖∇L‖∞ for the minimum on Fix(σ): a saddle certified at 1e−10 needs margin
 FIX_STEPS = 200  # Newton steps for the minimum on Fix(σ)
-TRAIL_STEPS = 200  # steps of each descent trail
+TRAIL_STEPS = 200  # steps of each descent trail (with 100, the straight finish to the minimum rose above the saddle)
 TRAIL_STEP = 1.0 / 40  # longest trail step, as a fraction of ‖θ* − p‖
 TRAIL_START = 1e-3  # the trail starts TRAIL_START·step along v from p
 MINIMUM_GTOL = 1e-12  # ‖∇L‖∞ of a refined minimum at the end of a trail
-MINIMUM_STEPS = 200
+MINIMUM_STEPS = 100
 CRITICAL_GTOL = 1e-10  # ‖∇L‖∞ at which a plateau point or a minimum counts as critical
 MAX_DIRECTIONS = 1  # unstable directions followed per plateau point
 PLATEAU_LAMBDAS = (0.5,)  # output-weight splits descended from, besides λ* (and 1 − λ, by mirroring)
@@ -193,7 +193,7 @@ def network_kernels(pair_loss, closed_form_hessian: bool):
 
     def segments(A, B, data):  # the segments [A_i, B_i]: (N, SEGMENT_SAMPLES) losses
         f = lambda x: pair_loss(x, data)
-        return jax.vmap(lambda a, b: segment_losses(f, jnp.stack([a, b]))[0])(A, B)
+        return jax.vmap(lambda a, b: segment_losses(f, jnp.stack([a, b]), PATH_SEGMENT_SAMPLES)[0])(A, B)
 
     def losses(X, data):
         return jax.vmap(lambda x: pair_loss(x, data))(X)
@@ -543,6 +543,8 @@ def valley_path(net: TransitionNetwork, target, unravel) -> NetworkPath | None:
 
 
 PATH_CHUNK = 256  # points per batched loss evaluation of paths (one compilation for every length)
+PATH_SEGMENT_SAMPLES = 4  # loss samples inside each segment of a network path (its descents take short
+#                           steps, its valley moves are at constant loss; the tests check against 9–33)
 
 
 def paths_as_meps(found, kernels: NetworkKernels, data, unravel, *, gtol: float) -> list:
