@@ -54,7 +54,7 @@ from ._network import MLP, Params, check_finite_params
 from ._path import PermutationPath, check_pairs, find_permutation_paths
 from ._results import CriticalPointReport, check_tolerance, result_code, result_name
 from ._symmetry import check_neuron_pair, neuron_distance, swap_neurons
-from ._transition_network import (TRAIL_START, TRAIL_STEP, flat_permutation, lowest_network_path,
+from ._transition_network import (SAME_LOSS, TRAIL_START, TRAIL_STEP, flat_permutation, network_candidates,
                                   network_kernels, pair_permutation, paths_as_meps, transition_network)
 from ._network import ODD_ACTIVATIONS
 
@@ -388,14 +388,21 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
                                for a, b in all_pairs],
                 pairs=all_pairs, closed_form_hessian=model.depth == 2,
                 signed=model.activation in ODD_ACTIVATIONS)
-        found = {i: lowest_network_path(built["net"], pair_permutation(pairs[i], n_neurons), unravel)
-                 for i in todo}
-        found = {i: f for i, f in found.items() if f[0] is not None}
-        if not found:
+        cands = [(i, c) for i in todo
+                 for c in network_candidates(built["net"], pair_permutation(pairs[i], n_neurons), unravel)]
+        if not cands:
             return {}
         kernels_net = network_kernels(pair_loss, model.depth == 2)
-        meps = paths_as_meps(list(found.values()), kernels_net, data, unravel, gtol=CERTIFIED_GTOL)
-        return dict(zip(found, meps))
+        meps = paths_as_meps([c for _, c in cands], kernels_net, data, unravel, gtol=CERTIFIED_GTOL)
+        # Per pair the candidate that certifies its saddle with the lowest sampled top (barrier plus the
+        # rise between samples); paths of one height prefer `network` (it comes first).
+        best = {}
+        for (i, _), mep in zip(cands, meps):
+            key = (not certifies(mep, mep.status), mep.barrier + mep.discretisation_error)
+            if i not in best or key[0] < best[i][0][0] or \
+                    (key[0] == best[i][0][0] and key[1] < best[i][0][1] * (1.0 - SAME_LOSS)):
+                best[i] = (key, mep)
+        return {i: mep for i, (_, mep) in best.items()}
 
     if use_network:
         got = network_paths_of([i for i in range(len(pairs)) if polylines[i] is None])

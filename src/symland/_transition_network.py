@@ -588,16 +588,8 @@ def _as_mep(path: NetworkPath, method, loss, seg, unravel, gtol) -> MinimumEnerg
                              gtol=float(gtol), unravel=unravel, method=method)
 
 
-def lowest_network_path(net: TransitionNetwork, target, unravel):
-    """The lower of `net.lowest_path(target)` (`network`) and `valley_path` (`valley`), or (None, None).
-
-    Paths of one height (to `SAME_LOSS`) prefer `network`: it crosses the
-    plateaus directly, without the valley's relocations.
-    """
-    direct = net.lowest_path(target)
-    valley = valley_path(net, target, unravel)
-    if direct is None and valley is None:
-        return None, None
-    if valley is None or (direct is not None and direct.top <= valley.top * (1.0 + SAME_LOSS)):
-        return direct, "network"
-    return valley, "valley"
+def network_candidates(net: TransitionNetwork, target, unravel) -> list:
+    """The candidate paths to `target`: [(path, method)] for `net.lowest_path` (`network`) and
+    `valley_path` (`valley`), those that exist."""
+    out = [(net.lowest_path(target), "network"), (valley_path(net, target, unravel), "valley")]
+    return [(p, m) for p, m in out if p is not None]
