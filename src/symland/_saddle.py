@@ -21,19 +21,21 @@ is a critical point: there ∇L is σ-even and the tangent σ-odd, so ∇L ⊥ �
 a vanishing perpendicular force means ∇L = 0; it is refined and classified
 like a saddle.
 
-Initial band (`init="auto"`): the fixed-δ path and its mirror image where
-complete; otherwise the `descent` band (`descent_bands`): the minimum p of L
-on Fix(σ), found from the merged configuration (ϑ_l = ϑ_m = their mean,
-both output weights their mean, the output sum kept), is a critical point of
-L (a permutation point); from p a descent along its unstable σ-odd direction
-and the mirror image of that descent under σ give a band θ* → p → σ(θ*) that
-already follows the valleys, so the elastic band only has to polish it. The
-raw merged configuration (`init="merged"`: θ* → merged point → σ(θ*), two
-straight segments) lies far above the valleys; on random tanh teachers
-3,000 FIRE steps did not pull such bands down for 7 of 10 pairs. Every
-interior image gets a seeded perturbation of relative size `perturb`, so
-that the band is not held in the σ-symmetric paths by its start: a lower
-asymmetric path can be found.
+Routes (`init="auto"`): a band through the fixed-δ path and its mirror
+image where that path is complete (`fixed-delta`); elsewhere, and wherever
+that band does not certify its saddle, the lowest path in the transition
+network of the layer (`symland._transition_network`: descents from the
+plateaus of permutation points to minima identified modulo the symmetry
+group, joined over plateaus, `network`, or along the equal-loss valley of
+§4.2 (ii), `valley`); where the network does not join θ* to σ(θ*), the
+`descent` band: from the minimum p of L on Fix(σ) a descent along its
+unstable σ-odd direction and its mirror image give θ* → p → σ(θ*), which
+the elastic band then relaxes. The raw merged configuration
+(`init="merged"`: θ* → merged point → σ(θ*), two straight segments) lies
+far above the valleys; on random tanh teachers 3,000 FIRE steps did not pull
+such bands down for 7 of 10 pairs. Every band image gets a seeded
+perturbation of relative size `perturb`, so that the band is not held in
+the σ-symmetric paths by its start: a lower asymmetric path can be found.
 """
 
 from __future__ import annotations
@@ -315,13 +317,15 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
     - `model`, `params` (θ*, usually a minimum), `x`, `y`, `loss` (`mse`
       or `nmse`), `layer` (hidden layer k), `pairs` (list of (l, m) or
       `"all"`).
-    - `init`: `auto` (the fixed-δ path where complete, else the `descent`
-      band through the minimum of L on Fix(σ)), `fixed-delta` (the same,
-      always reporting the fixed-δ path), `descent` (no fixed-δ path is
-      computed) or `merged` (no fixed-δ path; straight segments through the
-      merged configuration). `PermutationSaddle.init` says which band each
-      pair started from (`fix-minimum` where the minimum on Fix(σ) has no
-      unstable σ-odd direction: θ* → it → σ(θ*)).
+    - `init`: `auto` (module docstring: the fixed-δ band where that path is
+      complete, else the transition network, else the `descent` band),
+      `fixed-delta` (the same, always reporting the fixed-δ path), `network`
+      (no fixed-δ path is computed), `descent` or `merged` (a band only:
+      through the minimum of L on Fix(σ) and its descents, or straight
+      segments through the merged configuration). `PermutationSaddle.init`
+      says which route each pair's path came from (`fixed-delta`, `network`,
+      `valley`, `descent`, `merged`, or `fix-minimum` where the minimum on
+      Fix(σ) has no unstable σ-odd direction: θ* → it → σ(θ*)).
     - `path_options`: keyword arguments of `find_permutation_paths`
       (default `steps=100`); `fixed_delta_paths`: already computed
       `PermutationPath`s of these pairs, used instead.
