@@ -4,4 +4,5 @@ import sys
 
 from symland.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (e.g. to collect doctests) runs nothing
+    sys.exit(main())
