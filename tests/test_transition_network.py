@@ -144,3 +144,16 @@ def test_relu_permutation_points_on_kinks_give_an_empty_network():
     assert d["plateaus"] == [] and d["rejected"] == {"(0, 1)": "not critical", "(2, 3)": "not critical"}
     assert net.lowest_path(pair_permutation((0, 1), 5)) is None
     assert valley_path(net, pair_permutation((0, 1), 5), unravel) is None
+
+
+def test_relation_below_needs_a_real_height_difference():
+    """Paths over plateaus of one function meet θ_{l⇔m} at the saddle's height: that is `top`, not `below`."""
+    P = PROBLEM
+    res = s.permutation_saddles(P.model, P.teacher, P.x, P.y, 1, "all", init="network")
+    rel = [r.relation for r in res]
+    assert any(q["relation"] == "top" and q["route"] == "mep" for q in rel)
+    for q in rel:
+        if q["relation"] == "below":
+            assert q["loss_difference"] > 1e-10 * 1.74e-3  # not round-off
+        if q["relation"] == "top":
+            assert abs(q["loss_difference"]) <= 1e-10 * 1.75e-3

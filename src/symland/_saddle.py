@@ -7,7 +7,8 @@ relates to the permutation point θ_{l⇔m} (Suppl. Fig. 4):
 
 - `top` (Fig. 4 A): S is a permutation point (ϑ_l = ϑ_m to `SAME`) of the
   loss of θ_{l⇔m}: the same point up to the plateau of permutation points
-  (a_l + a_m fixed, any split, all critical at one loss).
+  (a_l + a_m fixed, any split, all critical at one loss); or the path
+  passes through θ_{l⇔m} at the height of S (losses equal to round-off).
 - `below` (Fig. 4 B, C): the path passes through a permutation point that
   lies lower than an intermediate saddle S (it may be a minimum along the
   path, Fig. 4 C; its `CriticalPointReport` says).
@@ -515,8 +516,10 @@ def _relation(mep: MinimumEnergyPath, pp, path, crossing, perm, scale, layer, l,
                permutation_point_index=report.index, saddle_incoming_distance=merged)
     on_path = distance_to_polyline(mep.images, p) <= path_resolution(mep)
     # S is θ_{l⇔m} up to the plateau of permutation points (ϑ_l = ϑ_m, a_l + a_m fixed:
-    # every split of the output weight is a critical point of the same loss).
-    if merged <= SAME * scale and abs(dL) <= SAME * max(1.0, abs(L_p)):
+    # every split of the output weight is a critical point of the same loss), or the path
+    # passes through θ_{l⇔m} at the height of S (equal to round-off, `SAME_LOSS` relative).
+    level = abs(dL) <= SAME_LOSS * max(abs(L_p), abs(L_s), 1e-300)
+    if level and (merged <= SAME * scale or on_path):
         rec.update(relation="top", figure="4A")
     elif on_path and dL > 0:
         rec.update(relation="below", figure="4C" if str(report.kind) == "minimum" else "4B")
