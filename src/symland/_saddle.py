@@ -57,7 +57,8 @@ from ._network import MLP, Params, check_finite_params
 from ._path import PermutationPath, check_pairs, find_permutation_paths
 from ._results import CriticalPointReport, check_tolerance, result_code, result_name
 from ._symmetry import check_neuron_pair, neuron_distance, swap_neurons
-from ._transition_network import (SAME_LOSS, TRAIL_START, TRAIL_STEP, flat_permutation, network_candidates,
+from ._transition_network import (SAME_LOSS, TRAIL_START, TRAIL_STEP, dedupe_points, flat_permutation,
+                                  network_candidates,
                                   network_kernels, pair_permutation, paths_as_meps, transition_network)
 from ._network import ODD_ACTIVATIONS
 
@@ -252,14 +253,6 @@ def unstable_odd_direction(lam, Q, perm):
     return None
 
 
-def _dedupe(points, eps):
-    keep = [points[0]]
-    for p in points[1:]:
-        if np.linalg.norm(p - keep[-1]) > eps:
-            keep.append(p)
-    return np.stack(keep)
-
-
 def descent_bands(pair_loss, params, x0, perms, pairs, layer, data, closed_form_hessian):
     """Initial bands through the minimum p of L on Fix(σ) (route `descent`), one per pair.
 
@@ -297,7 +290,7 @@ def descent_bands(pair_loss, params, x0, perms, pairs, layer, data, closed_form_
         if np.linalg.norm(t[-1][perm] - x0) < np.linalg.norm(t[-1] - x0):
             t = t[:, perm]  # this side came down nearer σ(θ*): use its mirror image
         pts = np.concatenate([x0[None], t[::-1], t[:, perm], x1[None]])
-        bands.append(_dedupe(pts, 1e-12 * scale))
+        bands.append(dedupe_points(pts, 1e-12 * scale))
         inits.append("descent")
     return bands, inits, P
 

@@ -143,7 +143,7 @@ def inverse(g):
     return q, tuple(s[i] for i in q)
 
 
-def _dedupe(points, eps):
+def dedupe_points(points, eps):
     """Drop points within `eps` of the previous kept one (the first and last are kept)."""
     keep = [points[0]]
     for p in points[1:-1]:
@@ -478,7 +478,7 @@ def transition_network(pair_loss, x0, data, *, layer: int, n_neurons: int, unrav
             continue
         node, g = identify(X[t], mrep)
         sigma = sigmas[b]
-        pts = _dedupe(np.concatenate([C[c][None], T[t], act(reps[node], g)[None]]), 1e-14 * scale)
+        pts = dedupe_points(np.concatenate([C[c][None], T[t], act(reps[node], g)[None]]), 1e-14 * scale)
         ends.append(DescentEnd(plateau_of[b], cand_lam[c], node, g, pts, rep))
         # The mirror image under σ: the descent from the plateau point at 1 − λ, to σ·(g·r).
         ends.append(DescentEnd(plateau_of[b], 1.0 - cand_lam[c], node, compose(g, sigma),
