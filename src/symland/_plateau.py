@@ -229,7 +229,6 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
     x0, unravel = ravel_pytree(params)
     D = jnp.asarray(plateau_directions(params, layer, groups))
     p = D.shape[0]
-    f = jax.jit(lambda x: loss_fn(unravel(x)))
     vg = jax.jit(jax.vmap(jax.value_and_grad(lambda x: loss_fn(unravel(x)))))
     loss0, g0 = jax.value_and_grad(lambda x: loss_fn(unravel(x)))(x0)
     loss0 = float(loss0)

@@ -42,7 +42,6 @@ the σ-symmetric paths by its start: a lower asymmetric path can be found.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import jax
@@ -51,21 +50,21 @@ from jax.flatten_util import ravel_pytree
 
 from ._critical import two_layer_mse_hessian
 from ._loss import LOSSES, check_data, mse, nmse
-from ._mep import (SAME_POINT, MinimumEnergyPath, assemble_path, check_images, check_mep_options,
-                   mep_kernels, pad_band, resample_band, run_bands)
-from ._network import MLP, Params, check_finite_params
+from ._mep import (MinimumEnergyPath, assemble_path, check_images, check_mep_options, mep_kernels,
+                   pad_band, resample_band, run_bands)
+from ._network import MLP, ODD_ACTIVATIONS, Params, check_finite_params
 from ._path import PermutationPath, check_pairs, find_permutation_paths
-from ._results import CriticalPointReport, check_tolerance, result_code, result_name
-from ._symmetry import check_neuron_pair, neuron_distance, swap_neurons
+from ._results import CriticalPointReport, check_tolerance, result_name
+from ._symmetry import check_neuron_pair, neuron_distance
 from ._transition_network import (SAME_LOSS, TRAIL_START, TRAIL_STEP, dedupe_points, flat_permutation,
-                                  network_candidates,
-                                  network_kernels, pair_permutation, paths_as_meps, transition_network)
-from ._network import ODD_ACTIVATIONS
+                                  network_candidates, network_kernels, pair_permutation, paths_as_meps,
+                                  transition_network)
 
 SAME = 1e-6  # relative distance below which two points count as one (and a point as σ-fixed)
 KINK_TOL = 1e-8  # as in `_path`: a sample this close (relative) to a ReLU hyperplane is on a kink
 CERTIFIED_GTOL = 1e-10  # a certified saddle has ‖∇L‖∞ at most this
 CERTIFIED_RISE = 0.1  # …and the path rises above it by at most this fraction of the barrier (as sampled)
+RELATIONS = ("top", "below", "off", "undetermined")
 
 
 def certifies(mep: MinimumEnergyPath, status: str) -> bool:
@@ -76,7 +75,6 @@ def certifies(mep: MinimumEnergyPath, status: str) -> bool:
     return (status == "converged" and r is not None and str(r.kind) == "strict saddle"
             and r.grad_norm <= CERTIFIED_GTOL
             and mep.discretisation_error <= CERTIFIED_RISE * max(abs(mep.barrier), 1e-300))
-RELATIONS = ("top", "below", "off", "undetermined")
 
 
 def kink_distance(model: MLP, params: Params, x) -> float:
@@ -145,8 +143,10 @@ class PermutationSaddle:
     """The lowest path found for one pair and how its saddle relates to θ_{l⇔m}.
 
     **Fields:**
-    - `layer`, `l`, `m`, `init` (`fixed-delta`, `descent`, `fix-minimum` or
-      `merged`: where the band started), `mep` (the `MinimumEnergyPath`, from θ* exactly to σ(θ*)).
+    - `layer`, `l`, `m`, `init` (the route of the path: `fixed-delta`,
+      `network`, `valley`, `descent`, `fix-minimum` or `merged`), `mep` (the
+      `MinimumEnergyPath`, from θ* exactly to σ(θ*); `mep.method` says
+      whether a band was relaxed).
     - `status`: a `RESULTS` name: the MEP's, except `kink` for a ReLU saddle
       with a sample on a hyperplane (never `converged` there).
     - `certified`: `converged`, the highest saddle a `strict saddle` with
@@ -264,7 +264,7 @@ def descent_bands(pair_loss, params, x0, perms, pairs, layer, data, closed_form_
     θ* → trail → p → σ(trail) → σ(θ*) is symmetric and passes through p. Where
     p has no unstable σ-odd direction the band is θ* → p → σ(θ*).
 
-    **Returns:** (bands as lists of points, init names, fixed points p).
+    **Returns:** (bands as lists of points, init names).
     """
     k = network_kernels(pair_loss, bool(closed_form_hessian))
     Y0 = np.stack([np.asarray(ravel_pytree(merged_configuration(params, layer, l, m))[0]) for l, m in pairs])
@@ -292,7 +292,7 @@ def descent_bands(pair_loss, params, x0, perms, pairs, layer, data, closed_form_
         pts = np.concatenate([x0[None], t[::-1], t[:, perm], x1[None]])
         bands.append(dedupe_points(pts, 1e-12 * scale))
         inits.append("descent")
-    return bands, inits, P
+    return bands, inits
 
 
 def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all", *,
@@ -406,10 +406,10 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
         got = network_paths_of([i for i in range(len(pairs)) if polylines[i] is None])
         for i, mep in got.items():
             network_paths[i] = mep
-            polylines[i], inits[i] = "network", mep.method
-    rest = [i for i in range(len(pairs)) if polylines[i] is None]
+            inits[i] = mep.method
+    rest = [i for i in range(len(pairs)) if polylines[i] is None and network_paths[i] is None]
     if rest:
-        got, names, _ = descent_bands(pair_loss, params, x0, [perms[i] for i in rest], [pairs[i] for i in rest],
+        got, names = descent_bands(pair_loss, params, x0, [perms[i] for i in rest], [pairs[i] for i in rest],
                                       layer, data, model.depth == 2)
         for i, band, name in zip(rest, got, names):
             polylines[i], inits[i] = band, name

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import time
 
 import numpy as np
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from ._critical import eigenvalue_multiplicities
-from ._isotropy_subgroup import IsotropySubgroup, isotropy_subgroup
+from ._isotropy_subgroup import isotropy_subgroup
 from ._results import CriticalPointReport, Kind, check_tolerance, result_code, result_names
 from ._solver import refine_flat
 
