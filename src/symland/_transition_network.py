@@ -191,7 +191,7 @@ def network_kernels(pair_loss, closed_form_hessian: bool):
         lam, _ = hessian_eigh(f, out.x, hess(data))
         return out.x, out.loss, out.grad_norm, result_code(out.status), lam
 
-    def segments(A, B, data):  # the segments [A_i, B_i]: (N, SEGMENT_SAMPLES) losses
+    def segments(A, B, data):  # the segments [A_i, B_i]: (N, PATH_SEGMENT_SAMPLES) losses
         f = lambda x: pair_loss(x, data)
         return jax.vmap(lambda a, b: segment_losses(f, jnp.stack([a, b]), PATH_SEGMENT_SAMPLES)[0])(A, B)
 
@@ -210,7 +210,7 @@ class NetworkKernels(NamedTuple):
     spectrum: object  # (X[B,P], data) -> (loss, ‖∇L‖∞, λ, Q)
     trail: object  # (X0[B,P], step[B], data) -> (B, TRAIL_STEPS + 1, P)
     minimum: object  # (X0[B,P], data) -> (x, loss, ‖∇L‖∞, status, λ)
-    segments: object  # (A[N,P], B[N,P], data) -> (N, SEGMENT_SAMPLES): L inside [A_i, B_i]
+    segments: object  # (A[N,P], B[N,P], data) -> (N, PATH_SEGMENT_SAMPLES): L inside [A_i, B_i]
     losses: object  # (X[N,P], data) -> (N,)
 
 
