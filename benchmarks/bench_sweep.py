@@ -81,6 +81,28 @@ def toy_spec(n_seeds: int, steps: int):
                      fixed={"pair": "all", "activation": "softplus", "steps": steps})
 
 
+def timeline(out: str, epoch) -> str:
+    """Where a run's time went, from its job records: per process, jobs, first job, the rest, last end."""
+    import numpy as np
+
+    from symland.sweep import ResultStore
+
+    by_pid = {}
+    for r in ResultStore(out).open("toy").records():
+        by_pid.setdefault(r["pid"], []).append(r)
+    parts = []
+    for pid, recs in sorted(by_pid.items()):
+        recs.sort(key=lambda r: r["started"])
+        walls = [r["wall_time"] for r in recs]
+        text = (f"{len(recs)} jobs, first {walls[0]:.1f} s, the others {sum(walls[1:]):.1f} s "
+                f"(median {np.median(walls[1:]):.1f} s)")
+        if epoch is not None:
+            text += (f", first started at {recs[0]['started'] - epoch:.1f} s, "
+                     f"last ended at {recs[-1]['started'] + walls[-1] - epoch:.1f} s")
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def speedup(n_seeds: int, steps: int) -> dict:
     """Serial on one core, serial with XLA's default threads (both in fresh processes), LocalCluster(2)."""
     import subprocess
@@ -98,9 +120,11 @@ def speedup(n_seeds: int, steps: int) -> dict:
             times[label] = time.perf_counter() - t0
             print(f"  {label}: {times[label]:.1f}", flush=True)
         times["load_between"] = load()
-        t0 = time.perf_counter()
+        t0, epoch = time.perf_counter(), time.time()
         parallel = run_sweep(toy_spec(n_seeds, steps), os.path.join(tmp, "dask"), workers=2, progress=False)
         times["local_cluster_2_s"] = time.perf_counter() - t0
+        times["timeline"] = timeline(os.path.join(tmp, "dask"), epoch)
+        times["serial_jobs"] = timeline(os.path.join(tmp, "serial_one_core_s"), None)
     assert parallel.failed == 0, parallel
     return {"seeds": n_seeds, "steps": steps, **times,
             "speedup": times["serial_one_core_s"] / times["local_cluster_2_s"],
@@ -131,4 +155,6 @@ if __name__ == "__main__":
               f"{s['serial_one_core_s']:.1f} s, serial with XLA's default threads {s['serial_default_threads_s']:.1f} s, "
               f"LocalCluster(2) {s['local_cluster_2_s']:.1f} s → {s['speedup']:.2f}× the one-core run "
               f"(target ≥ 1.7), {s['speedup_default']:.2f}× the default-threads run; {s['load_between']}")
+        print(f"  serial one core: {s['serial_jobs']}")
+        print(f"  LocalCluster(2), per worker: {s['timeline']}")
     print(f"end: {load()}")
