@@ -127,3 +127,83 @@ def test_krylov_outcome_to_dict():
     assert d == {"status": "converged", "loss": 0.5, "grad_norm": 1e-12, "steps": 4, "hvps": 120,
                  "gradients": 9, "seconds": 0.25}
     json.dumps(d)
+
+
+def test_steihaug_pcg_uses_the_preconditioner_and_its_norm():
+    from symland._newton_krylov import _steihaug_pcg
+
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    A = (Q * np.logspace(0, 6, 6)) @ Q.T  # SPD, condition number 1e6
+    g = rng.standard_normal(6)
+    hvp = lambda t: A @ t
+    # The exact preconditioner M = A: one HVP gives the Newton step.
+    p, norm, hvps, reason = _steihaug_pcg(hvp, g, lambda r: np.linalg.solve(A, r), 1e9, 1e-10, 50)
+    assert hvps == 1 and reason == "converged"
+    np.testing.assert_allclose(p, -np.linalg.solve(A, g), rtol=1e-10)
+    assert norm == pytest.approx(np.sqrt(p @ A @ p), rel=1e-10)
+    # The identity needs more HVPs; the cap is honoured.
+    _, _, hvps, reason = _steihaug_pcg(hvp, g, lambda r: r, 1e9, 1e-10, 3)
+    assert hvps == 3 and reason == "max_iter"
+    # Indefinite: the step ends on the boundary of the M-norm ball.
+    B = (Q * np.array([-1.0, 1, 2, 3, 4, 5])) @ Q.T
+    Mdiag = np.arange(1.0, 7.0)
+    p, norm, _, reason = _steihaug_pcg(lambda t: B @ t, g, lambda r: r / Mdiag, 0.3, 1e-10, 50)
+    assert reason in ("negative", "boundary")
+    assert norm == pytest.approx(0.3) and np.sqrt(p @ (Mdiag * p)) == pytest.approx(0.3, rel=1e-10)
+
+
+def test_kfac_preconditioner_is_spd_with_the_gauss_newton_diagonal():
+    """EKFAC's D is the exact diagonal of each layer's Gauss–Newton block in the Kronecker eigenbasis.
+
+    Checked on the layers other than the split one (there ∂ϑ_m/∂u also projects out u,
+    which the Kronecker form leaves to the damping), in the solver's (whitened) variables.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from symland._newton_krylov import path_problem
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    theta = model.init(jax.random.PRNGKey(3))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((40, 3)) * np.array([1.0, 0.1, 3.0]))
+    y = model.apply(model.init(jax.random.PRNGKey(4)), x)
+    layer, l, m, delta = 2, 0, 1, 0.2
+    prob = path_problem(model, layer, "nmse", x)
+    v = ravel_pytree(path_module.rescale_direction(path_module.free_parameters(theta, layer, l, m),
+                                                   layer, m, delta))[0]
+    sv = prob.to_s(v)
+    args = (delta, l, m, x, y)
+    unravel = ravel_pytree(theta)[1]
+    F = lambda s_: model.apply(path_module.effective_params(unravel(prob.to_v(s_)), layer, l, m, delta), x)
+    J = jax.jacfwd(F)(sv).reshape(-1, v.size)
+    GN = 2.0 / (x.shape[0] * float(jnp.mean(y * y))) * np.asarray(J.T @ J)
+    factors = prob.build_preconditioner(sv, *args)
+    lam = None
+    start = 0
+    for k, (QG, QA, Dl) in enumerate(factors, start=1):
+        n_out, n_in = model.widths[k], model.widths[k - 1]
+        size = n_out * (n_in + 1)
+        if k != layer:
+            basis = np.einsum("ai,bj->ijab", QG, QA).reshape(n_out * (n_in + 1), n_out, n_in + 1)
+            B = np.concatenate([basis[:, :, :n_in].reshape(size, -1), basis[:, :, n_in]], axis=1).T
+            diag = np.einsum("pi,pq,qi->i", B, GN[start:start + size, start:start + size], B)
+            D = np.asarray(Dl).ravel()
+            lam_k = np.median(D - diag)
+            np.testing.assert_allclose(D - lam_k, diag, rtol=1e-8, atol=1e-12 * D.max())
+            lam = lam_k if lam is None else lam
+            assert lam_k == pytest.approx(lam, rel=1e-12) and lam_k > 0
+        start += size
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((2, v.size))
+    apply = lambda r: np.asarray(prob.apply_preconditioner(factors, jnp.asarray(r)))
+    assert a @ apply(b) == pytest.approx(b @ apply(a), rel=1e-10)
+    assert a @ apply(a) > 0 and b @ apply(b) > 0
+
+
+def test_hvp_budget_reports_max_steps():
+    rosenbrock = FlatProblem(lambda v: jnp.sum(100.0 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2))
+    r = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500, max_hvps=10, method="trust-pcg")
+    full = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500, method="trust-pcg")
+    assert full.status == "converged" and full.grad_norm <= 1e-8
+    assert r.status == "max_steps" and r.grad_norm > 1e-8
+    assert r.hvps <= 10 + 2  # the budget, the initial radius's HVP and one pᵀHp
