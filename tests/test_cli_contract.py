@@ -211,6 +211,7 @@ BAD = [
     ("mnist --epochs 100000000 --out o", "epochs: "),
     ("mnist --H 100000 --out o", "H: "),
     ("mnist --max-newton 1000000000 --out o", "max-newton"),
+    ("mnist --max-hvps 0 --out o", "max-hvps"),
     ("mnist --data nowhere --out o", "data: "),
     ("mnist --data afile --out o", "data: "),
     ("mnist --data digits --samples 100000 --out o", "samples: "),

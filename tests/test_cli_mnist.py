@@ -8,7 +8,8 @@ from symland.cli import main
 def test_mnist_on_digits(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["mnist", "--data", "digits", "--H", "4", "--seeds", "1", "--samples", "300",
-               "--steps", "6", "--epochs", "5", "--method", "matrix-free", "--no-progress", "--out", str(out)])
+               "--steps", "6", "--epochs", "5", "--method", "matrix-free", "--max-hvps", "30",
+               "--no-progress", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "mnist.json").read_text())
     assert result["data"]["source"].startswith("scikit-learn digits")
@@ -16,6 +17,12 @@ def test_mnist_on_digits(tmp_path, capsys):
     assert run["path"]["method"] == "matrix-free"
     assert run["H"] == 4 and run["path"]["layer"] == 2 and len(run["accuracy"]) == 8
     assert run["barrier"] >= max(run["path"]["loss"])
+    # the HVP budget per δ step is kept, and a step that ran out says so
+    assert result["setting"]["max_hvps"] == 30
+    path = run["path"]
+    assert max(path["hessians"]) <= 30
+    for L, g, status in zip(path["loss"], path["grad_norm"], path["status"]):
+        assert (status == "converged") == (g <= path["gtol"] * max(1.0, L)), (status, g)
     assert run["path"]["permutation_point"]["n"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
     assert (out / "mnist.png").stat().st_size > 0
     assert "digits" in (out / "report.html").read_text()
@@ -28,6 +35,7 @@ def test_mnist_on_digits(tmp_path, capsys):
     (["--layer", "0"], "layer: must be ≥ 1"),
     (["--samples", "5000"], "samples: asked for 5000 samples, the data set has 1797"),
     (["--pair", "1,1"], "pair: l and m must differ"),
+    (["--max-hvps", "0"], "max-hvps: must be ≥ 1"),
     (["--pair", "0,7", "--H", "4"], "pair: neuron 7 does not exist"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, match):

@@ -200,10 +200,22 @@ def test_kfac_preconditioner_is_spd_with_the_gauss_newton_diagonal():
     assert a @ apply(a) > 0 and b @ apply(b) > 0
 
 
-def test_hvp_budget_reports_max_steps():
+@pytest.mark.parametrize("method", ["trust-pcg", "trust-ncg", "trust-krylov"])
+def test_hvp_budget_reports_max_steps(method):
     rosenbrock = FlatProblem(lambda v: jnp.sum(100.0 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2))
-    r = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500, max_hvps=10, method="trust-pcg")
-    full = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500, method="trust-pcg")
-    assert full.status == "converged" and full.grad_norm <= 1e-8
+    r = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500, max_hvps=10, method=method)
+    full = minimise_matrix_free(rosenbrock, -jnp.ones(6), max_steps=500, method=method)
+    assert full.status == "converged" and full.grad_norm <= 1e-8 and full.hvps > 10
     assert r.status == "max_steps" and r.grad_norm > 1e-8
-    assert r.hvps <= 10 + 2  # the budget, the initial radius's HVP and one pᵀHp
+    # the budget (trust-pcg: plus the initial radius's HVP and one pᵀHp); scipy's: exactly the budget
+    assert r.hvps <= 10 + (2 if method == "trust-pcg" else 0)
+    # the result is an iterate the solver accepted: no higher than the start
+    assert r.loss <= float(rosenbrock.value_grads(-jnp.ones(6))[0])
+
+
+@pytest.mark.parametrize("bad, name", [({"max_hvps": 0}, "max_hvps"), ({"max_hvps": 2.5}, "max_hvps"),
+                                       ({"method": "bfgs"}, "method")])
+def test_bad_solver_arguments(bad, name):
+    p = FlatProblem(lambda v: jnp.sum(v ** 2))
+    with pytest.raises(ValueError, match=name):
+        minimise_matrix_free(p, jnp.ones(2), **bad)

@@ -117,6 +117,9 @@ def test_bad_input():
         s.find_permutation_path(m, T, x[:, :1], y, 1, 0, 1)
     with pytest.raises(ValueError, match="max_newton_steps"):
         s.find_permutation_path(m, T, x, y, 1, 0, 1, max_newton_steps=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="max_hvps"):
+            s.find_permutation_path(m, T, x, y, 1, 0, 1, max_hvps=bad)
     with pytest.raises(ValueError, match="gtol"):
         s.find_permutation_path(m, T, x, y, 1, 0, 1, gtol=-1.0)
     with pytest.raises(ValueError, match="NaN"):

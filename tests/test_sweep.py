@@ -100,6 +100,9 @@ def test_registry_choices_match_the_library():
     from symland._saddle import INITS
 
     assert set(_INITS) == set(INITS)
+    from symland._newton_krylov import FIG3_HVP_BUDGET
+
+    assert EXPERIMENTS["mnist"].resolve({})["max_hvps"] == FIG3_HVP_BUDGET
     toy = EXPERIMENTS["toy"]
     assert toy.resolve({"pair": [2, 0]})["pair"] == [0, 2]
     with pytest.raises(ValueError, match="pair"):

@@ -64,7 +64,18 @@ from ._results import RESULT_NAMES, check_tolerance
 
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region step
-HVP_BUDGET = 1000  # HVPs per δ step of `matrix_free_paths` (≈ 25–45 s on one core at 8,070 parameters)
+KRYLOV_METHODS = ("trust-ncg", "trust-krylov", "trust-pcg")  # `minimise_matrix_free`'s methods
+# HVPs per δ step (and for the permutation point's refinement) in the Fig. 3 runs (`symland mnist`, the
+# `mnist` sweep experiment): sized so that the default run (H = 10, 2 seeds, 10,000 samples, 100 steps)
+# ends within 10 minutes on 2 cores; at 8,070 parameters one HVP takes ≈ 24 ms (BENCHMARKS.md, issue 10).
+FIG3_HVP_BUDGET = 60
+
+
+def check_hvp_budget(max_hvps) -> None:
+    """`ValueError` naming `max_hvps` unless it is None or a positive integer."""
+    if max_hvps is not None and (isinstance(max_hvps, bool) or not isinstance(max_hvps, (int, np.integer))
+                                 or max_hvps < 1):
+        raise ValueError(f"max_hvps: must be a positive integer or None, got {max_hvps!r}")
 
 
 @dataclasses.dataclass
@@ -151,9 +162,10 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
 
     `method="trust-pcg"`: `_trust_region_pcg`, preconditioned by
     `problem`'s preconditioner (the identity unless given), with at most
-    `max_cg` HVPs per inner solve and `max_hvps` per call (then status
-    `max_steps`); `"trust-ncg"` (default), `"trust-krylov"`: scipy's solvers (no
-    preconditioner, no inner cap, `max_hvps` ignored). trust-pcg is not the
+    `max_cg` HVPs per inner solve; `"trust-ncg"` (default), `"trust-krylov"`:
+    scipy's solvers (no preconditioner, no inner cap). With any method at most
+    `max_hvps` HVPs are spent per call; a solve that runs out ends with status
+    `max_steps` at its last accepted iterate. trust-pcg is not the
     default: on the 2-5-1 toy path (tests) it converges every step, but one of
     the first five δ steps ends on another critical point than the dense
     solver's (‖Δθ‖∞ = 0.15).
@@ -182,8 +194,12 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     check_tolerance(gtol, "gtol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")
+    check_hvp_budget(max_hvps)
+    if method not in KRYLOV_METHODS:
+        raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(KRYLOV_METHODS)}")
     t0 = time.perf_counter()
     counts = {"hvps": 0, "gradients": 0, "steps": 0}
+    budget = np.inf if max_hvps is None else int(max_hvps)
     cache = {}
     state = {"status": None}
 
@@ -205,6 +221,9 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
         return f, gs
 
     def hessp(s, t):
+        if counts["hvps"] >= budget:  # the step keeps the last accepted iterate
+            state["status"] = "max_steps"
+            raise _Stop
         counts["hvps"] += 1
         return np.asarray(problem.hvp(jnp.asarray(s), jnp.asarray(t), *args))
 
@@ -227,7 +246,6 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
 
     s0 = np.asarray(problem.to_s(jnp.asarray(v0, dtype=jnp.float64)))
     if method == "trust-pcg":
-        budget = np.inf if max_hvps is None else int(max_hvps)
         s, status = _trust_region_pcg(problem, s0, args, gtol=gtol, max_steps=int(max_steps),
                                       escape=escape, max_hvps=budget, max_cg=int(max_cg),
                                       initial_radius=initial_radius, counts=counts)
@@ -398,13 +416,18 @@ def _trust_region_pcg(problem, s0, args, *, gtol, max_steps, escape, max_hvps, m
 
 
 def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,
-                       max_steps: int = 20, minres_steps: int = 500) -> KrylovOutcome:
+                       max_steps: int = 20, minres_steps: int = 500,
+                       max_hvps: int | None = None) -> KrylovOutcome:
     """Take a point near a critical point (saddle or minimum) to ‖∇L‖∞ ≤ `gtol`·max(1, L).
 
     Newton–MINRES on ∇L = 0: p solves H p = −g by MINRES (symmetric,
     indefinite and singular H allowed; for consistent singular systems it
     returns the minimum-norm step), then p, p/2, … until ‖∇L‖₂ drops.
     Matrix-free counterpart of `symland.refine_critical_point`.
+
+    At most `max_hvps` HVPs are spent (default: no limit beyond
+    `max_steps`·`minres_steps`); a refinement that runs out reports
+    `max_steps` at its last accepted point.
 
     **Returns:** a `KrylovOutcome`; status `converged`, `max_steps` or `stalled`.
 
@@ -418,6 +441,8 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
     from scipy.sparse.linalg import LinearOperator, minres
 
     check_tolerance(gtol, "gtol")
+    check_hvp_budget(max_hvps)
+    budget = np.inf if max_hvps is None else int(max_hvps)
     t0 = time.perf_counter()
     counts = {"hvps": 0, "gradients": 0}
     s = np.asarray(problem.to_s(jnp.asarray(v0, dtype=jnp.float64)))
@@ -444,11 +469,17 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
         s_now = jnp.asarray(s)
 
         def mv(t, s_now=s_now):
+            if counts["hvps"] >= budget:
+                raise _Stop
             counts["hvps"] += 1
             return np.asarray(problem.hvp(s_now, jnp.asarray(np.ravel(t)), *args))
 
-        p, _ = minres(LinearOperator((n, n), matvec=mv, dtype=np.float64), -g,
-                      rtol=1e-12, maxiter=minres_steps)
+        try:
+            p, _ = minres(LinearOperator((n, n), matvec=mv, dtype=np.float64), -g,
+                          rtol=1e-12, maxiter=minres_steps)
+        except _Stop:
+            status = "max_steps"
+            break
         alpha, improved = 1.0, False
         for _ in range(30):
             f_new, g_new, gn_new = evaluate(s + alpha * p)
@@ -625,14 +656,15 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True) 
 
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
-                      max_hvps: int | None = HVP_BUDGET, solver: str = "trust-ncg",
+                      max_hvps: int | None = None, solver: str = "trust-ncg",
                       progress: bool = False):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
     `minimise_matrix_free`, warm-started by a secant predictor in log δ; at
     δ = 0 the output weights of l and m are equalised (the permutation
-    point), the point is polished by `refine_matrix_free`, and
+    point), the point is polished by `refine_matrix_free` (within the same
+    `max_hvps` budget as a δ step), and
     `classify_critical_point(method="lanczos")` reports its `spectrum_k`
     smallest Hessian eigenvalues (index, near-zero count). No dense Hessian
     is formed. (Where a minimum-energy path between θ* and σ(θ*) exists, its
@@ -700,7 +732,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             bar.update()
             bar.set_postfix_str(f"L={sol.loss:.3g} {sol.status}")
         pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(curr)), layer, l, m))[0]
-        polished = refine_matrix_free(full, pf, (x, y), gtol=gtol)
+        polished = refine_matrix_free(full, pf, (x, y), gtol=gtol, max_hvps=max_hvps)
         point = unravel(jnp.asarray(polished.x))
         # Dense spectrum up to DENSE_THRESHOLD parameters, the smallest Lanczos eigenvalues above.
         report = classify_critical_point(loss_fn, point, gtol=CRITICAL_GTOL, method="auto",

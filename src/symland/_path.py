@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ._critical import DENSE_THRESHOLD, hessian_spectrum, two_layer_mse_hessian
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params, check_finite_params
+from ._newton_krylov import check_hvp_budget
 from ._results import CriticalPointReport, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
@@ -510,7 +511,7 @@ def delta_schedule(delta0: float, steps: int, ratio: float) -> np.ndarray:
 def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, *,
                            steps: int = 200, ratio: float = 1e-4, loss: str = "mse",
                            gtol: float | None = None, max_newton_steps: int = 200,
-                           gauge: str | None = "auto", method: str = "auto",
+                           max_hvps: int | None = None, gauge: str | None = "auto", method: str = "auto",
                            progress: bool = False) -> list[PermutationPath]:
     """Permutation paths for several pairs (l, m) of one hidden layer, in one batched call.
 
@@ -527,6 +528,10 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     - `gtol`: each step is minimised until ‖∇L‖∞ ≤ `gtol` over the free
       parameters (dense; default 1e-10) or ‖∇L‖∞ ≤ `gtol`·max(1, L)
       (matrix-free; default 1e-8); `max_newton_steps` per δ.
+    - `max_hvps` (matrix-free only): the most Hessian-vector products one δ
+      step may spend (default None: no limit but `max_newton_steps`; the
+      Fig. 3 runs use `FIG3_HVP_BUDGET`); a step that runs out reports
+      `max_steps` with its last accepted iterate.
     - `gauge`: `balanced` (δ between balanced neurons, `balance_neurons`;
       the path starts at the balanced θ*, which for ReLU computes the same
       function), None (the paper's δ), or `auto` (`balanced` for ReLU, where
@@ -550,6 +555,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     if gtol is None:
         gtol = 1e-10 if method == "dense" else 1e-8
     check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
+    check_hvp_budget(max_hvps)
     check_finite_params(params)
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
@@ -568,6 +574,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
 
         return matrix_free_paths(model, params, x, y, int(layer), pairs, delta0[:, None] * unit[None, :],
                                  loss=loss, gtol=float(gtol), max_steps=int(max_newton_steps),
+                                 max_hvps=None if max_hvps is None else int(max_hvps),
                                  progress=progress)
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), gauge)
     ls = jnp.array([p[0] for p in pairs])

@@ -90,6 +90,12 @@ def add_parser(subparsers):
                    help="teacher training epochs (Adam, batch 128)")
     p.add_argument("--max-newton", type=int_arg("max-newton", lo=1, hi=10_000), default=100,
                    help="trust-region Newton iterations allowed per distance step")
+    from .._newton_krylov import FIG3_HVP_BUDGET
+
+    p.add_argument("--max-hvps", type=int_arg("max-hvps", lo=1, hi=10_000_000), default=FIG3_HVP_BUDGET,
+                   help="matrix-free solver: Hessian-vector products allowed per distance step "
+                        f"(default {FIG3_HVP_BUDGET}, sized for the default run to end within 10 min on "
+                        "2 cores); a step that runs out reports max_steps")
     p.add_argument("--method", type=choice_arg("method", ("auto", "dense", "matrix-free")),
                    default="auto", help="path solver (auto: dense up to 4000 parameters)")
     p.add_argument("--out", required=True)
@@ -124,7 +130,8 @@ def run(args):
         result = run_mnist(tmp, data=args.data, hidden=tuple(args.hidden), seeds=args.seeds,
                            samples=args.samples, steps=args.steps, layer=args.layer,
                            activation=args.activation, epochs=args.epochs,
-                           max_newton_steps=args.max_newton, pair=args.pair, method=args.method,
+                           max_newton_steps=args.max_newton, max_hvps=args.max_hvps, pair=args.pair,
+                           method=args.method,
                            progress=not args.no_progress)
     n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
     print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")

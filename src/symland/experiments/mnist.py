@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._data import load_image_data
+from .._newton_krylov import FIG3_HVP_BUDGET
 from .._path import find_permutation_path
 from .._teacher import accuracy, most_similar_pair, relabel, train_teacher
 from .report import embed_png, html_table, write_report
@@ -54,7 +55,8 @@ def plot_mnist(runs, out_png):
 
 def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps: int = 100,
               ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
-              max_newton_steps: int = 100, method: str = "auto", progress: bool = False) -> dict:
+              max_newton_steps: int = 100, max_hvps: int | None = FIG3_HVP_BUDGET, method: str = "auto",
+              progress: bool = False) -> dict:
     """One Fig. 3 run: teacher 784-H-H-10, relabelled data, the permutation path of one pair.
 
     The pair is the most similar one of `layer` (cosine of incoming weights)
@@ -71,7 +73,7 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
         (l, m), cos = pair, None
     path = find_permutation_path(teacher.model, teacher.params, x, y, layer, l, m,
                                  steps=steps, ratio=ratio, loss="nmse",
-                                 max_newton_steps=max_newton_steps, method=method,
+                                 max_newton_steps=max_newton_steps, max_hvps=max_hvps, method=method,
                                  progress=progress)
     acc = [accuracy(teacher.model, p, x, labels) for p in path.params]
     acc.append(accuracy(teacher.model, path.permutation_point, x, labels))
@@ -85,7 +87,7 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
 def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
               samples: int | None = 10_000, steps: int = 100, layer: int = 2,
               ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
-              max_newton_steps: int = 100, pair=None, method: str = "auto",
+              max_newton_steps: int = 100, max_hvps: int | None = FIG3_HVP_BUDGET, pair=None, method: str = "auto",
               progress: bool = True) -> dict:
     """Reproduce Fig. 3: teachers, relabelled data, one permutation path per (H, seed).
 
@@ -106,12 +108,13 @@ def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
         bar.set_postfix_str(f"H={h} seed={seed}")
         runs.append(fig3_path(x, labels, h, seed, layer=layer, pair=pair, steps=steps, ratio=ratio,
                               activation=activation, epochs=epochs, max_newton_steps=max_newton_steps,
+                              max_hvps=max_hvps,
                               method=method, progress=progress))
     bar.close()
     result = {"data": {"source": source, "n_samples": int(x.shape[0]), "n_inputs": int(x.shape[1])},
               "setting": {"hidden": list(hidden), "seeds": seeds, "steps": steps, "ratio": ratio,
                           "layer": layer, "activation": activation, "epochs": epochs,
-                          "loss": "nmse", "max_newton_steps": max_newton_steps,
+                          "loss": "nmse", "max_newton_steps": max_newton_steps, "max_hvps": max_hvps,
                           "method": method},
               "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
