@@ -23,6 +23,10 @@ def test_mnist_on_digits(tmp_path, capsys):
     assert max(path["hessians"]) <= 30
     for L, g, status in zip(path["loss"], path["grad_norm"], path["status"]):
         assert (status == "converged") == (g <= path["gtol"] * max(1.0, L)), (status, g)
+    report = (out / "report.html").read_text()
+    assert "at most 30 Hessian-vector products per step" in report
+    if not path["all_converged"]:  # the barrier of such a path is an upper bound, and the report says so
+        assert "upper bounds" in report
     assert run["path"]["permutation_point"]["n"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
     assert (out / "mnist.png").stat().st_size > 0
     assert "digits" in (out / "report.html").read_text()
