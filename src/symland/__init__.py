@@ -68,6 +68,7 @@ from ._critical import (
     hessian_matrix,
     hessian_spectrum,
     hessian_vector_product,
+    SpectrumNotConverged,
 )
 
 # Permutation paths, points, plateaus and valleys (§4.1–4.3).
@@ -186,6 +187,7 @@ __all__ = [
     "hessian_matrix",
     "hessian_spectrum",
     "hessian_vector_product",
+    "SpectrumNotConverged",
     "PermutationPath",
     "balance_neurons",
     "delta_schedule",

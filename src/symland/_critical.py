@@ -124,23 +124,47 @@ def hessian_vector_product(loss_fn, params):
     return lambda v: hvp(x0, v)
 
 
-LANCZOS_PARTS = PARTS[1:]  # which part of the spectrum Lanczos computes
+LANCZOS_PARTS = ("smallest", "largest", "nearest_zero")  # which part of the spectrum Lanczos computes
 
 
-def _lanczos(loss_fn, params, k, which, tol, shift):
+class SpectrumNotConverged(RuntimeError):
+    """Lanczos ran out of its HVP budget (`hessian_spectrum(max_hvps=…)`) before converging.
+
+    **Fields:** `eigenvalues` (those ARPACK converged, ascending; possibly
+    none), `k` (how many were asked for), `hvps` (how many were spent).
+    """
+
+    def __init__(self, eigenvalues, k: int, hvps: int):
+        self.eigenvalues = np.sort(np.asarray(eigenvalues, dtype=np.float64))
+        self.k, self.hvps = int(k), int(hvps)
+        super().__init__(f"Lanczos converged {self.eigenvalues.size} of {self.k} eigenvalues "
+                         f"within {self.hvps} Hessian-vector products")
+
+
+def _lanczos(loss_fn, params, k, which, tol, shift, max_hvps=None):
     """k eigenvalues of ∇²L by implicitly restarted Lanczos (ARPACK `eigsh`) on HVPs."""
-    from scipy.sparse.linalg import LinearOperator, eigsh, minres
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, minres
 
     x0, _ = ravel_pytree(params)
     n = x0.size
     hvp = hessian_vector_product(loss_fn, params)
-    mv = lambda v: np.asarray(hvp(jnp.asarray(np.ravel(v), dtype=jnp.float64)))
+    count = [0]
+
+    def mv(v):
+        count[0] += 1
+        return np.asarray(hvp(jnp.asarray(np.ravel(v), dtype=jnp.float64)))
+
     H = LinearOperator((n, n), matvec=mv, dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(n)
     ncv = min(n, max(2 * k + 1, k + 20))
     if which in ("smallest", "largest"):
-        vals = eigsh(H, k=k, which="SA" if which == "smallest" else "LA", v0=v0, ncv=ncv,
-                     tol=tol, return_eigenvectors=False)
+        # ARPACK builds a ncv-step factorisation, then each restart adds ncv − k HVPs.
+        maxiter = None if max_hvps is None else max(1, (max_hvps - ncv) // max(ncv - k, 1))
+        try:
+            vals = eigsh(H, k=k, which="SA" if which == "smallest" else "LA", v0=v0, ncv=ncv,
+                         tol=tol, maxiter=maxiter, return_eigenvectors=False)
+        except ArpackNoConvergence as err:
+            raise SpectrumNotConverged(err.eigenvalues.real, k, count[0]) from None
         return np.sort(vals)
     if shift is None:
         lam_max = abs(float(eigsh(H, k=1, which="LM", v0=v0, tol=1e-3,
@@ -164,7 +188,8 @@ def _identity(n):
 
 
 def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
-                     which: str = "smallest", tol: float = 0.0, shift: float | None = None):
+                     which: str = "smallest", tol: float = 0.0, shift: float | None = None,
+                     max_hvps: int | None = None):
     """Eigenvalues of ∇²L(θ): all of them (dense) or k of them (Lanczos).
 
     **Arguments:**
@@ -178,11 +203,21 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
       H − σI invertible at critical points, whose Hessians are singular),
       solving (H − σI)x = b by MINRES on HVPs; the returned values are the
       Rayleigh quotients vᵀHv of the converged Ritz vectors.
-    - `tol`: ARPACK's relative accuracy (0: machine precision).
+    - `tol`: ARPACK's relative accuracy (0: machine precision). ARPACK
+      measures a Ritz value θ against tol·max(ε^{2/3}, |θ|), so eigenvalues
+      near zero need residuals near ε·ε^{2/3} whatever `tol` is; away from a
+      critical point they can take thousands of restarts.
+    - `max_hvps`: for `smallest` and `largest`, an approximate budget of
+      Hessian-vector products (ARPACK's restarts are capped at
+      (max_hvps − ncv)/(ncv − k)); None: no limit. When it runs out,
+      `SpectrumNotConverged` is raised with the eigenvalues that did converge.
 
     **Returns:** a NumPy array, ascending (`nearest_zero`: by |λ|). `ValueError`
     naming `params` for NaN or inf parameters.
     """
+    from ._newton_krylov import check_hvp_budget
+
+    check_hvp_budget(max_hvps)
     check_finite_params(params)
     n = ravel_pytree(params)[0].size
     if method not in ("auto", "dense", "lanczos"):
@@ -199,12 +234,12 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
         raise ValueError(
             f"k: Lanczos can return at most {n - 1} of the {n} eigenvalues, asked for {k}; "
             "use method='dense' for all of them")
-    return _lanczos(loss_fn, params, int(k), which, tol, shift)
+    return _lanczos(loss_fn, params, int(k), which, tol, shift, max_hvps)
 
 
 def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
                             zero_tol: float | None = None, method: str = "dense",
-                            k: int = 20) -> CriticalPointReport:
+                            k: int = 20, max_hvps: int | None = None) -> CriticalPointReport:
     """Classify θ from its gradient and Hessian spectrum (verdict: `classify_spectrum`).
 
     **Arguments:**
@@ -213,6 +248,10 @@ def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
     - `zero_tol`: |λ| ≤ `zero_tol` counts as zero (default `zero_tolerance`).
     - `method`: `dense` (every eigenvalue), `lanczos` (the `k` smallest) or
       `auto` (dense up to `DENSE_THRESHOLD` parameters).
+    - `max_hvps`: Lanczos only, the HVP budget of each of its two runs (the
+      `k` smallest, and the largest for the zero tolerance); None: no limit.
+      A run that does not converge within it leaves a report with
+      `part="partial"` holding the eigenvalues that did converge.
 
     **Returns:** a `CriticalPointReport`; its `kind` is `not critical` when
     ‖∇L‖∞ > `gtol`, otherwise `strict saddle`, `minimum`, `degenerate`, or
@@ -236,9 +275,17 @@ def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
     if method == "dense":
         eig, part = hessian_spectrum(loss_fn, params, method="dense"), "all"
     else:
-        eig, part = hessian_spectrum(loss_fn, params, method=method, k=min(k, n - 1)), "smallest"
+        try:
+            eig, part = hessian_spectrum(loss_fn, params, method=method, k=min(k, n - 1),
+                                         max_hvps=max_hvps), "smallest"
+        except SpectrumNotConverged as err:
+            eig, part = err.eigenvalues, "partial"
         if zero_tol is None:  # the tolerance scales with ‖H‖₂, which the smallest may not show
-            top = hessian_spectrum(loss_fn, params, method="lanczos", k=1, which="largest")
+            try:
+                top = hessian_spectrum(loss_fn, params, method="lanczos", k=1, which="largest",
+                                       max_hvps=max_hvps)
+            except SpectrumNotConverged as err:  # then ‖H‖₂ is only bounded below by what is known
+                top, part = err.eigenvalues, "partial"
             zero_tol = zero_tolerance(np.concatenate([eig, top]), n=n)
     return CriticalPointReport.from_spectrum(float(loss), grad_norm, eig, gtol=float(gtol),
                                              part=part, n=n, zero_tol=zero_tol)

@@ -672,8 +672,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
 
     Arguments are checked by `find_permutation_paths`; `deltas` is one
     schedule per pair (rows). `max_hvps` caps the HVPs of one δ step (a
-    step that runs out reports `max_steps`) with `solver="trust-pcg"`
-    (`minimise_matrix_free`'s `method`); scipy's default ignores it. **Returns:** a list of `PermutationPath`.
+    step that runs out reports `max_steps` at its last accepted iterate),
+    whichever `solver` (`minimise_matrix_free`'s `method`) is used.
+    **Returns:** a list of `PermutationPath`.
     """
     from jax.flatten_util import ravel_pytree
     from tqdm.auto import tqdm

@@ -108,7 +108,9 @@ class Kind(enum.StrEnum):
     undecided = "undecided"
 
 
-PARTS = ("all", "smallest", "largest", "nearest_zero")
+PARTS = ("all", "smallest", "largest", "nearest_zero", "partial")
+"""Which part of ∇²L's spectrum a report holds: `all` (dense), one of the three Lanczos parts, or
+`partial`: the eigenvalues Lanczos converged within its HVP budget, fewer than it was asked for."""
 
 
 def zero_tolerance(eigenvalues, *, factor: float = 100.0, n: int | None = None,
@@ -176,19 +178,26 @@ def classify_spectrum(eigenvalues, *, grad_norm: float, gtol: float, part: str =
     - `part="smallest"` (the k algebraically smallest, as from Lanczos):
       the rest of the spectrum lies above them, so all > tol means
       `minimum`; a zero among them means `degenerate`.
-    - `largest` or `nearest_zero` without a negative eigenvalue:
-      `undecided` (the smallest eigenvalues are not known).
+    - `largest`, `nearest_zero` or `partial` without a negative
+      eigenvalue: `undecided` (the smallest eigenvalues are not known).
+      Only a `partial` spectrum may be empty (Lanczos converged none).
 
     **Arguments:** `eigenvalues` (any order), `grad_norm`, `gtol`, `part`
-    (one of `all`, `smallest`, `largest`, `nearest_zero`), `n` (the
-    dimension, for the tolerance of a partial spectrum), `zero_tol`.
+    (one of `PARTS`), `n` (the dimension, for the tolerance of a partial
+    spectrum), `zero_tol`.
 
     **Returns:** a `Kind`.
+
+    Example:
+        >>> str(classify_spectrum([-1.0, 2.0], grad_norm=0.0, gtol=1e-8, part="partial"))
+        'strict saddle'
+        >>> str(classify_spectrum([], grad_norm=0.0, gtol=1e-8, part="partial"))
+        'undecided'
     """
     if part not in PARTS:
         raise ValueError(f"part: unknown spectrum part {part!r}; choose one of {', '.join(PARTS)}")
     eig = np.asarray(eigenvalues, dtype=np.float64)
-    if eig.size == 0:
+    if eig.size == 0 and part != "partial":
         raise ValueError("eigenvalues: need at least one eigenvalue")
     tol = zero_tolerance(eig, n=n) if zero_tol is None else check_zero_tol(zero_tol)
     g = _real(gtol, "gtol")
@@ -254,9 +263,9 @@ class CriticalPointReport:
             "loss": self.loss, "grad_norm": self.grad_norm, "gtol": self.gtol,
             "index": self.index, "nullity": self.nullity, "n_positive": self.n_positive,
             "zero_tol": self.zero_tol, "kind": str(self.kind), "part": self.part, "n": self.n,
-            "min_eigenvalue": float(self.eigenvalues[0]),
+            "min_eigenvalue": float(self.eigenvalues[0]) if self.eigenvalues.size else None,
             # With a partial spectrum the largest computed eigenvalue is not λ_max.
             ("max_eigenvalue" if self.complete else "max_computed_eigenvalue"):
-                float(self.eigenvalues[-1]),
+                float(self.eigenvalues[-1]) if self.eigenvalues.size else None,
             "n_eigenvalues": int(self.eigenvalues.size),
         }
