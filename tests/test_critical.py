@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import jax.numpy as jnp
 
-from symland import classify_critical_point, hessian_spectrum, zero_tolerance
+from symland import (CriticalPointReport, SpectrumNotConverged, classify_critical_point,
+                     classify_spectrum, hessian_spectrum, zero_tolerance)
 from symland._results import count_signs
 
 
@@ -89,6 +90,59 @@ def test_lanczos_bad_arguments():
         hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=0)
     with pytest.raises(ValueError, match="which"):
         hessian_spectrum(f, jnp.zeros(5), method="lanczos", k=2, which="middle")
+
+
+def _clustered_quadratic(n=400, negative=2):
+    """½xᵀDx with a cluster of tiny eigenvalues: ARPACK's SA needs many restarts to resolve it."""
+    rng = np.random.default_rng(1)
+    d = np.concatenate([-1.0 - rng.random(negative), 1e-2 * rng.random(40),
+                        1.0 + 100.0 * rng.random(n - negative - 40)])
+    D = jnp.asarray(d)
+    return (lambda p: 0.5 * jnp.sum(D * p ** 2)), np.sort(d)
+
+
+def test_lanczos_budget_reports_what_converged():
+    f, eig = _clustered_quadratic()
+    x0 = jnp.zeros(eig.size)
+    with pytest.raises(SpectrumNotConverged) as info:
+        hessian_spectrum(f, x0, method="lanczos", k=30, max_hvps=300)
+    err = info.value
+    assert err.k == 30 and 0 < err.eigenvalues.size < 30
+    assert err.hvps <= 300 + 61  # the budget is approximate: ARPACK finishes the restart it is in
+    for lam in err.eigenvalues:  # what converged is an eigenvalue
+        assert np.min(np.abs(eig - lam)) <= 1e-8 * np.max(np.abs(eig))
+    # Without a budget the same call converges.
+    full = hessian_spectrum(f, x0, method="lanczos", k=30)
+    np.testing.assert_allclose(full, eig[:30], rtol=0, atol=1e-8 * np.max(np.abs(eig)))
+
+
+def test_classify_with_lanczos_budget_is_partial():
+    f, eig = _clustered_quadratic()
+    x0 = jnp.zeros(eig.size)
+    rep = classify_critical_point(f, x0, method="lanczos", k=30, max_hvps=300)
+    assert rep.part == "partial" and not rep.complete
+    converged_negative = np.sum(rep.eigenvalues < -rep.zero_tol)
+    assert str(rep.kind) == ("strict saddle" if converged_negative else "undecided")
+    assert rep.to_dict()["n_eigenvalues"] == rep.eigenvalues.size < 30
+    ample = classify_critical_point(f, x0, method="lanczos", k=30, max_hvps=20_000)
+    assert ample.part == "smallest" and ample.index == 2 and str(ample.kind) == "strict saddle"
+
+
+def test_partial_spectrum_verdicts():
+    assert str(classify_spectrum([], grad_norm=0.0, gtol=1e-8, part="partial")) == "undecided"
+    assert str(classify_spectrum([], grad_norm=1.0, gtol=1e-8, part="partial")) == "not critical"
+    assert str(classify_spectrum([1.0], grad_norm=0.0, gtol=1e-8, part="partial")) == "undecided"
+    assert str(classify_spectrum([-1.0, 1.0], grad_norm=0.0, gtol=1e-8, part="partial")) == "strict saddle"
+    with pytest.raises(ValueError, match="eigenvalues"):
+        classify_spectrum([], grad_norm=0.0, gtol=1e-8, part="smallest")
+    rep = CriticalPointReport.from_spectrum(1.0, 0.0, [], gtol=1e-8, part="partial", n=5)
+    assert rep.to_dict()["min_eigenvalue"] is None and rep.index == 0
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_lanczos_budget_bad(bad):
+    with pytest.raises(ValueError, match="max_hvps"):
+        hessian_spectrum(lambda x: jnp.sum(x ** 2), jnp.zeros(5), method="lanczos", k=2, max_hvps=bad)
 
 
 @pytest.mark.parametrize("activation", ["relu", "softplus", "tanh", "sigmoid", "erf", "gelu", "g"])

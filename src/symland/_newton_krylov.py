@@ -60,7 +60,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ._results import RESULT_NAMES, check_tolerance
+from ._results import EPS, RESULT_NAMES, check_tolerance
 
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region step
@@ -357,7 +357,6 @@ def _trust_region_pcg(problem, s0, args, *, gtol, max_steps, escape, max_hvps, m
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
     with η₁ = 1e−4, η₂ = 0.75; the forcing term is η = min(0.5, √‖g‖_{M⁻¹}).
     """
-    eps = np.finfo(np.float64).eps
 
     def evaluate(s):
         f, gs, gv = problem.value_grads(jnp.asarray(s), *args)
@@ -400,7 +399,7 @@ def _trust_region_pcg(problem, s0, args, *, gtol, max_steps, escape, max_hvps, m
         actual = f - f_new
         if not np.isfinite(f_new):
             rho = -np.inf
-        elif abs(actual) <= 1e3 * eps * max(abs(f), 1e-300) and predicted <= 1e3 * eps * abs(f):
+        elif abs(actual) <= 1e3 * EPS * max(abs(f), 1e-300) and predicted <= 1e3 * EPS * abs(f):
             # Decreases at round-off level: judge the step by the gradient instead.
             rho = 1.0 if np.linalg.norm(g_new) < np.linalg.norm(g) else 0.0
         else:
