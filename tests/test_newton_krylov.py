@@ -5,8 +5,8 @@ import pytest
 
 import symland as s
 import symland._path as path_module
-from symland._newton_krylov import (FlatProblem, input_whitening, minimise_matrix_free,
-                                    refine_matrix_free)
+from symland._newton_krylov import (FlatProblem, input_whitening, matrix_free_paths,
+                                    minimise_matrix_free, refine_matrix_free)
 
 # The converging softplus toy of tests/test_path.py (seed 6, pair 2 & 3).
 SEED, L_, M_ = 6, 2, 3
@@ -219,3 +219,32 @@ def test_bad_solver_arguments(bad, name):
     p = FlatProblem(lambda v: jnp.sum(v ** 2))
     with pytest.raises(ValueError, match=name):
         minimise_matrix_free(p, jnp.ones(2), **bad)
+
+
+def test_permutation_point_spectrum_within_budget(monkeypatch):
+    """Lanczos at the permutation point gets `spectrum_hvps` (default LANCZOS_HVP_BUDGET); when it
+    does not converge the report is `partial` and the path's record still serialises."""
+    import json
+
+    import symland._critical as critical
+
+    prob = s.toy_problem("softplus", seed=SEED)
+    budgets = []
+
+    def spectrum(loss_fn, params, *, max_hvps=None, **kw):
+        budgets.append(max_hvps)
+        raise critical.SpectrumNotConverged([-0.5] if kw.get("which") != "largest" else [], 20, 7)
+
+    monkeypatch.setattr(critical, "DENSE_THRESHOLD", 10)  # 21 parameters: Lanczos
+    monkeypatch.setattr(critical, "hessian_spectrum", spectrum)
+    delta0 = float(s.neuron_distance(prob.teacher, 1, L_, M_))
+    deltas = path_module.delta_schedule(delta0, 3, 1e-2)[None, :]
+    for hvps, expected in [(None, critical.LANCZOS_HVP_BUDGET), (50, 50)]:
+        budgets.clear()
+        path, = matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1,
+                                                   [(L_, M_)], deltas, spectrum_hvps=hvps)
+        assert budgets == [expected, expected]  # the smallest, then the largest (zero tolerance)
+        r = path.permutation_point_report
+        assert r.part == "partial" and r.index == 1 and list(r.eigenvalues) == [-0.5]
+        assert str(r.kind) in ("strict saddle", "not critical")
+        json.dumps(path.to_dict())

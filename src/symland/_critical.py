@@ -21,6 +21,11 @@ from ._network import ACTIVATIONS, check_finite_params
 from ._results import PARTS, CriticalPointReport, check_tolerance, zero_tolerance
 
 DENSE_THRESHOLD = 4000
+# HVPs per Lanczos run where a spectrum is reported beside a matrix-free path (its permutation point,
+# its highest point). At a merged point that is not critical (‖∇L‖∞ ≈ 1e-3 on 784-10-10-10) the 30
+# smallest eigenvalues sit in a cluster near zero: 571 HVPs converged none of them, 2,449 three
+# (BENCHMARKS.md, issue 10); the report then says `part="partial"`.
+LANCZOS_HVP_BUDGET = 1000
 
 
 HESSIAN_BLOCK = 128  # Hessian columns per forward-over-reverse batch

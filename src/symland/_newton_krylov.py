@@ -655,7 +655,8 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True) 
 
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
-                      max_hvps: int | None = None, solver: str = "trust-ncg",
+                      spectrum_hvps: int | None = None, max_hvps: int | None = None,
+                      solver: str = "trust-ncg",
                       progress: bool = False):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
@@ -665,7 +666,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     point), the point is polished by `refine_matrix_free` (within the same
     `max_hvps` budget as a δ step), and
     `classify_critical_point(method="lanczos")` reports its `spectrum_k`
-    smallest Hessian eigenvalues (index, near-zero count). No dense Hessian
+    smallest Hessian eigenvalues (index, near-zero count), each Lanczos run
+    within `spectrum_hvps` HVPs (default `LANCZOS_HVP_BUDGET`; a run that
+    does not converge leaves `part="partial"`). No dense Hessian
     is formed. (Where a minimum-energy path between θ* and σ(θ*) exists, its
     barrier belongs beside this report; it is not computed here.)
 
@@ -678,7 +681,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     from jax.flatten_util import ravel_pytree
     from tqdm.auto import tqdm
 
-    from ._critical import classify_critical_point
+    from ._critical import LANCZOS_HVP_BUDGET, classify_critical_point
     from ._loss import mse, nmse
     from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, PermutationPath, effective_params,
                         equalise_output_weights, free_parameters, pair_output_weight,
@@ -735,8 +738,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         polished = refine_matrix_free(full, pf, (x, y), gtol=gtol, max_hvps=max_hvps)
         point = unravel(jnp.asarray(polished.x))
         # Dense spectrum up to DENSE_THRESHOLD parameters, the smallest Lanczos eigenvalues above.
-        report = classify_critical_point(loss_fn, point, gtol=CRITICAL_GTOL, method="auto",
-                                         k=int(min(spectrum_k, theta_star.size - 1)))
+        report = classify_critical_point(
+            loss_fn, point, gtol=CRITICAL_GTOL, method="auto", k=int(min(spectrum_k, theta_star.size - 1)),
+            max_hvps=LANCZOS_HVP_BUDGET if spectrum_hvps is None else spectrum_hvps)
         status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
                              rec["kink"], rec["out_w"], out_w0, model.activation)
         paths.append(PermutationPath(

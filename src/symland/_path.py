@@ -30,7 +30,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._critical import DENSE_THRESHOLD, hessian_spectrum, two_layer_mse_hessian
+from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, SpectrumNotConverged, hessian_spectrum,
+                        two_layer_mse_hessian)
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params, check_finite_params
 from ._newton_krylov import check_hvp_budget
@@ -134,7 +135,11 @@ class PermutationPath:
         """The highest-loss computed point of the path and its Hessian index.
 
         **Returns:** dict with `t`, `loss`, `delta` (None at the permutation
-        point), `index`, `nullity`, `params`.
+        point), `index`, `nullity`, `part` (of the spectrum: `all` when
+        dense; above `DENSE_THRESHOLD` parameters the smallest Lanczos
+        eigenvalues, each run within `LANCZOS_HVP_BUDGET` HVPs, or
+        `partial` when it did not converge — index and nullity then count
+        only what converged), `params`.
         """
         ts, knots = self._first_half()
         losses = list(self.loss) + [self.permutation_point_report.loss]
@@ -143,13 +148,18 @@ class PermutationPath:
             report = self.permutation_point_report
         else:  # dense up to DENSE_THRESHOLD parameters, else the smallest Lanczos eigenvalues
             n = int(ravel_pytree(knots[i])[0].size)
-            dense = n <= DENSE_THRESHOLD
-            report = CriticalPointReport.from_spectrum(
-                losses[i], np.nan, hessian_spectrum(self.loss_fn, knots[i], k=min(20, n - 1)),
-                gtol=CRITICAL_GTOL, part="all" if dense else "smallest", n=n)
+            part = "all" if n <= DENSE_THRESHOLD else "smallest"
+            try:
+                eig = hessian_spectrum(self.loss_fn, knots[i], k=min(20, n - 1),
+                                       max_hvps=None if part == "all" else LANCZOS_HVP_BUDGET)
+            except SpectrumNotConverged as err:  # index and nullity count what converged
+                eig, part = err.eigenvalues, "partial"
+            report = CriticalPointReport.from_spectrum(losses[i], np.nan, eig, gtol=CRITICAL_GTOL,
+                                                       part=part, n=n)
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
-                "index": report.index, "nullity": report.nullity, "params": knots[i]}
+                "index": report.index, "nullity": report.nullity, "part": report.part,
+                "params": knots[i]}
 
     def checks(self) -> dict:
         """The claims of §4.2 at θ_{l⇔m}, each True or False.
@@ -188,7 +198,7 @@ class PermutationPath:
             "all_converged": self.all_converged,
             "permutation_point": {**self.permutation_point_report.to_dict(),
                                   "checks": self.checks()},
-            "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "nullity")},
+            "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "nullity", "part")},
         }
 
 
