@@ -26,6 +26,7 @@ def plot_mnist(runs, out_png):
     hs = sorted({r["H"] for r in runs})
     colours = {h: plt.cm.viridis(i / max(len(hs) - 1, 1)) for i, h in enumerate(hs)}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    flagged = False
     for r in runs:
         d = np.asarray(r["path"]["distance"][:-1])
         loss = np.asarray(r["path"]["loss"][:-1])
@@ -35,11 +36,13 @@ def plot_mnist(runs, out_png):
         axes[0].semilogx(d, loss, color=colours[r["H"]], lw=1, label=label)
         axes[1].semilogx(d, acc, color=colours[r["H"]], lw=1, label=label)
         if (~ok).any():
-            axes[0].semilogx(d[~ok], loss[~ok], "rx", ms=4)
+            label = None if flagged else "step not converged"
+            flagged = True
+            axes[0].semilogx(d[~ok], loss[~ok], "rx", ms=4, label=label)
             axes[1].semilogx(d[~ok], acc[~ok], "rx", ms=4)
         axes[2].plot(r["H"], r["barrier"], "o", color=colours[r["H"]])
     means = [np.mean([r["barrier"] for r in runs if r["H"] == h]) for h in hs]
-    axes[2].plot(hs, means, "k-", lw=1, label="mean over seeds")
+    axes[2].plot(hs, means, "k_-", lw=1, ms=16, label="mean over seeds")  # the marker shows a lone H
     axes[0].set(xlabel="d", ylabel="L (normalised MSE)", title="A")
     axes[1].set(xlabel="d", ylabel="training accuracy", title="B")
     axes[2].set(xlabel="H", ylabel="barrier height max L", title="C", xticks=hs)
@@ -136,8 +139,11 @@ def mnist_report_sections(result, png):
         rows.append([r["H"], r["seed"], f"{r['teacher']['accuracy']:.4f}",
                      f"{r['pair'][0]}&{r['pair'][1]}" + (f" (cos {r['cosine']:.3f})" if r["cosine"] else ""),
                      f"{r['barrier']:.3e}", f"{pp['loss']:.3e}", f"{pp['grad_norm']:.1e}", pp["kind"],
-                     pp["index"], f"{pp['nullity']} of {pp['n'] and len(pp.get('eigenvalues', [])) or ''}"
-                     .strip(), f"{min(r['accuracy']):.4f}",
+                     # a partial spectrum bounds the index from below
+                     pp["index"] if pp["part"] == "all" else f"≥ {pp['index']}",
+                     f"{pp['nullity']} of {pp['n_eigenvalues']} "
+                     + ("computed" if pp["part"] != "partial" else "converged (Lanczos budget)"),
+                     f"{min(r['accuracy']):.4f}",
                      "yes" if p["all_converged"] else f"NO ({len(bad)}: {'/'.join(sorted(set(bad)))})",
                      f"{r['seconds']:.0f}"])
     means = {}
