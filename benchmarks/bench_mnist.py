@@ -1,7 +1,7 @@
 """Fig. 3 speed and memory (issue 10): one matrix-free path, loss+gradient vs the matmul bound, memory.
 
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
-     [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory]
+     [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 """
 
@@ -103,6 +103,28 @@ def one_path(x, labels, H, steps, gd_steps, max_hvps, gd_seconds):
               f"‖∇L‖∞ {gmax:.1e}, L {float(f):.3e}: {verdict}")
 
 
+def lanczos_budgets(x, labels, H, steps, max_hvps):
+    """How many of the 30 smallest Hessian eigenvalues ARPACK converges at a Fig. 3 merged point,
+    for a few HVP budgets and tolerances (the point of the budgeted path; seed 0)."""
+    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
+    y = s.relabel(teacher.model, teacher.params, x)
+    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    path = s.find_permutation_path(teacher.model, teacher.params, x, y, 2, l, m, steps=steps,
+                                   loss="nmse", method="matrix-free", max_hvps=max_hvps)
+    point = path.permutation_point
+    loss_fn = lambda p: s.nmse(teacher.model, p, x, y)
+    print(f"merged point of the H={H} path: ‖∇L‖∞ {path.permutation_point_report.grad_norm:.1e}")
+    for k, tol, budget in [(30, 0.0, 1000), (30, 0.0, 2500), (30, 1e-8, 2500), (4, 0.0, 1000)]:
+        t = time.perf_counter()
+        try:
+            eig = s.hessian_spectrum(loss_fn, point, method="lanczos", k=k, tol=tol, max_hvps=budget)
+            got = f"all {k} converged, smallest {np.array2string(eig[:3], precision=3)}"
+        except s.SpectrumNotConverged as err:
+            got = (f"{err.eigenvalues.size} of {k} converged in {err.hvps} HVPs "
+                   f"{np.array2string(err.eigenvalues, precision=3)}")
+        print(f"  Lanczos k={k}, tol={tol:g}, budget {budget} HVPs: {got}; {time.perf_counter() - t:.1f} s")
+
+
 def memory(x, labels, H, max_hvps):
     teacher = s.train_teacher(x, labels, H, seed=0, epochs=1)
     y = s.relabel(teacher.model, teacher.params, x)
@@ -124,7 +146,7 @@ def main():
     ap.add_argument("--gd-steps", type=int, default=3)
     ap.add_argument("--gd-seconds", type=float, default=60.0)
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
-    ap.add_argument("--only", choices=("grad", "path", "memory"))
+    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos"))
     a = ap.parse_args()
     x, labels, name = s.load_image_data("fashion-mnist", n_samples=a.samples)
     print(name)
@@ -133,6 +155,8 @@ def main():
         grad_vs_matmul(xj, 25)
     if a.only in (None, "path"):
         one_path(xj, labels, a.H, a.steps, a.gd_steps, a.max_hvps, a.gd_seconds)
+    if a.only == "lanczos":  # not part of the default run: it repeats the path
+        lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):
         memory(xj, labels, 25, a.max_hvps)
 

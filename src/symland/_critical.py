@@ -22,9 +22,9 @@ from ._results import PARTS, CriticalPointReport, check_tolerance, zero_toleranc
 
 DENSE_THRESHOLD = 4000
 # HVPs per Lanczos run where a spectrum is reported beside a matrix-free path (its permutation point,
-# its highest point). At a merged point that is not critical (‖∇L‖∞ ≈ 1e-3 on 784-10-10-10) the 30
-# smallest eigenvalues sit in a cluster near zero: 571 HVPs converged none of them, 2,449 three
-# (BENCHMARKS.md, issue 10); the report then says `part="partial"`.
+# its highest point): ≈ 25 s at 8,070 parameters. At a merged point that is not critical (‖∇L‖∞ ≈ 1e-3
+# on 784-10-10-10) the 30 smallest eigenvalues sit in a cluster near zero: 821 HVPs converged none of
+# them, 1,960 one (BENCHMARKS.md, issue 10); the report then says `part="partial"`.
 LANCZOS_HVP_BUDGET = 1000
 
 
