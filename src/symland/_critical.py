@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ._network import ACTIVATIONS, check_finite_params
-from ._results import PARTS, CriticalPointReport, check_tolerance, zero_tolerance
+from ._results import CriticalPointReport, check_hvp_budget, check_tolerance, zero_tolerance
 
 DENSE_THRESHOLD = 4000
 # HVPs per Lanczos run where a spectrum is reported beside a matrix-free path (its permutation point,
@@ -220,8 +220,6 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
     **Returns:** a NumPy array, ascending (`nearest_zero`: by |λ|). `ValueError`
     naming `params` for NaN or inf parameters.
     """
-    from ._newton_krylov import check_hvp_budget
-
     check_hvp_budget(max_hvps)
     check_finite_params(params)
     n = ravel_pytree(params)[0].size

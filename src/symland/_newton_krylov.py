@@ -60,7 +60,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ._results import EPS, RESULT_NAMES, check_tolerance
+from ._results import EPS, RESULT_NAMES, check_hvp_budget, check_tolerance
 
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region step
@@ -69,13 +69,6 @@ KRYLOV_METHODS = ("trust-ncg", "trust-krylov", "trust-pcg")  # `minimise_matrix_
 # `mnist` sweep experiment): sized so that the default run (H = 10, 2 seeds, 10,000 samples, 100 steps)
 # ends within 10 minutes on 2 cores; at 8,070 parameters one HVP takes ≈ 24 ms (BENCHMARKS.md, issue 10).
 FIG3_HVP_BUDGET = 60
-
-
-def check_hvp_budget(max_hvps) -> None:
-    """`ValueError` naming `max_hvps` unless it is None or a positive integer."""
-    if max_hvps is not None and (isinstance(max_hvps, bool) or not isinstance(max_hvps, (int, np.integer))
-                                 or max_hvps < 1):
-        raise ValueError(f"max_hvps: must be a positive integer or None, got {max_hvps!r}")
 
 
 @dataclasses.dataclass

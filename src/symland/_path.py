@@ -30,12 +30,11 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, SpectrumNotConverged, hessian_spectrum,
+from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, classify_critical_point,
                         two_layer_mse_hessian)
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import MLP, Params, check_finite_params
-from ._newton_krylov import check_hvp_budget
-from ._results import CriticalPointReport, result_code, result_names
+from ._results import CriticalPointReport, check_hvp_budget, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
@@ -148,14 +147,8 @@ class PermutationPath:
             report = self.permutation_point_report
         else:  # dense up to DENSE_THRESHOLD parameters, else the smallest Lanczos eigenvalues
             n = int(ravel_pytree(knots[i])[0].size)
-            part = "all" if n <= DENSE_THRESHOLD else "smallest"
-            try:
-                eig = hessian_spectrum(self.loss_fn, knots[i], k=min(20, n - 1),
-                                       max_hvps=None if part == "all" else LANCZOS_HVP_BUDGET)
-            except SpectrumNotConverged as err:  # index and nullity count what converged
-                eig, part = err.eigenvalues, "partial"
-            report = CriticalPointReport.from_spectrum(losses[i], np.nan, eig, gtol=CRITICAL_GTOL,
-                                                       part=part, n=n)
+            report = classify_critical_point(self.loss_fn, knots[i], gtol=CRITICAL_GTOL, method="auto",
+                                             k=min(20, n - 1), max_hvps=LANCZOS_HVP_BUDGET)
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
                 "index": report.index, "nullity": report.nullity, "part": report.part,

@@ -148,6 +148,14 @@ def _real(value, name: str) -> float:
         raise ValueError(f"{name}: must be a real number, got {value!r}") from None
 
 
+def check_hvp_budget(max_hvps) -> None:
+    """`ValueError` naming `max_hvps` unless it is None or a positive integer (a budget of
+    Hessian-vector products: matrix-free solvers and Lanczos)."""
+    if max_hvps is not None and (isinstance(max_hvps, bool) or not isinstance(max_hvps, (int, np.integer))
+                                 or max_hvps < 1):
+        raise ValueError(f"max_hvps: must be a positive integer or None, got {max_hvps!r}")
+
+
 def check_zero_tol(value) -> float:
     """`ValueError` naming `zero_tol` unless `value` is a finite real number ≥ 0."""
     v = _real(value, "zero_tol")
