@@ -1,7 +1,7 @@
 """Fig. 3 speed and memory (issue 10): one matrix-free path, loss+gradient vs the matmul bound, memory.
 
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
-     [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos]
+     [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers] [--outer 30]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 """
 
@@ -125,6 +125,28 @@ def lanczos_budgets(x, labels, H, steps, max_hvps):
         print(f"  Lanczos k={k}, tol={tol:g}, budget {budget} HVPs: {got}; {time.perf_counter() - t:.1f} s")
 
 
+def solvers(x, labels, H, steps, outer):
+    """The first δ step below the teacher (δ₁ of the `steps` schedule; pair and teacher as in
+    `one_path`), minimised without an HVP budget for `outer` trust-region iterations by scipy's
+    `trust-ncg` and by `trust-pcg` with the EKFAC preconditioner of `path_problem`."""
+    from symland._newton_krylov import minimise_matrix_free  # noqa: PLC0415
+    from symland._path import delta_schedule, free_parameters, rescale_direction  # noqa: PLC0415
+
+    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
+    y = s.relabel(teacher.model, teacher.params, x)
+    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    delta = float(s.neuron_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)[1]
+    v0 = ravel_pytree(rescale_direction(free_parameters(teacher.params, 2, l, m), 2, m, delta))[0]
+    prob = path_problem(teacher.model, 2, "nmse", x)
+    f0, _, g0 = prob.value_grads(prob.to_s(v0), delta, l, m, x, y)
+    print(f"first δ step, H={H}, pair {l}&{m}, δ={delta:.3e}: start L {float(f0):.3e}, "
+          f"‖∇L‖∞ {float(jnp.max(jnp.abs(g0))):.3f}; {outer} outer iterations each")
+    for method in ("trust-ncg", "trust-pcg"):
+        r = minimise_matrix_free(prob, v0, (delta, l, m, x, y), max_steps=outer, method=method)
+        print(f"  {method}: {r.hvps} HVPs, {r.seconds:.0f} s, L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
+              f"{r.status}")
+
+
 def memory(x, labels, H, max_hvps):
     teacher = s.train_teacher(x, labels, H, seed=0, epochs=1)
     y = s.relabel(teacher.model, teacher.params, x)
@@ -146,7 +168,8 @@ def main():
     ap.add_argument("--gd-steps", type=int, default=3)
     ap.add_argument("--gd-seconds", type=float, default=60.0)
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
-    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos"))
+    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers"))
+    ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     a = ap.parse_args()
     x, labels, name = s.load_image_data("fashion-mnist", n_samples=a.samples)
     print(name)
@@ -155,6 +178,8 @@ def main():
         grad_vs_matmul(xj, 25)
     if a.only in (None, "path"):
         one_path(xj, labels, a.H, a.steps, a.gd_steps, a.max_hvps, a.gd_seconds)
+    if a.only == "solvers":  # not part of the default run
+        solvers(xj, labels, a.H, a.steps, a.outer)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):

@@ -14,11 +14,11 @@ forward-over-reverse AD, about 2–3 gradients each).
   optional HVP budget per solve (`max_hvps`, reported as `max_steps`).
   `path_problem` supplies an eigenvalue-corrected K-FAC Gauss–Newton
   preconditioner (`kfac_preconditioner`). Measured on the first δ step of a
-  784-10-10-10 Fashion-MNIST path (8,070 parameters, 10,000 samples): 30
-  outer iterations cost 4,842 HVPs and reach ‖∇L‖∞ = 1.9e−6 (damping 0.1;
-  1e−4: 3,747 HVPs, 1.2e−6),
-  where scipy's `trust-ncg` needs 8,595 HVPs for 9.8e−6; neither reaches
-  the 1e−8 target in 30 iterations (issue 10, still open).
+  784-10-10-10 Fashion-MNIST path (8,070 parameters, 10,000 samples;
+  `benchmarks/bench_mnist.py --only solvers`): 30 outer iterations cost
+  4,296 HVPs and reach ‖∇L‖∞ = 1.2e−6, where scipy's `trust-ncg` needs
+  8,595 HVPs for 9.8e−6; neither reaches the 1e−8 target in 30 iterations
+  (issue 10, still open).
 - `method="trust-ncg"` / `"trust-krylov"`: trust-region Newton with the subproblem solved by
   the Generalised Lanczos Trust-Region method (GLTR, Gould et al. 1999),
   i.e. scipy's `minimize(method="trust-krylov", hessp=...)` (trlib). Why
@@ -522,7 +522,8 @@ def _first_layer_map(model, P):
 # λ = KFAC_DAMPING · (mean diagonal of the Kronecker-factored Gauss–Newton matrix). Measured: with
 # 1e-4 the 2-5-1 softplus toy path (tests) stalls at max_steps in 2 of 12 δ steps (the M-norm trust
 # region is too long along directions of small Gauss–Newton but negative Hessian curvature); 0.1
-# converges them all; on the 784-10-10-10 first δ step 0.1 costs 4,842 HVPs per 30 iterations (1e-4: 3,747).
+# converges them all; on the 784-10-10-10 first δ step 0.1 costs 4,296 HVPs per 30 iterations
+# (BENCHMARKS.md, issue 10).
 KFAC_DAMPING = 0.1
 
 
