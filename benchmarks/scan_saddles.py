@@ -49,7 +49,8 @@ def main():
             certified += ok
             for r in res:
                 if not r.certified:
-                    failures[(r.status, str(r.saddle_report.kind) if r.saddle_report else "none")] += 1
+                    failures[(r.status, str(r.saddle_report.kind) if r.saddle_report else "none",
+                              f"network: {r.network}")] += 1
                 pp = r.permutation_point
                 if r.certified and pp is not None and pp.index == 1:
                     dL = r.saddle_report.loss - pp.loss
@@ -61,7 +62,7 @@ def main():
                   f"relations {dict(rel)}", flush=True)
     print(f"coverage: {certified}/{total} = {100.0 * certified / total:.1f} % of pairs with a certified saddle")
     if failures:
-        print("not certified (status, saddle kind):", dict(failures))
+        print("not certified (status, saddle kind, what the transition network gave):", dict(failures))
     print("consistency, pairs with a complete fixed-δ path and θ_{l⇔m} of index 1: the certified saddle",
           dict(consistency) or "no such pair")
 

@@ -55,6 +55,7 @@ def test_consistency_with_the_complete_fixed_delta_path(results):
         assert abs(rel["loss_difference"]) <= 1e-10 and rel["saddle_incoming_distance"] <= 1e-6
     d = r.to_dict()
     assert d["relation"]["route"] == "fixed-delta" and d["certified"]
+    assert r.network is None and d["network"] is None  # the fixed-δ band certified: no network consulted
 
 
 def test_network_route_when_the_fixed_delta_path_fails(results):
@@ -66,6 +67,7 @@ def test_network_route_when_the_fixed_delta_path_fails(results):
     # plateau of this teacher.
     assert r.saddle_report.loss == pytest.approx(1.74077e-3, rel=1e-5)
     assert r.to_dict()["mep"]["method"] == r.init
+    assert r.network == "joined" and r.to_dict()["network"] == "joined"
 
 
 @pytest.mark.parametrize("init", ["merged", "descent"])
@@ -113,3 +115,15 @@ def test_a_path_that_rises_above_its_saddle_is_not_certified(results):
     assert r.certified
     risen = dataclasses.replace(r, mep=dataclasses.replace(r.mep, discretisation_error=0.2 * r.barrier))
     assert not risen.certified and not risen.to_dict()["certified"]
+
+
+def test_report_says_why_the_network_gave_no_path(results):
+    """The toy report's MEP-init cell names the network's gap beside the fallback route."""
+    import dataclasses
+
+    from symland.experiments.saddle import saddle_section
+
+    gap = dataclasses.replace(results[1], init="descent", network="no plateau reaches θ*")
+    page = saddle_section([results[0], gap])
+    assert "descent (network: no plateau reaches θ*)" in page
+    assert "(network:" not in saddle_section([results[0], results[1]])

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from jax.flatten_util import ravel_pytree
 
 import symland as s
-from symland._transition_network import (compose, inverse, match_minimum, neuron_blocks,
+from symland._transition_network import (compose, inverse, match_minimum, network_gap, neuron_blocks,
                                          pair_permutation, transition_network, valley_path,
                                          flat_permutation)
 from symland._saddle import _PairLoss, merged_configuration
@@ -144,6 +144,21 @@ def test_relu_permutation_points_on_kinks_give_an_empty_network():
     assert d["plateaus"] == [] and d["rejected"] == {"(0, 1)": "not critical", "(2, 3)": "not critical"}
     assert net.lowest_path(pair_permutation((0, 1), 5)) is None
     assert valley_path(net, pair_permutation((0, 1), 5), unravel) is None
+    assert network_gap(net, pair_permutation((0, 1), 5)) == "no plateau reaches θ*"
+
+
+def test_network_gap_says_whether_theta_star_is_on_the_network(network):
+    """θ* on one descent only: no walk over a plateau (it needs two ends of one), so σ(θ*) is not reached;
+    with no descent to θ*'s class at all, θ* is on no plateau."""
+    import dataclasses
+
+    net, unravel = network
+    target = pair_permutation((2, 3), 5)
+    assert net.lowest_path(target) is not None
+    one = dataclasses.replace(net, ends=[next(e for e in net.ends if e.node == 0)])
+    assert one.lowest_path(target) is None and network_gap(one, target) == "σ(θ*) not reached"
+    away = dataclasses.replace(net, ends=[e for e in net.ends if e.node != 0])
+    assert away.lowest_path(target) is None and network_gap(away, target) == "no plateau reaches θ*"
 
 
 def test_relation_below_needs_a_real_height_difference():

@@ -57,8 +57,8 @@ from ._path import PermutationPath, check_pairs, find_permutation_paths
 from ._results import CriticalPointReport, check_tolerance, result_name
 from ._symmetry import check_neuron_pair, neuron_distance
 from ._transition_network import (SAME_LOSS, TRAIL_START, TRAIL_STEP, dedupe_points, flat_permutation,
-                                  network_candidates, network_kernels, pair_permutation, paths_as_meps,
-                                  transition_network)
+                                  network_candidates, network_gap, network_kernels, pair_permutation,
+                                  paths_as_meps, transition_network)
 
 SAME = 1e-6  # relative distance below which two points count as one (and a point as σ-fixed)
 KINK_TOL = 1e-8  # as in `_path`: a sample this close (relative) to a ReLU hyperplane is on a kink
@@ -163,6 +163,11 @@ class PermutationSaddle:
       point it is measured against), `loss_difference` (L(S) − L(θ_{l⇔m})),
       `distance` (min ‖S − θ_{l⇔m}‖, ‖σS − θ_{l⇔m}‖), `figure` (Suppl.
       Fig. 4 panel) and `kink_distance` (ReLU).
+    - `network`: what the transition network gave this pair: `joined` (its
+      path certified the saddle), `not certified` (it had a path, which did
+      not), `no plateau reaches θ*` or `σ(θ*) not reached`
+      (`network_gap`), or None where it was not consulted (`init`
+      `descent` or `merged`, or a certified fixed-δ band).
     """
 
     layer: int
@@ -175,6 +180,7 @@ class PermutationSaddle:
     fixed_delta: PermutationPath | None
     mep_permutation_point: tuple | None
     relation: dict
+    network: str | None = None
 
     @property
     def saddle(self):
@@ -202,7 +208,7 @@ class PermutationSaddle:
             else self.permutation_point.to_dict(),
             "fixed_delta_complete": None if self.fixed_delta is None else self.fixed_delta.all_converged,
             "mep_permutation_point": None if mpp is None else mpp[1].to_dict(),
-            "relation": self.relation, "mep": self.mep.to_dict(),
+            "relation": self.relation, "network": self.network, "mep": self.mep.to_dict(),
         }
 
 
@@ -375,6 +381,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
     network_paths = [None] * len(pairs)
     use_network = init in ("auto", "fixed-delta", "network")
     built = {}
+    network_of = [None] * len(pairs)
 
     def network_paths_of(todo):
         """The lowest paths through the transition network (built once) for pairs `todo`: {i: MEP}."""
@@ -386,8 +393,13 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
                                for a, b in all_pairs],
                 pairs=all_pairs, closed_form_hessian=model.depth == 2,
                 signed=model.activation in ODD_ACTIVATIONS)
-        cands = [(i, c) for i in todo
-                 for c in network_candidates(built["net"], pair_permutation(pairs[i], n_neurons), unravel)]
+        cands = []
+        for i in todo:
+            target = pair_permutation(pairs[i], n_neurons)
+            found = network_candidates(built["net"], target, unravel)
+            if not found:
+                network_of[i] = network_gap(built["net"], target)
+            cands += [(i, c) for c in found]
         if not cands:
             return {}
         kernels_net = network_kernels(pair_loss, model.depth == 2)
@@ -400,6 +412,8 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
             if i not in best or key[0] < best[i][0][0] or \
                     (key[0] == best[i][0][0] and key[1] < best[i][0][1] * (1.0 - SAME_LOSS)):
                 best[i] = (key, mep)
+        for i, (key, _) in best.items():
+            network_of[i] = "not certified" if key[0] else "joined"
         return {i: mep for i, (_, mep) in best.items()}
 
     if use_network:
@@ -474,7 +488,8 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
         out.append(PermutationSaddle(
             layer=int(layer), l=l, m=m, init=inits[i], mep=mep, status=status,
             permutation_point=pp, fixed_delta=path,
-            mep_permutation_point=None if crossing is None else crossing[:2], relation=relation))
+            mep_permutation_point=None if crossing is None else crossing[:2], relation=relation,
+            network=network_of[i]))
     return out
 
 

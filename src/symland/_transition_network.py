@@ -588,6 +588,21 @@ def _as_mep(path: NetworkPath, method, loss, seg, unravel, gtol) -> MinimumEnerg
                              gtol=float(gtol), unravel=unravel, method=method)
 
 
+def network_gap(net: TransitionNetwork, target) -> str:
+    """Why `net` has no path θ* → `target`·θ*, for a report.
+
+    `no plateau reaches θ*`: no descent from any plateau ends in θ*'s class,
+    so θ* is joined to nothing (on the softplus toys of seeds 4 and 5 its
+    lowest exits lead to spurious minima that no plateau reaches;
+    `benchmarks/diagnose_exits.py`). `σ(θ*) not reached`: θ* is on the
+    network, but no walk over its plateaus ends at `target`·θ* (for odd
+    activations, possibly only at a sign-flipped copy of it).
+    """
+    if not any(e.node == 0 for e in net.ends):
+        return "no plateau reaches θ*"
+    return "σ(θ*) not reached"
+
+
 def network_candidates(net: TransitionNetwork, target, unravel) -> list:
     """The candidate paths to `target`: [(path, method)] for `net.lowest_path` (`network`) and
     `valley_path` (`valley`), those that exist."""

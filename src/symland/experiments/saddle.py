@@ -52,7 +52,8 @@ def saddle_section(results) -> str:
               "saddle L", "‖∇L‖∞", "index", "kind", "certified", "relation to θ_l⇔m"]
     rows = []
     for r in results:
-        rows.append([f"{r.l + 1}&{r.m + 1}", _fixed_delta_cell(r), r.init, r.status,
+        init = r.init if r.network in (None, "joined") else f"{r.init} (network: {r.network})"
+        rows.append([f"{r.l + 1}&{r.m + 1}", _fixed_delta_cell(r), init, r.status,
                      len(r.mep.images), f"{r.barrier:.6e}", *_saddle_cells(r),
                      "yes" if r.certified else "no", _relation_cell(r)])
     n_cert = sum(r.certified for r in results)
