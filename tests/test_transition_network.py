@@ -7,7 +7,7 @@ from jax.flatten_util import ravel_pytree
 
 import symland as s
 from symland._transition_network import (compose, inverse, match_minimum, network_gap, neuron_blocks,
-                                         pair_permutation, transition_network, valley_path,
+                                         pair_permutation, transition_network, valley_chain, valley_path,
                                          flat_permutation)
 from symland._saddle import _PairLoss, merged_configuration
 
@@ -112,6 +112,40 @@ def test_valley_path_is_complete_and_its_top_is_the_plateau(network, pair):
     pts = np.concatenate([(1 - w)[:, None] * X[i] + w[:, None] * X[i + 1] for i in range(len(X) - 1)])
     assert float(np.max(f(jnp.asarray(pts)))) <= path.top * (1 + 1e-9)
     assert path.top == pytest.approx(1.74077e-3, rel=1e-5)
+
+
+def test_valley_chain_is_continuous_and_as_high_as_its_valleys(network):
+    """(0 1) = (1 k)(0 k)(1 k): three permuted valley paths, from θ* exactly to σθ* exactly, never above
+    their plateau; targets that are not transpositions, or carry sign flips, get no chain."""
+    net, unravel = network
+    chain = valley_chain(net, pair_permutation((0, 1), 5), unravel)
+    x0 = np.asarray(ravel_pytree(PROBLEM.teacher)[0])
+    end = np.asarray(ravel_pytree(s.swap_neurons(PROBLEM.teacher, 1, 0, 1))[0])
+    np.testing.assert_array_equal(chain.points[0], x0)
+    np.testing.assert_array_equal(chain.points[-1], end)
+    assert len(chain.plateaus) == 3 and len(chain.saddles) >= 3
+    f = jax.jit(jax.vmap(lambda v: s.mse(PROBLEM.model, unravel(v), PROBLEM.x, PROBLEM.y)))
+    X = chain.points
+    assert float(np.max(np.linalg.norm(np.diff(X, axis=0), axis=1))) < 0.5 * np.linalg.norm(end - x0)
+    w = np.linspace(0.0, 1.0, 9)
+    pts = np.concatenate([(1 - w)[:, None] * X[i] + w[:, None] * X[i + 1] for i in range(len(X) - 1)])
+    assert float(np.max(f(jnp.asarray(pts)))) <= chain.top * (1 + 1e-9)
+    assert chain.top == pytest.approx(1.74077e-3, rel=1e-5)
+    assert valley_chain(net, ((1, 2, 0, 3, 4), (1,) * 5), unravel) is None  # a 3-cycle
+    assert valley_chain(net, ((1, 0, 2, 3, 4), (1, 1, -1, 1, 1)), unravel) is None
+
+
+def test_valley_chain_reaches_pairs_whose_valley_needs_a_sign_flip():
+    """tanh, seed 15: every descent from a plateau to θ*'s class carries a sign flip, so pair 0 & 2 has
+    no valley path of its own (nor a network walk); (0 2) = (1 3)-conjugates of valleys that exist do."""
+    P = s.toy_problem("tanh", seed=15)
+    r = s.permutation_saddle(P.model, P.teacher, P.x, P.y, 1, 0, 2, init="network")
+    assert r.init == "valley-chain" and r.network == "joined" and r.certified, r.to_dict()
+    np.testing.assert_array_equal(r.mep.images[0], np.asarray(ravel_pytree(P.teacher)[0]))
+    np.testing.assert_array_equal(r.mep.images[-1],
+                                  np.asarray(ravel_pytree(s.swap_neurons(P.teacher, 1, 0, 2))[0]))
+    assert r.saddle_report.grad_norm <= 1e-10 and r.saddle_report.index >= 1
+    assert r.mep.discretisation_error <= 1e-3 * r.barrier
 
 
 def test_lowest_path_for_the_pair_with_a_complete_fixed_delta_path(network):

@@ -144,7 +144,8 @@ class PermutationSaddle:
 
     **Fields:**
     - `layer`, `l`, `m`, `init` (the route of the path: `fixed-delta`,
-      `network`, `valley`, `descent`, `fix-minimum` or `merged`), `mep` (the
+      `network`, `valley`, `valley-chain`, `descent`, `fix-minimum` or
+      `merged`), `mep` (the
       `MinimumEnergyPath`, from θ* exactly to σ(θ*); `mep.method` says
       whether a band was relaxed).
     - `status`: a `RESULTS` name: the MEP's, except `kink` for a ReLU saddle
@@ -324,7 +325,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
       through the minimum of L on Fix(σ) and its descents, or straight
       segments through the merged configuration). `PermutationSaddle.init`
       says which route each pair's path came from (`fixed-delta`, `network`,
-      `valley`, `descent`, `merged`, or `fix-minimum` where the minimum on
+      `valley`, `valley-chain`, `descent`, `merged`, or `fix-minimum` where the minimum on
       Fix(σ) has no unstable σ-odd direction: θ* → it → σ(θ*)).
     - `path_options`: keyword arguments of `find_permutation_paths`
       (default `steps=100`); `fixed_delta_paths`: already computed

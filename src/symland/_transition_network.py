@@ -542,6 +542,63 @@ def valley_path(net: TransitionNetwork, target, unravel) -> NetworkPath | None:
     return NetworkPath(points, saddles, [(i, j)], top)
 
 
+def valley_chain(net: TransitionNetwork, target, unravel) -> NetworkPath | None:
+    """θ* → σθ* for a transposition σ = (l m) as three valley paths: σ = τ·σ′·τ, τ and σ′ transpositions.
+
+    For k ∉ {l, m}, (l m) = (m k)(l k)(m k) = (l k)(m k)(l k). If P_τ and
+    P_σ′ are valley paths (`valley_path`) θ* → τθ* and θ* → σ′θ*, then
+    P_τ, τ·P_σ′, τσ′·P_τ is a continuous path θ* → τθ* → τσ′θ* → σθ*
+    (L is invariant under the layer's permutations, so a permuted path has
+    the same losses). Its top is the higher of the two valleys' plateaus.
+    This reaches pairs whose own valley is barred by sign flips (odd
+    activations: every descent from a plateau to θ*'s class may carry one;
+    on the tanh toy of seed 15, pairs 0 & 2, 1 & 2 and 2 & 4). The lowest
+    such chain over k and both factorisations (ties: the first).
+
+    **Returns:** a `NetworkPath`, or None when `target` is not a transposition or no chain exists.
+    """
+    n = net.n_neurons
+    perm, signs = target
+    moved = [i for i in range(n) if perm[i] != i]
+    if any(t < 0 for t in signs) or len(moved) != 2:
+        return None
+    l, m = moved
+    cache = {}
+
+    def valley_of(pair):
+        if pair not in cache:
+            cache[pair] = valley_path(net, pair_permutation(pair, n), unravel)
+        return cache[pair]
+
+    best = None
+    for k in range(n):
+        if k in (l, m):
+            continue
+        for outer, inner in (((min(m, k), max(m, k)), (min(l, k), max(l, k))),
+                             ((min(l, k), max(l, k)), (min(m, k), max(m, k)))):
+            p_out, p_in = valley_of(outer), valley_of(inner)
+            if p_out is None or p_in is None:
+                continue
+            tau, sig = pair_permutation(outer, n), pair_permutation(inner, n)
+            top = max(p_out.top, p_in.top)
+            if best is not None and top >= best[0] * (1.0 - SAME_LOSS):
+                continue
+            frames = [(p_out, None), (p_in, tau), (p_out, compose(sig, tau))]
+            pieces, saddles, plateaus, joined = [], [], [], True
+            for path, g in frames:
+                pts = path.points if g is None else net.act(path.points, g)
+                joined &= not pieces or bool(np.array_equal(pts[0], pieces[-1][-1]))
+                pieces.append(pts if not pieces else pts[1:])
+                saddles += [(x if g is None else net.act(x, g), rep, pair) for x, rep, pair in path.saddles]
+                plateaus += path.plateaus
+            points = np.concatenate(pieces)
+            end = net.act(net.minima[0], target)
+            if not joined or not np.array_equal(points[-1], end):  # pieces meet, and end, exactly
+                continue
+            best = (top, NetworkPath(points, saddles, plateaus, top))
+    return None if best is None else best[1]
+
+
 PATH_CHUNK = 256  # points per batched loss evaluation of paths (one compilation for every length)
 PATH_SEGMENT_SAMPLES = 4  # loss samples inside each segment of a network path (its descents take short
 #                           steps, its valley moves are at constant loss; the tests check against 9–33)
@@ -604,7 +661,11 @@ def network_gap(net: TransitionNetwork, target) -> str:
 
 
 def network_candidates(net: TransitionNetwork, target, unravel) -> list:
-    """The candidate paths to `target`: [(path, method)] for `net.lowest_path` (`network`) and
-    `valley_path` (`valley`), those that exist."""
-    out = [(net.lowest_path(target), "network"), (valley_path(net, target, unravel), "valley")]
+    """The candidate paths to `target`: [(path, method)] for `net.lowest_path` (`network`),
+    `valley_path` (`valley`) and, where there is no valley, `valley_chain` (`valley-chain`), those that
+    exist."""
+    valley = valley_path(net, target, unravel)
+    out = [(net.lowest_path(target), "network"), (valley, "valley")]
+    if valley is None:
+        out.append((valley_chain(net, target, unravel), "valley-chain"))
     return [(p, m) for p, m in out if p is not None]
