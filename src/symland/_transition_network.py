@@ -649,9 +649,10 @@ def network_gap(net: TransitionNetwork, target) -> str:
     """Why `net` has no path θ* → `target`·θ*, for a report.
 
     `no plateau reaches θ*`: no descent from any plateau ends in θ*'s class,
-    so θ* is joined to nothing (on the softplus toys of seeds 4 and 5 its
-    lowest exits lead to spurious minima that no plateau reaches;
-    `benchmarks/diagnose_exits.py`). `σ(θ*) not reached`: θ* is on the
+    so θ* is joined to nothing (every failing softplus toy of seeds 1–20:
+    4, 5, 12 and 15; on seed 4 θ*'s index-1 exit found by
+    `benchmarks/diagnose_exits.py` leads to a spurious minimum that no
+    plateau reaches). `σ(θ*) not reached`: θ* is on the
     network, but no walk over its plateaus ends at `target`·θ* (for odd
     activations, possibly only at a sign-flipped copy of it).
     """
