@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,6 +7,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import symland as s
+from symland.experiments.saddle import saddle_section
 
 # tanh seed 2, pair 2 & 3: the fixed-δ path is complete and θ_{l⇔m} has index 1
 # (README table); pair 1 & 2 has no complete fixed-δ path, so its path comes from
@@ -109,8 +112,6 @@ def test_bad_input_names_the_argument():
 
 
 def test_a_path_that_rises_above_its_saddle_is_not_certified(results):
-    import dataclasses
-
     r = results[0]
     assert r.certified
     risen = dataclasses.replace(r, mep=dataclasses.replace(r.mep, discretisation_error=0.2 * r.barrier))
@@ -119,10 +120,6 @@ def test_a_path_that_rises_above_its_saddle_is_not_certified(results):
 
 def test_report_says_why_the_network_gave_no_path(results):
     """The toy report's MEP-init cell names the network's gap beside the fallback route."""
-    import dataclasses
-
-    from symland.experiments.saddle import saddle_section
-
     gap = dataclasses.replace(results[1], init="descent", network="no plateau reaches θ*")
     page = saddle_section([results[0], gap])
     assert "descent (network: no plateau reaches θ*)" in page

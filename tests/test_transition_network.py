@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,8 +186,6 @@ def test_relu_permutation_points_on_kinks_give_an_empty_network():
 def test_network_gap_says_whether_theta_star_is_on_the_network(network):
     """θ* on one descent only: no walk over a plateau (it needs two ends of one), so σ(θ*) is not reached;
     with no descent to θ*'s class at all, θ* is on no plateau."""
-    import dataclasses
-
     net, unravel = network
     target = pair_permutation((2, 3), 5)
     assert net.lowest_path(target) is not None
