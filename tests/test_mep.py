@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import symland as s
+from symland._mep import segment_losses, sublevel_path
 
 # Müller–Brown potential (Müller & Brown 1979, Theor. Chim. Acta 53, 75).
 A = jnp.array([-200.0, -100.0, -170.0, 15.0])
@@ -78,6 +79,25 @@ def test_monotone_band_has_no_saddle():
     bowl = lambda p: jnp.sum(p ** 2)
     path = s.minimum_energy_path(bowl, jnp.array([1.0, 0.0]), jnp.array([0.0, 0.0]), images=5)
     assert path.saddles == [] and path.saddle is None and np.isnan(path.barrier)
+
+
+def bump(p, data=None):
+    """A double well (saddle (0, 0), L = 1) whose straight path between its minima crosses a bump of height 2
+    (just off the axis, so that the straight start is not a symmetric point of the objective)."""
+    return (p[0] ** 2 - 1.0) ** 2 + 2.0 * p[1] ** 2 + 2.0 * jnp.exp(-((p[0] + 0.5) ** 2 + (p[1] - 0.03) ** 2) / 0.02)
+
+
+def test_sublevel_path_goes_round_a_bump_below_the_level():
+    """From one well to the other below L = 1.1 (the saddle (0, 0) has L = 1): the straight path is blocked."""
+    a, b = np.array([-1.0, 0.0]), np.array([1.0, 0.0])
+    straight = np.linspace(a, b, 41)
+    assert max(float(bump(x)) for x in straight) > 2.0
+    X = sublevel_path(bump, a, b, 1.1, images=16, steps=1000)
+    np.testing.assert_array_equal(X[0], a)
+    np.testing.assert_array_equal(X[-1], b)
+    dense = np.asarray(segment_losses(bump, jnp.asarray(X), 32))
+    assert dense.max() < 1.1 and max(float(bump(x)) for x in X) < 1.1
+    assert np.max(np.abs(X[:, 1])) > 0.1  # it went round the bump
 
 
 def test_bad_input_names_the_argument():

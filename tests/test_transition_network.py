@@ -8,9 +8,10 @@ from hypothesis import given, settings, strategies as st
 from jax.flatten_util import ravel_pytree
 
 import symland as s
-from symland._transition_network import (compose, inverse, match_minimum, network_gap, neuron_blocks,
-                                         pair_permutation, transition_network, valley_chain, valley_path,
-                                         flat_permutation)
+from symland._mep import segment_losses
+from symland._transition_network import (LINK_RISE, compose, inverse, match_minimum, network_gap,
+                                         network_kernels, neuron_blocks, pair_permutation, plateau_links,
+                                         transition_network, valley_chain, valley_path, flat_permutation)
 from symland._saddle import _PairLoss, merged_configuration
 
 PROBLEM = s.toy_problem("tanh", seed=2)
@@ -206,3 +207,44 @@ def test_relation_below_needs_a_real_height_difference():
             assert q["loss_difference"] > 1e-10 * 1.74e-3  # not round-off
         if q["relation"] == "top":
             assert abs(q["loss_difference"]) <= 1e-10 * 1.75e-3
+
+
+def test_plateau_links_join_theta_star_to_a_plateau_below_its_loss(network):
+    """The lowest plateau of the tanh toy: a link from it to g⁻¹·θ* starts at a certified point of its line,
+    ends exactly at g⁻¹·θ* and stays below L_p·(1 + LINK_RISE) on a sampling 8 times denser than its own;
+    its mirror image ends at σg⁻¹·θ*."""
+    net, unravel = network
+    P = PROBLEM
+    x0 = net.minima[0]
+    kp = int(np.argmin(net.plateau_loss))
+    i, j = net.plateau_pairs[kp]
+    pair_loss = _PairLoss(P.model, "mse", P.teacher)
+    kernels = network_kernels(pair_loss, True)
+    perm = flat_permutation(unravel, x0.size, 1, np.asarray(pair_permutation((i, j), 5)[0]))
+    blocks = neuron_blocks(unravel, x0.size, 1)
+    out_cols = np.asarray(unravel(jnp.arange(x0.size, dtype=jnp.float64))[1][0]).astype(np.int64)
+    level = net.plateau_loss[kp]
+    ends, failed = plateau_links(pair_loss, kernels, x0, (P.x, P.y),
+                                 [(kp, (i, j), level, net.plateau_points[kp], perm, pair_permutation((i, j), 5))],
+                                 act=net.act, blocks=blocks, out_cols=out_cols, signed=True, batch=1)
+    assert failed == [] and len(ends) == 2, failed
+    for e in ends:
+        assert e.kind == "link" and e.node == 0 and e.plateau == kp
+        np.testing.assert_array_equal(e.points[-1], net.act(x0, e.g))
+        assert e.report.grad_norm <= 1e-10 and e.report.loss == pytest.approx(level, rel=1e-10)
+        f = lambda x: pair_loss(x, (P.x, P.y))
+        dense = np.asarray(segment_losses(f, jnp.asarray(e.points), 8))
+        assert dense.max() <= level * (1.0 + LINK_RISE)
+    np.testing.assert_array_equal(ends[1].points, ends[0].points[:, perm])
+    assert ends[1].g == compose(ends[0].g, pair_permutation((i, j), 5))
+
+
+@pytest.mark.slow
+def test_links_certify_every_pair_of_softplus_seed_4():
+    """Softplus, seed 4: no descent from a plateau reaches θ* (`network_gap`); the links do, and the valley
+    of the lower plateau (2, 3) then gives every pair a certified saddle (issue 9's coverage)."""
+    P = s.toy_problem("softplus", seed=4)
+    res = s.permutation_saddles(P.model, P.teacher, P.x, P.y, 1, "all", init="network")
+    assert all(r.certified and r.network == "joined" for r in res), [r.to_dict()["status"] for r in res]
+    assert {round(r.barrier, 8) for r in res} == {3.7542e-4}
+    assert all(r.mep.discretisation_error <= LINK_RISE * r.barrier for r in res)

@@ -317,6 +317,80 @@ def descent_trail(f, x0, *, step, n_steps, hessian=None):
     return jnp.concatenate([x0[None], xs])
 
 
+SUBLEVEL_IMAGES = 24  # interior images of a `sublevel_path`
+SUBLEVEL_BETA = 30.0  # sharpness of the smoothed maximum, in units of the level
+SUBLEVEL_SPRING = 1e-4  # weight of the discrete path length Σ‖R_{i+1} − R_i‖², scaled by the image count
+SUBLEVEL_STEPS = 3_000  # L-BFGS iterations
+
+
+@functools.lru_cache(maxsize=16)
+def _sublevel_objective(loss_of, images: int):
+    """Jitted value and gradient of the smoothed path maximum of `sublevel_path` (cached per loss)."""
+
+    def objective(r, a, b, level, data):
+        R = r.reshape(images, a.size)
+        full = jnp.concatenate([a[None], R, b[None]])
+        mids = 0.5 * (full[1:] + full[:-1])
+        f = lambda x: loss_of(x, data)
+        ell = jnp.concatenate([jax.vmap(f)(R), jax.vmap(f)(mids)]) / level
+        length = jnp.sum((full[1:] - full[:-1]) ** 2) * (images + 1)
+        return jax.scipy.special.logsumexp(SUBLEVEL_BETA * ell) / SUBLEVEL_BETA + SUBLEVEL_SPRING * length
+
+    return jax.jit(jax.value_and_grad(objective))
+
+
+def sublevel_path(loss_of, start, end, level: float, data=None, *, images: int = SUBLEVEL_IMAGES,
+                  steps: int = SUBLEVEL_STEPS) -> np.ndarray:
+    """A path from `start` to `end` that keeps L as far below `level` as it can: a smoothed minimax path.
+
+    Minimises over the interior images R_1 … R_N of a polyline with fixed
+    ends the smoothed maximum (1/β) log Σ exp(β L(·)/`level`) of the loss at
+    the images and the segment midpoints, plus a small multiple of the
+    discrete path length Σ‖R_{i+1} − R_i‖² that keeps the images spread
+    along the path (β = `SUBLEVEL_BETA`, weight `SUBLEVEL_SPRING`·(N + 1)),
+    by scipy's L-BFGS-B from the straight segment. The result answers whether
+    `start` and `end` lie in one component of the sublevel set
+    {L ≤ `level`·(1 + ε)}; the caller measures ε on its own sampling.
+
+    Why not the elastic band (`minimum_energy_path`): where the landscape has
+    channels to infinity (Martinelli et al. 2025) the band's perpendicular
+    force carries single images down a channel, unopposed by springs that
+    act only along the band, and the segments between them climb over
+    losses of 1e4–1e5 (softplus toys 4, 5, 12, 15 of `benchmarks/scan_saddles.py`);
+    here every image is pulled towards its neighbours, and the highest point
+    of the whole path is what is minimised. Why a smoothed maximum: the
+    maximum itself is not differentiable where two samples tie.
+
+    **Arguments:** `loss_of` (flat x, data ↦ L; hashable, as the kernels of
+    this module take it), `start`, `end` (flat points), `level` (> 0),
+    `data`, `images` (N), `steps` (L-BFGS iterations).
+
+    **Returns:** the (N + 2, P) polyline, `start` and `end` exactly at its ends.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np
+        >>> # a double well (saddle L = 1) whose straight path is blocked by a bump of height 2 near (−0.5, 0)
+        >>> bump = lambda p, data: ((p[0] ** 2 - 1.0) ** 2 + 2.0 * p[1] ** 2
+        ...                         + 2.0 * jnp.exp(-((p[0] + 0.5) ** 2 + (p[1] - 0.03) ** 2) / 0.02))
+        >>> X = sublevel_path(bump, np.array([-1.0, 0.0]), np.array([1.0, 0.0]), 1.1, images=16, steps=1000)
+        >>> t = np.linspace(0.0, 1.0, 33)[:, None, None]
+        >>> dense = (1 - t) * X[None, :-1] + t * X[None, 1:]  # 33 points inside every segment
+        >>> X.shape, bool(max(float(bump(x, None)) for x in dense.reshape(-1, 2)) < 1.1)
+        ((18, 2), True)
+    """
+    a = np.asarray(start, dtype=np.float64)
+    b = np.asarray(end, dtype=np.float64)
+    from scipy.optimize import minimize
+
+    t = np.linspace(0.0, 1.0, images + 2)[1:-1, None]
+    r0 = ((1.0 - t) * a[None] + t * b[None]).ravel()
+    vg = _sublevel_objective(loss_of, int(images))
+    A, B, lev = jnp.asarray(a), jnp.asarray(b), jnp.asarray(float(level))
+    fun = lambda r: tuple(np.asarray(v, dtype=np.float64) for v in vg(jnp.asarray(r), A, B, lev, data))
+    out = minimize(fun, r0, jac=True, method="L-BFGS-B", options={"maxiter": int(steps), "maxfun": 4 * int(steps)})
+    return np.concatenate([a[None], out.x.reshape(images, a.size), b[None]])
+
+
 def local_maxima(loss, n_active) -> list[int]:
     """Interior local maxima of a band's losses (ties: the first), highest first."""
     v = np.asarray(loss)[:n_active]

@@ -28,7 +28,9 @@ that band does not certify its saddle, the lowest path in the transition
 network of the layer (`symland._transition_network`: descents from the
 plateaus of permutation points to minima identified modulo the symmetry
 group, joined over plateaus, `network`, or along the equal-loss valley of
-§4.2 (ii), `valley`); where the network does not join θ* to σ(θ*), the
+§4.2 (ii), `valley`; for smooth activations, where no descent reaches θ*, a
+path from θ* that stays below a plateau's loss, `plateau_links`, takes its
+place); where the network does not join θ* to σ(θ*), the
 `descent` band: from the minimum p of L on Fix(σ) a descent along its
 unstable σ-odd direction and its mirror image give θ* → p → σ(θ*), which
 the elastic band then relaxes. The raw merged configuration
@@ -393,7 +395,7 @@ def permutation_saddles(model: MLP, params: Params, x, y, layer: int, pairs="all
                 merged_points=[np.asarray(ravel_pytree(merged_configuration(params, layer, a, b))[0])
                                for a, b in all_pairs],
                 pairs=all_pairs, closed_form_hessian=model.depth == 2,
-                signed=model.activation in ODD_ACTIVATIONS)
+                signed=model.activation in ODD_ACTIVATIONS, links=model.activation != "relu")
         cands = []
         for i in todo:
             target = pair_permutation(pairs[i], n_neurons)

@@ -49,10 +49,20 @@ minima exactly). Its highest points are on its highest plateau, critical
 points to machine precision, up to the discretisation error between the
 sampled points (measured by `segment_losses`).
 
+5. **Links** (`links=True`, smooth activations). Where no descent from any
+   plateau ends in θ*'s class (softplus toys 4, 5, 12, 15 of seeds 1–20),
+   `plateau_links` looks for a path from θ* up to a point of each plateau
+   line that nowhere rises above the plateau's loss by more than
+   `LINK_RISE` (`sublevel_path`, a smoothed minimax path). Such a link takes
+   the place of a descent to θ*'s class, so the lowest path and the valley
+   then reach every pair. Its rise above the plateau is measured and
+   reported as the path's discretisation error.
+
 What it does not do: find saddles that are not permutation points, or
-join minima that the plateaus do not connect; `permutation_saddles`
-then falls back to an elastic band. The network is the lowest path among
-the paths it contains, not a proof that no lower path exists.
+join minima that the plateaus do not connect other than θ* by a link;
+`permutation_saddles` then falls back to an elastic band. The network is the
+lowest path among the paths it contains, not a proof that no lower path
+exists.
 """
 
 from __future__ import annotations
@@ -68,7 +78,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
-from ._mep import SAME_POINT, MinimumEnergyPath, descent_trail, segment_losses
+from ._mep import SAME_POINT, MinimumEnergyPath, descent_trail, segment_losses, sublevel_path
 from ._results import CriticalPointReport, result_code, result_name
 from ._solver import hessian_eigh, minimise_flat
 from ._symmetry import permute_layer
@@ -112,12 +122,12 @@ def pair_permutation(pair, n: int) -> tuple:
     return tuple(g), (1,) * n
 
 
-def match_minimum(rep, x, blocks, act, tol, signed: bool):
-    """The group element g = (perm, signs) with g·rep = x within `tol` (max norm), or None.
+def nearest_element(rep, x, blocks, signed: bool):
+    """The group element g = (perm, signs) that brings g·rep nearest to x, neuron by neuron.
 
     Neurons are matched by a Hungarian assignment on the distance between
     their parameter blocks (with `signed`, the smaller of ‖x_i − r_j‖ and
-    ‖x_i + r_j‖), then every parameter is compared.
+    ‖x_i + r_j‖).
     """
     X, R = x[blocks], rep[blocks]
     plus = np.linalg.norm(X[:, None, :] - R[None, :, :], axis=-1)
@@ -125,7 +135,15 @@ def match_minimum(rep, x, blocks, act, tol, signed: bool):
     _, perm = linear_sum_assignment(np.minimum(plus, minus))
     rows = np.arange(len(perm))
     signs = np.where(minus[rows, perm] < plus[rows, perm], -1, 1)
-    g = (tuple(int(t) for t in perm), tuple(int(t) for t in signs))
+    return tuple(int(t) for t in perm), tuple(int(t) for t in signs)
+
+
+def match_minimum(rep, x, blocks, act, tol, signed: bool):
+    """The group element g = (perm, signs) with g·rep = x within `tol` (max norm), or None.
+
+    g is `nearest_element`'s; then every parameter is compared.
+    """
+    g = nearest_element(rep, x, blocks, signed)
     return g if np.max(np.abs(act(rep, g) - x)) <= tol else None
 
 
@@ -238,7 +256,10 @@ class DescentEnd:
     """One descent from a plateau point: to the minimum g·r_node.
 
     `points` run from the plateau point (first row, a critical point) down
-    to the exact minimum g·r_node (last row); `lam` is the split λ.
+    to the exact minimum g·r_node (last row); `lam` is the split λ. With
+    `kind` `link` they are a `plateau_links` path to θ*'s class instead:
+    not monotone, but nowhere above the plateau's loss by more than
+    `LINK_RISE` (relative, on the sampling of `paths_as_meps`).
     """
 
     plateau: int
@@ -247,6 +268,7 @@ class DescentEnd:
     g: tuple
     points: np.ndarray
     report: CriticalPointReport  # of the plateau point
+    kind: str = "descent"  # or "link": a `plateau_links` path, below L_plateau·(1 + LINK_RISE), not monotone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,7 +328,8 @@ class TransitionNetwork:
                            for r in self.minima_reports],  # None: θ* was not refined (no plateau was critical)
                 "plateaus": [{"pair": list(p), "loss": float(L), "minima": sorted(joins.get(k, ()))}
                              for k, (p, L) in enumerate(zip(self.plateau_pairs, self.plateau_loss))],
-                "descents": len(self.ends), "rejected": dict(self.rejected)}
+                "descents": sum(e.kind == "descent" for e in self.ends),
+                "links": sum(e.kind == "link" for e in self.ends), "rejected": dict(self.rejected)}
 
     def lowest_path(self, target) -> NetworkPath | None:
         """The lowest path from θ* = (0, id) to (0, `target`·) for a neuron permutation `target`, or None.
@@ -379,14 +402,17 @@ def plateau_point(p, out_i, out_j, lam):
 
 
 def transition_network(pair_loss, x0, data, *, layer: int, n_neurons: int, unravel,
-                       merged_points, pairs, closed_form_hessian: bool, signed: bool = False) -> TransitionNetwork:
+                       merged_points, pairs, closed_form_hessian: bool, signed: bool = False,
+                       links: bool = False) -> TransitionNetwork:
     """Build the `TransitionNetwork` of hidden layer `layer` around the minimum θ* = `x0`.
 
     **Arguments:** `pair_loss` (flat x, data ↦ L, hashable), `x0` (flat θ*),
     `data`, `layer`, `n_neurons` (its width), `unravel`, `merged_points`
     (flat merged configuration per pair: the starts of the minima on
     Fix(σ)), `pairs` ((i, j) per entry), `closed_form_hessian`, `signed`
-    (sign flips of a neuron are symmetries: odd activations).
+    (sign flips of a neuron are symmetries: odd activations), `links`
+    (where no descent reaches θ*'s class, join θ* to the plateaus by
+    `plateau_links`; for smooth losses: L-BFGS needs a gradient).
 
     **Returns:** a `TransitionNetwork`.
     """
@@ -483,8 +509,80 @@ def transition_network(pair_loss, x0, data, *, layer: int, n_neurons: int, unrav
         # The mirror image under σ: the descent from the plateau point at 1 − λ, to σ·(g·r).
         ends.append(DescentEnd(plateau_of[b], 1.0 - cand_lam[c], node, compose(g, sigma),
                                pts[:, perms[b]], rep))
+    if links and not any(e.node == 0 for e in ends):
+        found, failed = plateau_links(
+            pair_loss, k, x0, data, [(kp, pairs[b], plateaus[kp][1], P[b], perms[b], sigmas[b])
+                                     for b, kp in plateau_of.items()],
+            act=act, blocks=blocks, out_cols=out_cols, signed=signed, batch=len(pairs) * (len(PLATEAU_LAMBDAS) + 1))
+        ends += found
+        rejected.update({f"{pair} link": why for pair, why in failed})
     return TransitionNetwork(layer, n_neurons, np.stack(reps), rep_reports, [p[0] for p in plateaus],
                              [p[1] for p in plateaus], [p[2] for p in plateaus], ends, rejected, signed, act)
+
+
+LINK_LAMBDAS = tuple(np.linspace(-4.0, 5.0, 91))  # output-weight splits tried as the link's plateau end
+LINK_RISE = 0.01  # a link may rise above its plateau's loss by this fraction (measured, then reported)
+LINK_SUBDIVIDE = 4  # each link segment is cut in 4 (the same polyline): 16 loss samples per segment
+
+
+def plateau_links(pair_loss, kernels, x0, data, plateaus, *, act, blocks, out_cols, signed: bool, batch: int):
+    """Paths from θ* up to plateaus of permutation points that nowhere rise above the plateau.
+
+    Where no descent from any plateau ends in θ*'s class (`network_gap`:
+    `no plateau reaches θ*`, every failing softplus toy of seeds 1–20), θ*
+    may still lie in one component of the sublevel set {L ≤ L_p} with a
+    plateau point p. For each plateau: the point c(λ) of its line
+    (λ ∈ `LINK_LAMBDAS`) and the group element g that bring g·c(λ) nearest
+    to θ* (`nearest_element`); `sublevel_path` from θ* to g·c(λ); the path
+    is cut into `LINK_SUBDIVIDE` pieces per segment and kept when the loss at
+    all its points and inside all its segments stays at most
+    L_p·(1 + `LINK_RISE`). It is then a `DescentEnd` of kind `link` (and its
+    mirror image under σ, as for descents): c(λ) is a certified critical
+    point at L_p, so a walk that uses the link has L_p as its top up to the
+    measured rise, which `paths_as_meps` reports as the discretisation
+    error. A link is a path below the plateau, not a minimum-energy path:
+    the saddle it certifies is the plateau point, not one between θ* and it.
+
+    **Arguments:** `plateaus`: (plateau index, pair, L_p, point at λ = ½,
+    flat σ permutation, σ as a group element) per plateau; `batch`: the batch
+    size of the spectrum kernel (one compilation with `transition_network`).
+
+    **Returns:** (list of `DescentEnd`, [(pair, reason)] for the plateaus left out).
+    """
+    n_params = x0.size
+    cands = []
+    for kp, (i, j), level, p, perm, sigma in plateaus:
+        best = None
+        for lam in LINK_LAMBDAS:
+            q = plateau_point(p, out_cols[:, i], out_cols[:, j], lam)
+            g = nearest_element(q, x0, blocks, signed)
+            d = float(np.linalg.norm(act(q, g) - x0))
+            if best is None or d < best[0]:
+                best = (d, float(lam), g, q)
+        cands.append((kp, (i, j), level, perm, sigma) + best[1:])
+    if not cands:
+        return [], []
+    L, G, lam, _ = _batched(kernels.spectrum, np.stack([c[-1] for c in cands]), data, size=batch)
+    ends, failed = [], []
+    for c, (kp, pair, level, perm, sigma, split, g, q) in enumerate(cands):
+        report = CriticalPointReport.from_spectrum(L[c], G[c], lam[c], gtol=CRITICAL_GTOL, n=n_params)
+        if not report.is_critical:
+            failed.append((pair, "not critical"))
+            continue
+        X = sublevel_path(pair_loss, x0, act(q, g), level, data)
+        w = np.arange(LINK_SUBDIVIDE)[None, :, None] / LINK_SUBDIVIDE
+        X = np.concatenate([(X[:-1, None] * (1.0 - w) + X[1:, None] * w).reshape(-1, n_params), X[-1:]])
+        top = max(float(_batched(kernels.losses, X, data, size=PATH_CHUNK).max()),
+                  float(_batched(kernels.segments, X[:-1], X[1:], data, size=PATH_CHUNK).max()))
+        if not top <= level * (1.0 + LINK_RISE):
+            failed.append((pair, f"above the plateau ({top / level:.3g}·L_p)"))
+            continue
+        ginv = inverse(g)
+        pts = act(X[::-1], ginv)  # from c(λ) in the plateau's frame to g⁻¹·θ*
+        pts[0] = q
+        ends.append(DescentEnd(kp, split, 0, ginv, pts, report, kind="link"))
+        ends.append(DescentEnd(kp, 1.0 - split, 0, compose(ginv, sigma), pts[:, perm], report, kind="link"))
+    return ends, failed
 
 
 SAME_LOSS = 1e-10  # relative: two plateaus of the same function differ by round-off only
@@ -636,7 +734,9 @@ def _as_mep(path: NetworkPath, method, loss, seg, unravel, gtol) -> MinimumEnerg
     order = sorted(range(len(saddles)), key=lambda j: -saddles[j][1].loss)
     saddles = [saddles[j] for j in order]
     refinements = [refinements[j] for j in order]
-    top = max([r.loss for _, r in saddles] + [float(loss.max())])
+    # The rise above the highest certified saddle, at the points and inside the segments (a `link`
+    # may rise a little above its plateau between the plateau point and θ*).
+    top = max(r.loss for _, r in saddles) if saddles else float(loss.max())
     disc = float(max(seg.max(), loss.max()) - top)
     arclength = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(X, axis=0), axis=1))])
     return MinimumEnergyPath(images=X, loss=loss, arclength=arclength, saddles=saddles,
@@ -648,11 +748,11 @@ def _as_mep(path: NetworkPath, method, loss, seg, unravel, gtol) -> MinimumEnerg
 def network_gap(net: TransitionNetwork, target) -> str:
     """Why `net` has no path θ* → `target`·θ*, for a report.
 
-    `no plateau reaches θ*`: no descent from any plateau ends in θ*'s class,
-    so θ* is joined to nothing (every failing softplus toy of seeds 1–20:
-    4, 5, 12 and 15; on seed 4 θ*'s index-1 exit found by
-    `benchmarks/diagnose_exits.py` leads to a spurious minimum that no
-    plateau reaches). `σ(θ*) not reached`: θ* is on the
+    `no plateau reaches θ*`: no descent from any plateau ends in θ*'s class
+    and no `plateau_links` path joins it (softplus toys 12 and 15 of seeds
+    1–20: their links rise above the plateaus; on seed 4, before links, θ*'s
+    index-1 exit found by `benchmarks/diagnose_exits.py` led to a spurious
+    minimum that no plateau reaches). `σ(θ*) not reached`: θ* is on the
     network, but no walk over its plateaus ends at `target`·θ* (for odd
     activations, possibly only at a sign-flipped copy of it).
     """
