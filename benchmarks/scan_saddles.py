@@ -1,7 +1,7 @@
 """Coverage of certified saddles on random smooth teachers (issue 9).
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/scan_saddles.py [--seeds 1:6] [--activations tanh softplus]
-     [--samples 1000] [--init auto]
+     [--samples 1000] [--init auto] [--gaps]
 
 For every seed and activation: the 2-5-1 toy teacher (`toy_problem`, its
 random teacher and N(0, I) inputs), all 10 pairs through
@@ -12,6 +12,11 @@ the relations to the permutation point, and the total coverage; then, for
 the pairs whose fixed-δ path is complete and whose θ_{l⇔m} has index 1,
 whether the certified saddle agrees with θ_{l⇔m} or lies below it (issue 9's
 consistency check).
+
+With `--gaps`, only the transition network of each teacher is built
+(without links) and the script says whether some descent from a plateau
+reaches θ*'s class: the teachers where `plateau_links` runs are those where
+none does.
 """
 
 from __future__ import annotations
@@ -20,12 +25,30 @@ import argparse
 import collections
 import time
 
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
 import symland as s
+from symland._network import ODD_ACTIVATIONS
+from symland._saddle import _PairLoss, merged_configuration
+from symland._transition_network import transition_network
 
 
 def seed_range(text):
     a, b = (int(t) for t in text.split(":"))
     return range(a, b)
+
+
+def descent_reaches_theta_star(toy) -> bool:
+    """Whether a descent from a plateau of the toy's transition network (no links) ends in θ*'s class."""
+    x0, unravel = ravel_pytree(toy.teacher)
+    n = toy.teacher[0][0].shape[0]
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    net = transition_network(
+        _PairLoss(toy.model, "mse", toy.teacher), np.asarray(x0), (toy.x, toy.y), layer=1, n_neurons=n,
+        unravel=unravel, pairs=pairs, closed_form_hessian=True, signed=toy.model.activation in ODD_ACTIVATIONS,
+        merged_points=[np.asarray(ravel_pytree(merged_configuration(toy.teacher, 1, a, b))[0]) for a, b in pairs])
+    return any(e.node == 0 for e in net.ends)
 
 
 def main():
@@ -34,7 +57,15 @@ def main():
     ap.add_argument("--activations", nargs="+", default=["tanh", "softplus"])
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--init", default="auto")
+    ap.add_argument("--gaps", action="store_true", help="only say where no descent reaches θ* (links run there)")
     args = ap.parse_args()
+    if args.gaps:
+        for act in args.activations:
+            for seed in args.seeds:
+                toy = s.toy_problem(act, seed=seed, n_samples=args.samples)
+                print(f"{act} seed {seed}: {'a descent reaches θ*' if descent_reaches_theta_star(toy) else 'NO DESCENT REACHES θ*'}",
+                      flush=True)
+        return
     total = certified = 0
     failures = collections.Counter()
     consistency = collections.Counter()  # complete fixed-δ path, θ_{l⇔m} of index 1: MEP saddle vs θ_{l⇔m}

@@ -247,4 +247,5 @@ def test_links_certify_every_pair_of_softplus_seed_4():
     res = s.permutation_saddles(P.model, P.teacher, P.x, P.y, 1, "all", init="network")
     assert all(r.certified and r.network == "joined" for r in res), [r.to_dict()["status"] for r in res]
     assert {round(r.barrier, 8) for r in res} == {3.7542e-4}
+    assert {r.init for r in res} <= {"valley+link", "network+link"}
     assert all(r.mep.discretisation_error <= LINK_RISE * r.barrier for r in res)

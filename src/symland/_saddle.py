@@ -146,8 +146,9 @@ class PermutationSaddle:
 
     **Fields:**
     - `layer`, `l`, `m`, `init` (the route of the path: `fixed-delta`,
-      `network`, `valley`, `valley-chain`, `descent`, `fix-minimum` or
-      `merged`), `mep` (the
+      `network`, `valley`, `valley-chain`, each with `+link` where the
+      path climbs from θ* by a `plateau_links` path, `descent`,
+      `fix-minimum` or `merged`), `mep` (the
       `MinimumEnergyPath`, from θ* exactly to σ(θ*); `mep.method` says
       whether a band was relaxed).
     - `status`: a `RESULTS` name: the MEP's, except `kink` for a ReLU saddle

@@ -279,13 +279,15 @@ class NetworkPath:
     `saddles` (list of (flat point, `CriticalPointReport`, pair): the
     plateau points where the path enters and leaves each plateau, in path
     order), `plateaus` (pair (i, j) of each plateau crossed, in order, as
-    labelled before permutation), `top` (the highest plateau loss).
+    labelled before permutation), `top` (the highest plateau loss),
+    `linked` (some piece is a `plateau_links` path, not a descent).
     """
 
     points: np.ndarray
     saddles: list
     plateaus: list
     top: float
+    linked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,7 +392,8 @@ class TransitionNetwork:
             if np.max(np.abs(ew.points[0] - eu.points[0])) > 0:
                 saddles.append((self.act(ew.points[0], pi), ew.report, pair))
             plateaus.append(pair)
-        return NetworkPath(np.concatenate(pieces), saddles, plateaus, float(top))
+        linked = any(self.ends[u].kind == "link" or self.ends[w].kind == "link" for u, w, _ in steps)
+        return NetworkPath(np.concatenate(pieces), saddles, plateaus, float(top), linked)
 
 
 def plateau_point(p, out_i, out_j, lam):
@@ -637,7 +640,7 @@ def valley_path(net: TransitionNetwork, target, unravel) -> NetworkPath | None:
     top = float(net.plateau_loss[e.plateau])
     saddles = [(net.act(e.points[0], pi), e.report, (i, j)),
                (net.act(down[0], pi), e.report, (i, j))]
-    return NetworkPath(points, saddles, [(i, j)], top)
+    return NetworkPath(points, saddles, [(i, j)], top, e.kind == "link")
 
 
 def valley_chain(net: TransitionNetwork, target, unravel) -> NetworkPath | None:
@@ -693,7 +696,7 @@ def valley_chain(net: TransitionNetwork, target, unravel) -> NetworkPath | None:
             end = net.act(net.minima[0], target)
             if not joined or not np.array_equal(points[-1], end):  # pieces meet, and end, exactly
                 continue
-            best = (top, NetworkPath(points, saddles, plateaus, top))
+            best = (top, NetworkPath(points, saddles, plateaus, top, p_out.linked or p_in.linked))
     return None if best is None else best[1]
 
 
@@ -764,9 +767,9 @@ def network_gap(net: TransitionNetwork, target) -> str:
 def network_candidates(net: TransitionNetwork, target, unravel) -> list:
     """The candidate paths to `target`: [(path, method)] for `net.lowest_path` (`network`),
     `valley_path` (`valley`) and, where there is no valley, `valley_chain` (`valley-chain`), those that
-    exist."""
+    exist; `+link` is appended to the method of a path that uses a `plateau_links` path."""
     valley = valley_path(net, target, unravel)
     out = [(net.lowest_path(target), "network"), (valley, "valley")]
     if valley is None:
         out.append((valley_chain(net, target, unravel), "valley-chain"))
-    return [(p, m) for p, m in out if p is not None]
+    return [(p, m + "+link" if p.linked else m) for p, m in out if p is not None]
