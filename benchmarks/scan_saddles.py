@@ -91,6 +91,12 @@ def main():
             rel = collections.Counter(f"{r.relation['relation']}/{r.relation['route']}" for r in res)
             print(f"{act} seed {seed}: {ok}/{len(res)} certified ({dt:.1f} s); init {dict(inits)}; "
                   f"relations {dict(rel)}", flush=True)
+            cert = [r for r in res if r.certified]
+            if cert:
+                print(f"  certified: barriers {min(r.barrier for r in cert):.5g}…{max(r.barrier for r in cert):.5g}, "
+                      f"largest rise above the saddle {max(r.mep.discretisation_error / r.barrier for r in cert):.2%}"
+                      f" of the barrier, largest saddle ‖∇L‖∞ {max(r.saddle_report.grad_norm for r in cert):.2g}, "
+                      f"indices {sorted({r.saddle_report.index for r in cert})}", flush=True)
     print(f"coverage: {certified}/{total} = {100.0 * certified / total:.1f} % of pairs with a certified saddle")
     if failures:
         print("not certified (status, saddle kind, what the transition network gave):", dict(failures))
