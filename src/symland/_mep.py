@@ -355,8 +355,9 @@ def sublevel_path(loss_of, start, end, level: float, data=None, *, images: int =
     Why not the elastic band (`minimum_energy_path`): where the landscape has
     channels to infinity (Martinelli et al. 2025) the band's perpendicular
     force carries single images down a channel, unopposed by springs that
-    act only along the band, and the segments between them climb over
-    losses of 1e4–1e5 (softplus toys 4, 5, 12, 15 of `benchmarks/scan_saddles.py`);
+    act only along the band, and the segments between them climb far above
+    the level (seen in exploratory bands to plateau points on the softplus
+    toys 4, 5, 12, 15 of `benchmarks/scan_saddles.py`; no command kept);
     here every image is pulled towards its neighbours, and the highest point
     of the whole path is what is minimised. Why a smoothed maximum: the
     maximum itself is not differentiable where two samples tie.
