@@ -2,6 +2,7 @@
 
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers] [--outer 30]
+     [--solvers trust-ncg,trust-pcg,trust-gn]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 """
 
@@ -125,10 +126,12 @@ def lanczos_budgets(x, labels, H, steps, max_hvps):
         print(f"  Lanczos k={k}, tol={tol:g}, budget {budget} HVPs: {got}; {time.perf_counter() - t:.1f} s")
 
 
-def solvers(x, labels, H, steps, outer):
+def solvers(x, labels, H, steps, outer, methods):
     """The first δ step below the teacher (δ₁ of the `steps` schedule; pair and teacher as in
     `one_path`), minimised without an HVP budget for `outer` trust-region iterations by scipy's
-    `trust-ncg` and by `trust-pcg` with the EKFAC preconditioner of `path_problem`."""
+    `trust-ncg`, by `trust-pcg` with the EKFAC preconditioner of `path_problem`, and by
+    `trust-gn` (trust-pcg with the exact Gauss–Newton matrix, factorised once at the start; its
+    seconds include the factorisation, also printed alone)."""
     from symland._newton_krylov import minimise_matrix_free  # noqa: PLC0415
     from symland._path import delta_schedule, free_parameters, rescale_direction  # noqa: PLC0415
 
@@ -141,10 +144,19 @@ def solvers(x, labels, H, steps, outer):
     f0, _, g0 = prob.value_grads(prob.to_s(v0), delta, l, m, x, y)
     print(f"first δ step, H={H}, pair {l}&{m}, δ={delta:.3e}: start L {float(f0):.3e}, "
           f"‖∇L‖∞ {float(jnp.max(jnp.abs(g0))):.3f}; {outer} outer iterations each")
-    for method in ("trust-ncg", "trust-pcg"):
-        r = minimise_matrix_free(prob, v0, (delta, l, m, x, y), max_steps=outer, method=method)
-        print(f"  {method}: {r.hvps} HVPs, {r.seconds:.0f} s, L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
-              f"{r.status}")
+    for method in methods:
+        factors, extra, note = None, 0.0, ""
+        if method == "trust-gn":
+            gn = path_problem(teacher.model, 2, "nmse", x, preconditioner="gauss-newton")
+            t = time.perf_counter()
+            factors = jax.block_until_ready(gn.factorise(v0, delta, l, m, x, y))
+            extra = time.perf_counter() - t
+            note = f" (factorisation {extra:.0f} s, with compilation)"
+        r = minimise_matrix_free(gn if method == "trust-gn" else prob, v0, (delta, l, m, x, y),
+                                 max_steps=outer, method="trust-pcg" if method == "trust-gn" else method,
+                                 factors=factors)
+        print(f"  {method}: {r.hvps} HVPs, {r.steps} iterations, {r.seconds + extra:.0f} s{note}, "
+              f"L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.status}", flush=True)
 
 
 def memory(x, labels, H, max_hvps):
@@ -170,6 +182,8 @@ def main():
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
     ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers"))
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
+    ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
+                    help="--only solvers: which, comma-separated")
     a = ap.parse_args()
     x, labels, name = s.load_image_data("fashion-mnist", n_samples=a.samples)
     print(name)
@@ -179,7 +193,7 @@ def main():
     if a.only in (None, "path"):
         one_path(xj, labels, a.H, a.steps, a.gd_steps, a.max_hvps, a.gd_seconds)
     if a.only == "solvers":  # not part of the default run
-        solvers(xj, labels, a.H, a.steps, a.outer)
+        solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","))
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):

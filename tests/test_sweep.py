@@ -103,6 +103,13 @@ def test_registry_choices_match_the_library():
     from symland._newton_krylov import FIG3_HVP_BUDGET
 
     assert EXPERIMENTS["mnist"].resolve({})["max_hvps"] == FIG3_HVP_BUDGET
+    from symland._newton_krylov import PATH_SOLVERS
+
+    assert EXPERIMENTS["mnist"].axes["solver"].default == "trust-ncg"
+    for solver in PATH_SOLVERS:
+        assert EXPERIMENTS["mnist"].resolve({"solver": solver})["solver"] == solver
+    with pytest.raises(ValueError, match="solver"):
+        EXPERIMENTS["mnist"].resolve({"solver": "lbfgs"})
     toy = EXPERIMENTS["toy"]
     assert toy.resolve({"pair": [2, 0]})["pair"] == [0, 2]
     with pytest.raises(ValueError, match="pair"):

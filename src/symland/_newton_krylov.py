@@ -65,6 +65,8 @@ from ._results import EPS, RESULT_NAMES, check_hvp_budget, check_tolerance
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region step
 KRYLOV_METHODS = ("trust-ncg", "trust-krylov", "trust-pcg")  # `minimise_matrix_free`'s methods
+# `matrix_free_paths`'s solvers: those, and trust-pcg with a lagged Gauss–Newton preconditioner
+PATH_SOLVERS = KRYLOV_METHODS + ("trust-gn",)
 # HVPs per δ step (and for the permutation point's refinement) in the Fig. 3 runs (`symland mnist`, the
 # `mnist` sweep experiment): sized so that the default run (H = 10, 2 seeds, 10,000 samples, 100 steps)
 # ends within 10 minutes on 2 cores; at 8,070 parameters one HVP takes ≈ 24 ms (BENCHMARKS.md, issue 10).
@@ -150,7 +152,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
                          max_steps: int = 200, escape=None,
                          initial_radius: float | None = None,
                          method: str = "trust-ncg", max_hvps: int | None = None,
-                         max_cg: int = CG_MAX_ITERATIONS) -> KrylovOutcome:
+                         max_cg: int = CG_MAX_ITERATIONS, factors=None) -> KrylovOutcome:
     """Minimise `problem` from v0 by trust-region Newton on HVPs.
 
     `method="trust-pcg"`: `_trust_region_pcg`, preconditioned by
@@ -172,6 +174,9 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       solve with status `escape`.
     - `initial_radius`: the first trust radius in the solver's variables
       (default ‖∇L‖₂-scaled Cauchy length, at most 1).
+    - `factors` (trust-pcg only): preconditioner factors to use at every
+      iteration instead of rebuilding them from `problem` (e.g. those of
+      `gauss_newton_preconditioner`, built once for several δ steps).
 
     **Returns:** a `KrylovOutcome`.
 
@@ -241,7 +246,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     if method == "trust-pcg":
         s, status = _trust_region_pcg(problem, s0, args, evaluate, gtol=gtol, max_steps=int(max_steps),
                                       escape=escape, max_hvps=budget, max_cg=int(max_cg),
-                                      initial_radius=initial_radius, counts=counts)
+                                      initial_radius=initial_radius, counts=counts, factors=factors)
         f, _, gn = evaluate(s)  # a cache hit when the loop evaluated s recently
         return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status,
                              counts["steps"], counts["hvps"], counts["gradients"],
@@ -335,7 +340,7 @@ def _steihaug_pcg(hvp, g, precond, radius, eta, max_iter):
 
 
 def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, max_hvps, max_cg,
-                      initial_radius, counts):
+                      initial_radius, counts, factors=None):
     """Trust-region Newton with preconditioned Steihaug–Toint CG steps; returns (s, status).
 
     `evaluate(s)` → (L, ∇_s L, ‖∇_v L‖∞) is `minimise_matrix_free`'s cached,
@@ -347,7 +352,8 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     δ step one outer iteration ran hundreds of HVPs), and optimistix/lineax
     (CG with a preconditioner, but no negative-curvature or trust-region
     exit) are not dependencies. The preconditioner (`problem.preconditioner`,
-    e.g. `kfac_preconditioner`) is rebuilt at every outer iteration; the trust
+    e.g. `kfac_preconditioner`) is rebuilt at every outer iteration unless
+    `factors` are given (then those are used throughout); the trust
     region is measured in its norm, so the radius is scale-free.
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
     with η₁ = 1e−4, η₂ = 0.75; the forcing term is η = min(0.5, √‖g‖_{M⁻¹}).
@@ -355,6 +361,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     s = np.asarray(s0)
     f, g, gn = evaluate(s)
     radius = initial_radius
+    lagged = factors
     while True:
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return s, "diverged"
@@ -366,7 +373,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             return s, "max_steps"
         counts["steps"] += 1
         s_now = jnp.asarray(s)
-        factors = problem.build_preconditioner(s_now, *args)
+        factors = problem.build_preconditioner(s_now, *args) if lagged is None else lagged
         precond = lambda r: np.asarray(problem.apply_preconditioner(factors, jnp.asarray(r)))
         hvp = lambda t: np.asarray(problem.hvp(s_now, jnp.asarray(t), *args))
         if radius is None:  # the Cauchy step length in the M-norm, at most 1
@@ -615,12 +622,197 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
     return build, apply, data
 
 
-def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True) -> FlatProblem:
+# λ = GN_DAMPING · (mean diagonal of the Gauss–Newton matrix). Measured on the second δ step of the
+# 784-10-10-10 Fashion-MNIST path (10,000 samples), from the converged first step: 1e-6 converges it
+# in 182 HVPs (15 trust-region iterations; EKFAC: > 3,000 HVPs, not converged). BENCHMARKS.md, issue 10.
+GN_DAMPING = 1e-6
+# `matrix_free_paths(solver="trust-gn")` refactorises after a δ step that spent more HVPs than this
+# (one factorisation of 8,070 parameters costs about as much as 500 preconditioned CG iterations).
+GN_REFRESH_HVPS = 300
+
+
+def _gauss_newton_blocks(model, layer: int, kind: str):
+    """A jitted function (v, δ, l, m, x, y, x̃P, P) → the blocks of the exact Gauss–Newton matrix.
+
+    G = c JᵀJ (c = 2/T for `mse`, 2/(T⟨y²⟩) for `nmse`; J the Jacobian of
+    the outputs with respect to the free parameters in the solver's
+    variables) in row-block order: layer 1's rows (W₁[j, :], b₁[j]) first,
+    then the flat free parameters of layers ≥ 2. Layer 1's Jacobian is
+    J₁,μ ⊗ x̃_μ (J₁,μ = ∂f/∂z₁, x̃ = (x, 1)P), so its block (j, j') is
+    x̃ᵀ diag(a_jj') x̃ with a_jj',μ = c Σ_o J₁,μ[o, j] J₁,μ[o, j'], one matrix
+    product per pair j ≤ j' instead of one per sample. When the split layer
+    is 1, ϑ_l moves both z_l and z_m (column l of J₁ becomes J₁[:, l] +
+    J₁[:, m]) and row m's input is x̃ ∂ϑ_m/∂ũ = δ/‖u‖ x̃(I − ûûᵀ)P (u = Pũ
+    in the whitened variables), so the matrix is exact for every layer.
+    **Returns:** `(pairs, blocks)`; `blocks(...)` → (layer-1 blocks per
+    pair, layer-1 × rest block, rest × rest block).
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from ._network import ACTIVATIONS
+    from ._path import effective_params
+
+    unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))[1]
+    act = ACTIVATIONS[model.activation]
+    dact = jax.grad(lambda z: jnp.sum(act(z)))
+    widths, d = model.widths, model.depth
+    n_1 = widths[1]
+    n1 = n_1 * (widths[0] + 1)
+    pairs = np.array([(j, k) for j in range(n_1) for k in range(j, n_1)])
+
+    @jax.jit
+    def blocks(v, delta, l, m, x, y, xt, P):
+        T = x.shape[0]
+        c = 2.0 / T if kind == "mse" else 2.0 / (T * jnp.mean(y * y))
+        theta = effective_params(unravel(v), layer, l, m, delta)
+        z1 = x @ theta[0][0].T + theta[0][1]
+        h1 = act(z1)
+        zs, h = [z1], h1
+        for k in range(1, d):
+            z = h @ theta[k][0].T + theta[k][1]
+            zs.append(z)
+            h = act(z) if k < d - 1 else z
+        J1 = jnp.broadcast_to(jnp.eye(widths[d]), (T, widths[d], widths[d]))
+        for k in range(d - 1, 0, -1):  # J_k = J_{k+1} W_{k+1} diag(g'(z_k))
+            J1 = (J1 @ theta[k][0]) * dact(zs[k - 1])[:, None, :]
+        xm = xt
+        if layer == 1:  # ϑ_l moves z_l and z_m; row m holds u, ϑ_m = ϑ_l + δ u/‖u‖ (u = P ũ)
+            J1 = J1.at[:, :, l].add(J1[:, :, m])
+            W, b = unravel(v)[0]
+            u = jnp.concatenate([W[m], b[m][None]])
+            uh = u / jnp.linalg.norm(u)
+            xm = delta / jnp.linalg.norm(u) * (xt - ((x @ uh[:-1] + uh[-1])[:, None]) * (P @ uh)[None, :])
+        X = lambda j: jnp.where(j == m, xm, xt) if layer == 1 else xt  # row j's input in ∂z_j
+        A = c * jnp.einsum("toj,tok->tjk", J1, J1)
+        B1 = jax.lax.map(lambda jk: (X(jk[0]) * A[:, jk[0], jk[1]][:, None]).T @ X(jk[1]),
+                         jnp.asarray(pairs))
+        v1 = v[:n1]
+
+        def rest(vr):  # the outputs as a function of layers ≥ 2 (layer 1's outputs fixed)
+            th = effective_params(unravel(jnp.concatenate([v1, vr])), layer, l, m, delta)
+            h = h1
+            for k in range(1, d):
+                h = h @ th[k][0].T + th[k][1]
+                h = act(h) if k < d - 1 else h
+            return h
+
+        Jr = jax.jacfwd(rest)(v[n1:])  # (T, n_d, n_rest)
+        K = jnp.einsum("toj,toa->tja", J1, Jr)
+        C = c * jnp.einsum("ti,tja->jia", xt, K)
+        if layer == 1:
+            C = C.at[m].set(c * jnp.einsum("ti,ta->ia", xm, K[:, m]))
+        return B1, C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
+
+    return pairs, blocks
+
+
+def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: float = GN_DAMPING,
+                                radial: bool = True):
+    """The exact Gauss–Newton matrix of the fixed-δ problem as a preconditioner, built from all samples.
+
+    M̃ = G + λI with G = c JᵀJ the Gauss–Newton matrix in the solver's
+    (whitened) variables (`_gauss_newton_blocks`) and λ = `damping` × its
+    mean diagonal, plus (with `radial`) that mean diagonal along the
+    direction in which only ‖u‖ changes: the loss does not depend on ‖u‖
+    (ϑ_m = ϑ_l + δu/‖u‖), so G and the Hessian vanish there, and a trust
+    region measured in the norm of G + λI alone would allow huge moves along
+    it (on the 12-step softplus toy path it cut the failed steps from 12
+    to 7 of 13). G is n × n: 8,070
+    parameters (784-10-10-10) take 0.5 GB a copy, three copies while it is
+    factorised. Near the teacher the residuals are small, so G is almost
+    the Hessian and preconditioned CG needs few iterations where EKFAC's
+    Kronecker approximation needs thousands (BENCHMARKS.md, issue 10). G is
+    dense (n² numbers), so it is built and factorised (LAPACK Cholesky
+    `potrf`, then `trtri` for L⁻¹, because a matrix–vector product with L⁻¹
+    is much faster than a triangular solve on this CPU) only now and then and
+    reused across trust-region iterations and δ steps (`matrix_free_paths`,
+    `solver="trust-gn"`): the solver converges with any SPD preconditioner,
+    a stale one costs iterations, never accuracy.
+
+    **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
+    the original variables) → factors; `apply(factors, r)` → M̃⁻¹r (jittable).
+
+    Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
+        >>> import jax, jax.numpy as jnp, numpy as np, symland as s
+        >>> from jax.flatten_util import ravel_pytree
+        >>> model = s.MLP((3, 4, 3, 2), "softplus")
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (50, 3)); y = x[:, :2] ** 2
+        >>> P, _ = input_whitening(x)
+        >>> factorise, apply = gauss_newton_preconditioner(model, 2, "mse", x, P, damping=1e-3)
+        >>> v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
+        >>> r = jnp.ones(v.size)
+        >>> bool(jnp.all(jnp.isfinite(apply(factorise(v, 0.5, 0, 1, x, y), r))))
+        True
+    """
+    import scipy.linalg
+    from jax.flatten_util import ravel_pytree
+
+    check_tolerance(damping, "damping")
+    if not model.bias:
+        raise ValueError("gauss_newton_preconditioner: networks without bias are not supported")
+    n_0, n_1 = model.widths[0], model.widths[1]
+    n1 = n_1 * (n_0 + 1)
+    P = jnp.asarray(P)
+    xt = jnp.asarray(np.concatenate([np.asarray(x, dtype=np.float64), np.ones((x.shape[0], 1))], axis=1)
+                     @ np.asarray(P))
+    pairs, blocks = _gauss_newton_blocks(model, layer, kind)
+    unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))[1]
+    n = model.n_params
+    # order[i]: the flat index of row-block coordinate i (layer 1's rows (W₁[j, :], b₁[j]), then the rest)
+    order = np.concatenate([np.concatenate([np.arange(n_1)[:, None] * n_0 + np.arange(n_0)[None, :],
+                                            (n_1 * n_0 + np.arange(n_1))[:, None]], axis=1).ravel(),
+                            np.arange(n1, n)])
+
+    to_s = _first_layer_map(model, jnp.linalg.inv(P))
+    rows = lambda v: unravel(v)[layer - 1]
+    # ∇_v ½‖u‖² = u in row m's coordinates: the direction along which only ‖u‖ changes
+    radial_v = jax.jit(jax.grad(lambda v, m: 0.5 * (jnp.sum(rows(v)[0][m] ** 2) + rows(v)[1][m] ** 2)))
+
+    def factorise(v, delta, l, m, x, y):
+        B1, C, Gr = blocks(jnp.asarray(v), delta, l, m, x, y, xt, P)
+        G = np.empty((n, n))
+        w = n_0 + 1
+        for (j, k), b in zip(pairs, np.asarray(B1)):
+            G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
+            G[k * w:(k + 1) * w, j * w:(j + 1) * w] = b.T
+        del B1
+        G[:n1, n1:] = np.asarray(C).reshape(n1, -1)
+        G[n1:, :n1] = G[:n1, n1:].T
+        G[n1:, n1:] = np.asarray(Gr)
+        scale = np.trace(G) / n
+        G[np.diag_indices(n)] += damping * scale
+        if radial:  # the loss does not depend on ‖u‖: give that null direction the mean curvature
+            e = np.asarray(to_s(radial_v(jnp.asarray(v), m)))[order]
+            e /= np.linalg.norm(e)
+            G += scale * np.outer(e, e)
+        L = scipy.linalg.cholesky(G, lower=True, overwrite_a=True, check_finite=False)
+        L_inv, info = scipy.linalg.lapack.dtrtri(L, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: trtri failed (info {info})")
+        for i in range(n - 1):  # trtri leaves the upper triangle as it was; zero it in place
+            L_inv[i, i + 1:] = 0.0
+        return jnp.asarray(L_inv), jnp.asarray(order)
+
+    def apply(factors, r):
+        L_inv, order = factors
+        u = L_inv @ r[order]
+        return jnp.zeros_like(r).at[order].set(L_inv.T @ u)
+
+    return factorise, jax.jit(apply)
+
+
+def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
+                 preconditioner: str = "ekfac") -> FlatProblem:
     """The fixed-δ problem of the permutation path (§4.1) as a `FlatProblem`.
 
     Variables: the free parameters of `symland._path` (row m of layer k
     holds u, ϑ_m = ϑ_l + δ u/‖u‖), flat. Extra arguments: `(δ, l, m, x, y)`.
-    With `precondition`, the first layer is whitened (`input_whitening`).
+    With `precondition`, the first layer is whitened (`input_whitening`)
+    and trust-pcg is preconditioned by `preconditioner`: `ekfac`
+    (`kfac_preconditioner`, rebuilt every iteration) or `gauss-newton`
+    (`gauss_newton_preconditioner`; the problem then has a method
+    `factorise(v, δ, l, m, x, y)` whose factors are passed to
+    `minimise_matrix_free(factors=...)`).
     """
     from jax.flatten_util import ravel_pytree
 
@@ -634,13 +826,26 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True) 
     def loss(v, delta, l, m, x, y):
         return loss_of(model, effective_params(unravel(v), layer, l, m, delta), x, y)
 
-    transform, kfac = None, None
+    if preconditioner not in ("ekfac", "gauss-newton"):
+        raise ValueError(f"preconditioner: unknown preconditioner {preconditioner!r}; "
+                         "choose 'ekfac' or 'gauss-newton'")
+    transform, pre, factorise = None, None, None
     if precondition:
         P, P_inv = input_whitening(x)
         transform = (_first_layer_map(model, P), _first_layer_map(model, P_inv))
-        if model.bias:
-            kfac = kfac_preconditioner(model, layer, kind, x, P, damping=KFAC_DAMPING)
-    return FlatProblem(loss, transform, kfac)
+        if model.bias and preconditioner == "ekfac":
+            pre = kfac_preconditioner(model, layer, kind, x, P, damping=KFAC_DAMPING)
+        elif model.bias:
+            factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P)
+
+            def build(v, data, *args):
+                raise ValueError("factors: the Gauss–Newton preconditioner is built by "
+                                 "problem.factorise and passed as minimise_matrix_free(factors=...)")
+
+            pre = (build, apply, ())
+    problem = FlatProblem(loss, transform, pre)
+    problem.factorise = factorise
+    return problem
 
 
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
@@ -666,6 +871,10 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     schedule per pair (rows). `max_hvps` caps the HVPs of one δ step (a
     step that runs out reports `max_steps` at its last accepted iterate),
     whichever `solver` (`minimise_matrix_free`'s `method`) is used.
+    `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
+    matrix (`gauss_newton_preconditioner`), factorised at the first step and
+    again after any step that did not converge or spent more than
+    `GN_REFRESH_HVPS` HVPs (counted in the path's `factorisations`).
     **Returns:** a list of `PermutationPath`.
     """
     from jax.flatten_util import ravel_pytree
@@ -677,9 +886,13 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                         equalise_output_weights, free_parameters, pair_output_weight,
                         rescale_direction, step_status)
 
+    if solver not in PATH_SOLVERS:
+        raise ValueError(f"solver: unknown solver {solver!r}; choose one of {', '.join(PATH_SOLVERS)}")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
-    problem = path_problem(model, layer, loss, x)
+    gn = solver == "trust-gn"
+    problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton" if gn else "ekfac")
+    method = "trust-pcg" if gn else solver
     theta_star, unravel = ravel_pytree(params)
     loss_of = mse if loss == "mse" else nmse
     loss_fn = lambda p: loss_of(model, p, x, y)
@@ -703,15 +916,21 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         prev = curr = theta_star
         s_prev = s_curr = np.log(schedule[0])
         norm = schedule[0]
+        factors, refresh, n_factorised = None, gn, 0
         for delta in schedule:
             s_next = np.log(delta) if delta > 0 else s_curr
             w = (s_next - s_curr) / (s_curr - s_prev) if delta > 0 and s_curr != s_prev else 0.0
             guess = curr + w * (curr - prev)
             norm = delta if delta > 0 else norm
             v0 = to_free(guess, l, m, norm)
+            if refresh:
+                factors = None  # free the old factors before the new ones are built
+                factors = problem.factorise(v0, delta, l, m, x, y)
+                n_factorised += 1
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
-                                       method=solver)
+                                       method=method, factors=factors)
+            refresh = gn and (not sol.converged or sol.hvps > GN_REFRESH_HVPS)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
             rec["loss"].append(sol.loss)
             rec["grad_norm"].append(sol.grad_norm)
@@ -741,7 +960,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             permutation_point=point, permutation_point_report=report,
             min_abs_preactivation=np.asarray(rec["kink"]), output_weight_max=np.asarray(rec["out_w"]),
             gtol=float(gtol), max_newton_steps=int(max_steps), loss_fn=loss_fn,
-            method="matrix-free"))
+            method="matrix-free", solver=solver, factorisations=n_factorised))
     bar.close()
     return paths
 

@@ -65,7 +65,10 @@ class PermutationPath:
     `permutation_point_report` (a `CriticalPointReport` of θ_{l⇔m}: loss,
     full-gradient ‖∇L‖∞, dense-Hessian index and nullity, verdict at
     ‖∇L‖∞ ≤ `CRITICAL_GTOL`; from the `k` smallest Lanczos eigenvalues when
-    `method` is `matrix-free`), `method` (`dense` or `matrix-free`).
+    `method` is `matrix-free`), `method` (`dense` or `matrix-free`),
+    `solver` (the δ step's solver: `newton` when dense, else one of
+    `symland._newton_krylov.PATH_SOLVERS`), `factorisations` (Gauss–Newton
+    preconditioners factorised; `trust-gn` only).
     """
 
     model: MLP
@@ -88,6 +91,8 @@ class PermutationPath:
     max_newton_steps: int
     loss_fn: object = dataclasses.field(repr=False, compare=False)
     method: str = "dense"
+    solver: str = "newton"
+    factorisations: int = 0
 
     @property
     def converged(self) -> np.ndarray:
@@ -179,6 +184,8 @@ class PermutationPath:
             "layer": self.layer,
             "pair": [self.l, self.m],
             "method": self.method,
+            "solver": self.solver,
+            "factorisations": self.factorisations,
             "gtol": self.gtol,
             "max_newton_steps": self.max_newton_steps,
             "distance": self.delta.tolist(),
@@ -515,7 +522,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
                            steps: int = 200, ratio: float = 1e-4, loss: str = "mse",
                            gtol: float | None = None, max_newton_steps: int = 200,
                            max_hvps: int | None = None, gauge: str | None = "auto", method: str = "auto",
-                           progress: bool = False) -> list[PermutationPath]:
+                           solver: str = "trust-ncg", progress: bool = False) -> list[PermutationPath]:
     """Permutation paths for several pairs (l, m) of one hidden layer, in one batched call.
 
     The pairs share one jitted, `jax.vmap`-ed computation; each pair has its
@@ -544,6 +551,12 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       `matrix-free` (trust-region Newton–Krylov on Hessian-vector
       products, `symland._newton_krylov`; no Hessian is formed) or `auto`
       (dense up to `DENSE_THRESHOLD` parameters, as `hessian_spectrum`).
+    - `solver` (matrix-free only): the δ step's solver, one of
+      `symland._newton_krylov.PATH_SOLVERS`: `trust-ncg` (default),
+      `trust-krylov`, `trust-pcg` (EKFAC-preconditioned) or `trust-gn`
+      (preconditioned by the exact Gauss–Newton matrix, factorised now and
+      then; faster where the residuals are small, slower on the toy:
+      docs/mnist.md).
     - `progress`: show a progress bar over the δ schedule.
 
     **Returns:** a list of `PermutationPath`, one per pair.
@@ -559,6 +572,10 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         gtol = 1e-10 if method == "dense" else 1e-8
     check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
     check_hvp_budget(max_hvps)
+    from ._newton_krylov import PATH_SOLVERS
+
+    if solver not in PATH_SOLVERS:
+        raise ValueError(f"solver: unknown solver {solver!r}; choose one of {', '.join(PATH_SOLVERS)}")
     check_finite_params(params)
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
@@ -578,7 +595,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         return matrix_free_paths(model, params, x, y, int(layer), pairs, delta0[:, None] * unit[None, :],
                                  loss=loss, gtol=float(gtol), max_steps=int(max_newton_steps),
                                  max_hvps=None if max_hvps is None else int(max_hvps),
-                                 progress=progress)
+                                 solver=solver, progress=progress)
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), gauge)
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])

@@ -17,14 +17,16 @@ def n_parameters(h: int) -> int:
     return (N_IN + 1) * h + (h + 1) * h + (h + 1) * N_OUT
 
 
-def estimate_cost(hidden, seeds: int, samples: int, steps: int, epochs: int, method: str) -> tuple[float, float]:
+def estimate_cost(hidden, seeds: int, samples: int, steps: int, epochs: int, method: str,
+                  solver: str = "trust-ncg") -> tuple[float, float]:
     """A lower bound on the time and the memory (seconds, bytes) of `run_mnist`.
 
     Per teacher: `epochs` passes of ~6·T·n flops (training), then `steps` + 1 δ steps of at least
     one Newton step each: n Hessian-vector products (~12·T·n flops each) and an n³ eigensolver
     when dense, `MIN_HVPS_PER_STEP` products when matrix-free, all at `PEAK_FLOPS`. A path was
     measured at more than 10 min per δ step (BENCHMARKS.md), so the real time is far above this
-    bound; only requests whose lower bound exceeds the limit are refused.
+    bound; only requests whose lower bound exceeds the limit are refused. The `trust-gn` solver
+    adds one n³/3 Cholesky per path and holds three n × n matrices while it factorises.
     """
     from .._critical import DENSE_THRESHOLD
 
@@ -33,8 +35,10 @@ def estimate_cost(hidden, seeds: int, samples: int, steps: int, epochs: int, met
         n = n_parameters(h)
         dense = method == "dense" or (method == "auto" and n <= DENSE_THRESHOLD)
         step = n * 12.0 * samples * n + n ** 3 if dense else MIN_HVPS_PER_STEP * 12.0 * samples * n
-        seconds += seeds * (epochs * 6.0 * samples * n + (steps + 1) * step) / PEAK_FLOPS
-        nbytes = max(nbytes, 4 * 8.0 * n * n if dense else 60 * 8.0 * n)
+        gn = not dense and solver == "trust-gn"
+        step_flops = (steps + 1) * step + (n ** 3 / 3.0 if gn else 0.0)
+        seconds += seeds * (epochs * 6.0 * samples * n + step_flops) / PEAK_FLOPS
+        nbytes = max(nbytes, 4 * 8.0 * n * n if dense else 3 * 8.0 * n * n if gn else 60 * 8.0 * n)
     return seconds, nbytes
 
 
@@ -98,6 +102,12 @@ def add_parser(subparsers):
                         "2 cores); a step that runs out reports max_steps")
     p.add_argument("--method", type=choice_arg("method", ("auto", "dense", "matrix-free")),
                    default="auto", help="path solver (auto: dense up to 4000 parameters)")
+    from .._newton_krylov import PATH_SOLVERS
+
+    p.add_argument("--solver", type=choice_arg("solver", PATH_SOLVERS), default="trust-ncg",
+                   help="matrix-free distance-step solver: trust-ncg (default), trust-krylov, trust-pcg "
+                        "(EKFAC-preconditioned) or trust-gn (preconditioned by the exact Gauss–Newton "
+                        "matrix, refactorised now and then; for runs with large --max-hvps)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -112,7 +122,8 @@ def run(args):
     out = output_dir(args.out)
     if args.pair is not None and max(args.pair) >= min(args.hidden):
         raise ValueError(f"pair: neuron {max(args.pair)} does not exist for H={min(args.hidden)}")
-    seconds, nbytes = estimate_cost(args.hidden, args.seeds, args.samples, args.steps, args.epochs, args.method)
+    seconds, nbytes = estimate_cost(args.hidden, args.seeds, args.samples, args.steps, args.epochs, args.method,
+                                    args.solver)
     blame = most_raised(steps=(args.steps, 100), seeds=(args.seeds, 2), epochs=(args.epochs, 20),
                         samples=(args.samples, 10_000), H=(max(args.hidden), 10))
     warning = check_cost(blame, seconds=seconds, nbytes=nbytes, bound="at least",
@@ -131,7 +142,7 @@ def run(args):
                            samples=args.samples, steps=args.steps, layer=args.layer,
                            activation=args.activation, epochs=args.epochs,
                            max_newton_steps=args.max_newton, max_hvps=args.max_hvps, pair=args.pair,
-                           method=args.method,
+                           method=args.method, solver=args.solver,
                            progress=not args.no_progress)
     n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
     print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")

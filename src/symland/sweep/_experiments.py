@@ -458,7 +458,7 @@ def _mnist_job(config):
     pair = None if config["pair"] == "all" else tuple(config["pair"])
     run = fig3_path(x, labels, config["H"], config["seed"], layer=config["layer"], pair=pair,
                     steps=config["steps"], ratio=config["ratio"], epochs=config["epochs"],
-                    method=config["method"], max_hvps=config["max_hvps"])
+                    method=config["method"], solver=config["solver"], max_hvps=config["max_hvps"])
     path = run["path"]
     statuses = path["status"]
     failing = sorted({s for s in statuses if s != "converged"})
@@ -489,6 +489,9 @@ register(Experiment(
           "pair": Axis("all", neuron_pair(), '"all" (the most similar pair) or [l, m]'),
           "epochs": Axis(20, integer(lo=1), "teacher training epochs"),
           "method": Axis("auto", choice(("auto", "dense", "matrix-free")), "path solver"),
+          # = symland._newton_krylov.PATH_SOLVERS (not imported: the driver stays JAX-free)
+          "solver": Axis("trust-ncg", choice(("trust-ncg", "trust-krylov", "trust-pcg", "trust-gn")),
+                         "matrix-free δ-step solver"),
           # = symland._newton_krylov.FIG3_HVP_BUDGET (not imported: the driver process stays JAX-free)
           "max_hvps": Axis(60, integer(lo=1), "Hessian-vector products per δ step (matrix-free)")},
     headline=("barrier", "teacher_accuracy", "permutation_point_accuracy", "converged_step_fraction",
