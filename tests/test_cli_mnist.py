@@ -14,7 +14,8 @@ def test_mnist_on_digits(tmp_path, capsys):
     result = json.loads((out / "mnist.json").read_text())
     assert result["data"]["source"].startswith("scikit-learn digits")
     (run,) = result["runs"]
-    assert run["path"]["method"] == "matrix-free"
+    assert run["path"]["method"] == "matrix-free" and run["path"]["solver"] == "trust-ncg"
+    assert result["setting"]["solver"] == "trust-ncg" and run["path"]["factorisations"] == 0
     assert run["H"] == 4 and run["path"]["layer"] == 2 and len(run["accuracy"]) == 8
     assert run["barrier"] >= max(run["path"]["loss"])
     # the HVP budget per δ step is kept, and a step that ran out says so
@@ -30,6 +31,7 @@ def test_mnist_on_digits(tmp_path, capsys):
     assert run["path"]["permutation_point"]["n"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
     assert (out / "mnist.png").stat().st_size > 0
     assert "digits" in (out / "report.html").read_text()
+    assert "matrix-free, trust-ncg" in report
     pp = path["permutation_point"]  # 330 parameters: a dense spectrum, exact index
     assert pp["part"] == "all" and f">{pp['index']}<" in report and f"{pp['nullity']} of {pp['n']} computed" in report
     # Above DENSE_THRESHOLD a Lanczos run may stop at its budget: the table says what converged.
@@ -48,6 +50,7 @@ def test_mnist_on_digits(tmp_path, capsys):
     (["--samples", "5000"], "samples: asked for 5000 samples, the data set has 1797"),
     (["--pair", "1,1"], "pair: l and m must differ"),
     (["--max-hvps", "0"], "max-hvps: must be ≥ 1"),
+    (["--solver", "lbfgs"], "solver: unknown value 'lbfgs'"),
     (["--pair", "0,7", "--H", "4"], "pair: neuron 7 does not exist"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, match):
@@ -64,3 +67,17 @@ def test_bad_data_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "lacks train-images-idx3-ubyte" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_mnist_with_the_gauss_newton_solver(tmp_path, capsys):
+    """--solver trust-gn reaches the path, is recorded, and the report names it with its factorisations."""
+    out = tmp_path / "run"
+    rc = main(["mnist", "--data", "digits", "--H", "3", "--seeds", "1", "--samples", "200", "--steps", "2",
+               "--epochs", "2", "--method", "matrix-free", "--solver", "trust-gn", "--max-hvps", "20",
+               "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads((out / "mnist.json").read_text())
+    path = result["runs"][0]["path"]
+    assert result["setting"]["solver"] == path["solver"] == "trust-gn" and path["factorisations"] >= 1
+    assert max(path["hessians"]) <= 20
+    assert f"matrix-free, trust-gn ({path['factorisations']} fact.)" in (out / "report.html").read_text()
