@@ -2,7 +2,7 @@
 
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers] [--outer 30]
-     [--solvers trust-ncg,trust-pcg,trust-gn]
+     [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 """
 
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import symland as s
-from symland._newton_krylov import FIG3_HVP_BUDGET, path_problem
+from symland._newton_krylov import FIG3_HVP_BUDGET, GN_DAMPING, path_problem
 
 jax.config.update("jax_enable_x64", True)
 
@@ -126,7 +126,7 @@ def lanczos_budgets(x, labels, H, steps, max_hvps):
         print(f"  Lanczos k={k}, tol={tol:g}, budget {budget} HVPs: {got}; {time.perf_counter() - t:.1f} s")
 
 
-def solvers(x, labels, H, steps, outer, methods):
+def solvers(x, labels, H, steps, outer, methods, gn_damping):
     """The first δ step below the teacher (δ₁ of the `steps` schedule; pair and teacher as in
     `one_path`), minimised without an HVP budget for `outer` trust-region iterations by scipy's
     `trust-ncg`, by `trust-pcg` with the EKFAC preconditioner of `path_problem`, and by
@@ -147,9 +147,10 @@ def solvers(x, labels, H, steps, outer, methods):
     for method in methods:
         factors, extra, note = None, 0.0, ""
         if method == "trust-gn":
-            gn = path_problem(teacher.model, 2, "nmse", x, preconditioner="gauss-newton")
+            gn = path_problem(teacher.model, 2, "nmse", x, preconditioner="gauss-newton",
+                              gn_damping=gn_damping)
             t = time.perf_counter()
-            factors = jax.block_until_ready(gn.factorise(v0, delta, l, m, x, y))
+            factors = gn.factorise(v0, delta, l, m, x, y)
             extra = time.perf_counter() - t
             note = f" (factorisation {extra:.0f} s, with compilation)"
         r = minimise_matrix_free(gn if method == "trust-gn" else prob, v0, (delta, l, m, x, y),
@@ -184,6 +185,7 @@ def main():
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")
+    ap.add_argument("--gn-damping", type=float, default=GN_DAMPING, help="--only solvers: trust-gn's λ factor")
     a = ap.parse_args()
     x, labels, name = s.load_image_data("fashion-mnist", n_samples=a.samples)
     print(name)
@@ -193,7 +195,7 @@ def main():
     if a.only in (None, "path"):
         one_path(xj, labels, a.H, a.steps, a.gd_steps, a.max_hvps, a.gd_seconds)
     if a.only == "solvers":  # not part of the default run
-        solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","))
+        solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):

@@ -622,12 +622,14 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
     return build, apply, data
 
 
-# λ = GN_DAMPING · (mean diagonal of the Gauss–Newton matrix). Measured on the second δ step of the
-# 784-10-10-10 Fashion-MNIST path (10,000 samples), from the converged first step: 1e-6 converges it
-# in 182 HVPs (15 trust-region iterations; EKFAC: > 3,000 HVPs, not converged). BENCHMARKS.md, issue 10.
-GN_DAMPING = 1e-6
-# `matrix_free_paths(solver="trust-gn")` refactorises after a δ step that spent more HVPs than this
-# (one factorisation of 8,070 parameters costs about as much as 500 preconditioned CG iterations).
+# λ = GN_DAMPING · (mean diagonal of the Gauss–Newton matrix). Measured (BENCHMARKS.md, issue 10): on
+# the first Fashion-MNIST δ step (30 iterations) 0.1 reaches ‖∇L‖∞ 1.7e-7 where 1e-6 stops at 2.2e-4
+# (its trust region, in the preconditioner's norm, keeps the steps short); on the toy path 1e-6 failed
+# 7 of 13 steps. An adaptive λ (Levenberg–Marquardt style) is open.
+GN_DAMPING = 0.1
+# `matrix_free_paths(solver="trust-gn")` refactorises after a δ step that spent more HVPs than this.
+# One factorisation of 8,070 parameters took 38 s with compilation, as long as ≈ 80 of that run's
+# preconditioned HVPs (BENCHMARKS.md, issue 10).
 GN_REFRESH_HVPS = 300
 
 
@@ -716,21 +718,21 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     direction in which only ‖u‖ changes: the loss does not depend on ‖u‖
     (ϑ_m = ϑ_l + δu/‖u‖), so G and the Hessian vanish there, and a trust
     region measured in the norm of G + λI alone would allow huge moves along
-    it (on the 12-step softplus toy path it cut the failed steps from 12
-    to 7 of 13). G is n × n: 8,070
-    parameters (784-10-10-10) take 0.5 GB a copy, three copies while it is
-    factorised. Near the teacher the residuals are small, so G is almost
-    the Hessian and preconditioned CG needs few iterations where EKFAC's
-    Kronecker approximation needs thousands (BENCHMARKS.md, issue 10). G is
-    dense (n² numbers), so it is built and factorised (LAPACK Cholesky
-    `potrf`, then `trtri` for L⁻¹, because a matrix–vector product with L⁻¹
-    is much faster than a triangular solve on this CPU) only now and then and
-    reused across trust-region iterations and δ steps (`matrix_free_paths`,
-    `solver="trust-gn"`): the solver converges with any SPD preconditioner,
-    a stale one costs iterations, never accuracy.
+    it. Where the residuals are small G is almost the Hessian, and
+    preconditioned CG needs few iterations (first Fashion-MNIST δ step, 30
+    trust-region iterations: 1,811 HVPs to ‖∇L‖∞ = 1.7e−7 against EKFAC's
+    4,296 to 1.2e−6; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
+    take 0.5 GB a copy, three copies while it is factorised. So it is built
+    and factorised (LAPACK Cholesky `potrf`, then `trtri` for L⁻¹, so that
+    applying it is two matrix–vector products) only now and then and reused
+    across trust-region iterations and δ steps (`matrix_free_paths`,
+    `solver="trust-gn"`): the solver's stopping test does not involve the
+    preconditioner, so a stale one costs iterations, never accuracy.
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
-    the original variables) → factors; `apply(factors, r)` → M̃⁻¹r (jittable).
+    the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
+    (NumPy, not traceable: at 8,070 parameters BLAS applies L⁻¹ᵀ in 50 ms,
+    XLA's CPU product took 592 ms; `benchmarks/bench_gn_apply.py`).
 
     Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
         >>> import jax, jax.numpy as jnp, numpy as np, symland as s
@@ -741,7 +743,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         >>> factorise, apply = gauss_newton_preconditioner(model, 2, "mse", x, P, damping=1e-3)
         >>> v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
         >>> r = jnp.ones(v.size)
-        >>> bool(jnp.all(jnp.isfinite(apply(factorise(v, 0.5, 0, 1, x, y), r))))
+        >>> bool(np.all(np.isfinite(apply(factorise(v, 0.5, 0, 1, x, y), r))))
         True
     """
     import scipy.linalg
@@ -791,18 +793,20 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: trtri failed (info {info})")
         for i in range(n - 1):  # trtri leaves the upper triangle as it was; zero it in place
             L_inv[i, i + 1:] = 0.0
-        return jnp.asarray(L_inv), jnp.asarray(order)
+        return L_inv, order
 
-    def apply(factors, r):
+    def apply(factors, r):  # NumPy: XLA's CPU product with L⁻¹ᵀ is 12× slower (BENCHMARKS.md)
         L_inv, order = factors
-        u = L_inv @ r[order]
-        return jnp.zeros_like(r).at[order].set(L_inv.T @ u)
+        r = np.asarray(r)
+        out = np.empty_like(r)
+        out[order] = L_inv.T @ (L_inv @ r[order])
+        return out
 
-    return factorise, jax.jit(apply)
+    return factorise, apply
 
 
 def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
-                 preconditioner: str = "ekfac") -> FlatProblem:
+                 preconditioner: str = "ekfac", gn_damping: float = GN_DAMPING) -> FlatProblem:
     """The fixed-δ problem of the permutation path (§4.1) as a `FlatProblem`.
 
     Variables: the free parameters of `symland._path` (row m of layer k
@@ -812,7 +816,7 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
     (`kfac_preconditioner`, rebuilt every iteration) or `gauss-newton`
     (`gauss_newton_preconditioner`; the problem then has a method
     `factorise(v, δ, l, m, x, y)` whose factors are passed to
-    `minimise_matrix_free(factors=...)`).
+    `minimise_matrix_free(factors=...)`; λ factor `gn_damping`).
     """
     from jax.flatten_util import ravel_pytree
 
@@ -836,7 +840,7 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
         if model.bias and preconditioner == "ekfac":
             pre = kfac_preconditioner(model, layer, kind, x, P, damping=KFAC_DAMPING)
         elif model.bias:
-            factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P)
+            factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P, damping=gn_damping)
 
             def build(v, data, *args):
                 raise ValueError("factors: the Gauss–Newton preconditioner is built by "
@@ -845,6 +849,8 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
             pre = (build, apply, ())
     problem = FlatProblem(loss, transform, pre)
     problem.factorise = factorise
+    if factorise is not None:  # NumPy, not jitted (`gauss_newton_preconditioner`)
+        problem.apply_preconditioner = apply
     return problem
 
 
