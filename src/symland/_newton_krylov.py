@@ -530,6 +530,29 @@ def _first_layer_map(model, P):
 KFAC_DAMPING = 0.1
 
 
+def _output_jacobians(theta, x, act, dact, n_out):
+    """Forward and backward pass of θ on x: (inputs ã_k with a bias 1, pre-activations z_k, J_k).
+
+    J_k[μ] = ∂f(x_μ)/∂z_k (n_out × n_k), by J_k = J_{k+1} W_{k+1} diag(g'(z_k))
+    from J_d = I. Shared by the Kronecker-factored and the exact
+    Gauss–Newton preconditioners.
+    """
+    d, T = len(theta), x.shape[0]
+    ins, zs, h = [], [], x
+    for k, (W, b) in enumerate(theta, start=1):
+        ins.append(jnp.concatenate([h, jnp.ones((T, 1))], axis=1))
+        z = h @ W.T + b
+        zs.append(z)
+        h = act(z) if k < d else z
+    J = jnp.broadcast_to(jnp.eye(n_out), (T, n_out, n_out))
+    Js = [None] * d
+    Js[d - 1] = J
+    for k in range(d - 1, 0, -1):
+        J = (J @ theta[k][0]) * dact(zs[k - 1])[:, None, :]
+        Js[k - 1] = J
+    return ins, zs, Js
+
+
 def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
                         damping: float = KFAC_DAMPING):
     """An eigenvalue-corrected Kronecker-factored Gauss–Newton preconditioner for `path_problem`.
@@ -576,18 +599,7 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
         theta = effective_params(unravel(v), layer, l, m, delta)
         T = x.shape[0]
         c = 2.0 / T if kind == "mse" else 2.0 / (T * jnp.mean(y * y))
-        ins, zs, h = [], [], x
-        for k, (W, b) in enumerate(theta, start=1):
-            ins.append(jnp.concatenate([h, jnp.ones((T, 1))], axis=1))
-            z = h @ W.T + b
-            zs.append(z)
-            h = act(z) if k < d else z
-        J = jnp.broadcast_to(jnp.eye(widths[d]), (T, widths[d], widths[d]))
-        Js = [None] * d
-        Js[d - 1] = J
-        for k in range(d - 1, 0, -1):  # J_k = J_{k+1} W_{k+1} diag(g'(z_k))
-            J = (J @ theta[k][0]) * dact(zs[k - 1])[:, None, :]
-            Js[k - 1] = J
+        ins, _, Js = _output_jacobians(theta, x, act, dact, widths[d])
         Wf, bf = unravel(v)[layer - 1]
         unorm = jnp.sqrt(jnp.sum(Wf[m] ** 2) + bf[m] ** 2)
         S = jnp.eye(widths[layer]).at[m, l].set(1.0).at[m, m].set(delta / unorm)
@@ -667,16 +679,8 @@ def _gauss_newton_blocks(model, layer: int, kind: str):
         T = x.shape[0]
         c = 2.0 / T if kind == "mse" else 2.0 / (T * jnp.mean(y * y))
         theta = effective_params(unravel(v), layer, l, m, delta)
-        z1 = x @ theta[0][0].T + theta[0][1]
-        h1 = act(z1)
-        zs, h = [z1], h1
-        for k in range(1, d):
-            z = h @ theta[k][0].T + theta[k][1]
-            zs.append(z)
-            h = act(z) if k < d - 1 else z
-        J1 = jnp.broadcast_to(jnp.eye(widths[d]), (T, widths[d], widths[d]))
-        for k in range(d - 1, 0, -1):  # J_k = J_{k+1} W_{k+1} diag(g'(z_k))
-            J1 = (J1 @ theta[k][0]) * dact(zs[k - 1])[:, None, :]
+        _, zs, Js = _output_jacobians(theta, x, act, dact, widths[d])
+        h1, J1 = act(zs[0]), Js[0]
         xm = xt
         if layer == 1:  # ϑ_l moves z_l and z_m; row m holds u, ϑ_m = ϑ_l + δ u/‖u‖ (u = P ũ)
             J1 = J1.at[:, :, l].add(J1[:, :, m])
