@@ -555,8 +555,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       `symland._newton_krylov.PATH_SOLVERS`: `trust-ncg` (default),
       `trust-krylov`, `trust-pcg` (EKFAC-preconditioned) or `trust-gn`
       (preconditioned by the exact Gauss–Newton matrix, factorised now and
-      then; faster where the residuals are small, slower on the toy:
-      docs/mnist.md).
+      then: fewer HVPs, but each costs more; measured in docs/mnist.md).
     - `progress`: show a progress bar over the δ schedule.
 
     **Returns:** a list of `PermutationPath`, one per pair.
