@@ -8,23 +8,18 @@ Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070]
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import jax
 import jax.numpy as jnp
 
+from bench_mnist import best_of  # benchmarks/ is on sys.path when this script runs
+
 jax.config.update("jax_enable_x64", True)
 
 
 def best_ms(fn, repeat=5):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * min(times)
+    return 1e3 * best_of(fn, repeat)
 
 
 def main():
