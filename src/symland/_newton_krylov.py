@@ -713,7 +713,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str):
 
 
 def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: float = GN_DAMPING,
-                                radial: bool = True):
+                                radial: bool = True, single: bool = True):
     """The exact Gauss–Newton matrix of the fixed-δ problem as a preconditioner, built from all samples.
 
     M̃ = G + λI with G = c JᵀJ the Gauss–Newton matrix in the solver's
@@ -728,15 +728,19 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     4,296 to 1.2e−6; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
     take 0.5 GB a copy, three copies while it is factorised. So it is built
     and factorised (LAPACK Cholesky `potrf`, then `trtri` for L⁻¹, so that
-    applying it is two matrix–vector products) only now and then and reused
+    applying it is two triangular matrix–vector products) only now and then and reused
     across trust-region iterations and δ steps (`matrix_free_paths`,
     `solver="trust-gn"`): the solver's stopping test does not involve the
-    preconditioner, so a stale one costs iterations, never accuracy.
+    preconditioner, so a stale one costs iterations, never accuracy. For the
+    same reason L⁻¹ is kept in float32 with `single` (the default; relative
+    error ≈ 3e−7 of M̃⁻¹r): applying it is memory-bound, and BLAS `strmv`
+    reads a quarter of the bytes that a float64 `gemv` over the square does.
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
     the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
-    (NumPy, not traceable: at 8,070 parameters BLAS applies L⁻¹ᵀ in 50 ms,
-    XLA's CPU product took 592 ms; `benchmarks/bench_gn_apply.py`).
+    (NumPy float64, not traceable: at 8,070 parameters BLAS `strmv` applies
+    L⁻¹ and L⁻ᵀ in ≈ 10–14 ms each, `dtrmv` in ≈ 24 ms, NumPy's dense product in
+    ≈ 40 ms, XLA's CPU product with L⁻ᵀ in ≈ 590 ms; `benchmarks/bench_gn_apply.py`).
 
     Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
         >>> import jax, jax.numpy as jnp, numpy as np, symland as s
@@ -795,15 +799,17 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         L_inv, info = scipy.linalg.lapack.dtrtri(L, lower=1, overwrite_c=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: trtri failed (info {info})")
-        for i in range(n - 1):  # trtri leaves the upper triangle as it was; zero it in place
-            L_inv[i, i + 1:] = 0.0
-        return L_inv, order
+        if single:  # trmv reads the lower triangle only, so trtri's upper one may stay
+            L_inv = np.asfortranarray(L_inv, dtype=np.float32)
+        return np.asfortranarray(L_inv), order
 
-    def apply(factors, r):  # NumPy: XLA's CPU product with L⁻¹ᵀ is 12× slower (BENCHMARKS.md)
+    def apply(factors, r):  # BLAS: XLA's CPU product with L⁻¹ᵀ is 12× slower (BENCHMARKS.md)
         L_inv, order = factors
-        r = np.asarray(r)
-        out = np.empty_like(r)
-        out[order] = L_inv.T @ (L_inv @ r[order])
+        trmv = scipy.linalg.blas.strmv if L_inv.dtype == np.float32 else scipy.linalg.blas.dtrmv
+        z = np.asarray(r, dtype=np.float64)[order].astype(L_inv.dtype)
+        z = trmv(L_inv, trmv(L_inv, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
+        out = np.empty(z.shape, dtype=np.float64)
+        out[order] = z
         return out
 
     return factorise, apply
