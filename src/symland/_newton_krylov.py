@@ -756,6 +756,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     """
     import scipy.linalg
     from jax.flatten_util import ravel_pytree
+    from threadpoolctl import ThreadpoolController
 
     check_tolerance(damping, "damping")
     if not model.bias:
@@ -803,11 +804,16 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
             L_inv = np.asfortranarray(L_inv, dtype=np.float32)
         return np.asfortranarray(L_inv), order
 
+    blas_threads = ThreadpoolController()
+
     def apply(factors, r):  # BLAS: XLA's CPU product with L⁻¹ᵀ is 12× slower (BENCHMARKS.md)
         L_inv, order = factors
         trmv = scipy.linalg.blas.strmv if L_inv.dtype == np.float32 else scipy.linalg.blas.dtrmv
         z = np.asarray(r, dtype=np.float64)[order].astype(L_inv.dtype)
-        z = trmv(L_inv, trmv(L_inv, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
+        # One BLAS thread: OpenBLAS's idle threads otherwise compete with the next HVP's XLA threads
+        # (on 2 cores an HVP + apply took 68 ms with them, 53 ms without; BENCHMARKS.md).
+        with blas_threads.limit(limits=1, user_api="blas"):
+            z = trmv(L_inv, trmv(L_inv, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
         out = np.empty(z.shape, dtype=np.float64)
         out[order] = z
         return out
