@@ -265,8 +265,7 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     v, unravel = ravel_pytree(model.init(jax.random.PRNGKey(1)))
     P, _ = input_whitening(x)
     problem = path_problem(model, layer, kind, x, preconditioner="gauss-newton")
-    factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3, radial=False,
-                                                   single=False)
+    factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3, radial=False)
     delta = 0.3
     outputs = lambda sv: model.apply(effective_params(unravel(problem.to_v(sv)), layer, l, m, delta), x).ravel()
     J = jax.jacfwd(outputs)(problem.to_s(v))
@@ -279,12 +278,14 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     np.testing.assert_allclose(got, np.linalg.solve(G, r), rtol=1e-8, atol=0)
     sv, e = np.linalg.svd(np.asarray(J))[1:]
     assert sv[-1] < 1e-10 * sv[0] and sv[-2] > 1e-6 * sv[0]  # one null direction: ‖u‖
-    factorise_r, _ = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3, single=False)
+    factorise_r, _ = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3)
     got = apply(factorise_r(v, delta, l, m, x, y), r)
     want = np.linalg.solve(G + scale * np.outer(e[-1], e[-1]), r)
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=0)
-    # the default keeps L⁻¹ in float32: the same operator to float32's precision, returned in float64
-    factorise_32, apply_32 = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3)
+    # `single` keeps L⁻¹ in float32 (the default above DENSE_THRESHOLD parameters; this network is below
+    # it, so the default here is float64): the same operator to float32's precision, returned in float64
+    assert factorise(v, delta, l, m, x, y)[0].dtype == np.float64
+    factorise_32, apply_32 = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3, single=True)
     factors = factorise_32(v, delta, l, m, x, y)
     got = apply_32(factors, r)
     assert factors[0].dtype == np.float32 and got.dtype == np.float64

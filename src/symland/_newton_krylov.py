@@ -713,7 +713,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str):
 
 
 def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: float = GN_DAMPING,
-                                radial: bool = True, single: bool = True):
+                                radial: bool = True, single: bool | None = None):
     """The exact Gauss–Newton matrix of the fixed-δ problem as a preconditioner, built from all samples.
 
     M̃ = G + λI with G = c JᵀJ the Gauss–Newton matrix in the solver's
@@ -732,9 +732,12 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     across trust-region iterations and δ steps (`matrix_free_paths`,
     `solver="trust-gn"`): the solver's stopping test does not involve the
     preconditioner, so a stale one costs iterations, never accuracy. For the
-    same reason L⁻¹ is kept in float32 with `single` (the default; relative
-    error ≈ 3e−7 of M̃⁻¹r): applying it is memory-bound, and BLAS `strmv`
-    reads a quarter of the bytes that a float64 `gemv` over the square does.
+    same reason L⁻¹ is kept in float32 with `single` (relative error ≈ 3e−7
+    of M̃⁻¹r; default: above `DENSE_THRESHOLD` parameters): applying it is
+    memory-bound, and BLAS `strmv` reads a quarter of the bytes that a
+    float64 `gemv` over the square does. Below that size the float64 factor
+    costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
+    5,740 HVPs against 4,016 (`benchmarks/bench_path_solvers.py`).
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
     the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
@@ -758,7 +761,11 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     from jax.flatten_util import ravel_pytree
     from threadpoolctl import ThreadpoolController
 
+    from ._critical import DENSE_THRESHOLD
+
     check_tolerance(damping, "damping")
+    if single is None:
+        single = model.n_params > DENSE_THRESHOLD
     if not model.bias:
         raise ValueError("gauss_newton_preconditioner: networks without bias are not supported")
     n_0, n_1 = model.widths[0], model.widths[1]
