@@ -723,9 +723,10 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     (ϑ_m = ϑ_l + δu/‖u‖), so G and the Hessian vanish there, and a trust
     region measured in the norm of G + λI alone would allow huge moves along
     it. Where the residuals are small G is almost the Hessian, and
-    preconditioned CG needs few iterations (first Fashion-MNIST δ step, 30
-    trust-region iterations: 1,811 HVPs to ‖∇L‖∞ = 1.7e−7 against EKFAC's
-    4,296 to 1.2e−6; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
+    preconditioned CG needs fewer iterations (first Fashion-MNIST δ step, 30
+    trust-region iterations: 1,244 HVPs in 92 s against EKFAC's 4,296 in
+    144 s; converged to ‖∇L‖∞ = 8.8e−9 in 64 iterations, 9,649 HVPs,
+    534 s; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
     take 0.5 GB a copy, three copies while it is factorised. So it is built
     and factorised (LAPACK Cholesky `potrf`, then `trtri` for L⁻¹, so that
     applying it is two triangular matrix–vector products) only now and then and reused
@@ -742,8 +743,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
     the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
     (NumPy float64, not traceable: at 8,070 parameters BLAS `strmv` applies
-    L⁻¹ and L⁻ᵀ in ≈ 10–14 ms each, `dtrmv` in ≈ 24 ms, NumPy's dense product in
-    ≈ 40 ms, XLA's CPU product with L⁻ᵀ in ≈ 590 ms; `benchmarks/bench_gn_apply.py`).
+    L⁻¹ or L⁻ᵀ in ≈ 4–5 ms, `dtrmv` in ≈ 10 ms, NumPy's dense product in
+    ≈ 18 ms, XLA's CPU product with L⁻ᵀ in ≈ 290 ms; `benchmarks/bench_gn_apply.py`).
 
     Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
         >>> import jax, jax.numpy as jnp, numpy as np, symland as s
@@ -818,7 +819,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         trmv = scipy.linalg.blas.strmv if L_inv.dtype == np.float32 else scipy.linalg.blas.dtrmv
         z = np.asarray(r, dtype=np.float64)[order].astype(L_inv.dtype)
         # One BLAS thread: OpenBLAS's idle threads otherwise compete with the next HVP's XLA threads
-        # (on 2 cores an HVP + apply took 68 ms with them, 53 ms without; BENCHMARKS.md).
+        # (on 2 cores an HVP + apply took 70 ms with them, 53 ms without; BENCHMARKS.md).
         with blas_threads.limit(limits=1, user_api="blas"):
             z = trmv(L_inv, trmv(L_inv, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
         out = np.empty(z.shape, dtype=np.float64)
