@@ -295,6 +295,15 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     assert np.all(np.isfinite(apply(problem.factorise(v, delta, l, m, x, y), r)))
 
 
+def test_gauss_newton_preconditioner_refuses_bad_single():
+    from symland._newton_krylov import gauss_newton_preconditioner
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jnp.ones((5, 3))
+    with pytest.raises(ValueError, match="single"):
+        gauss_newton_preconditioner(model, 2, "mse", x, np.eye(4), single="float32")
+
+
 def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     """solver="trust-gn" converges every step of the toy path to 1e-10 and finds the dense losses; the
     Gauss–Newton matrix is factorised at the first step and after every step that failed or spent

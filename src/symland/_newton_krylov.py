@@ -738,7 +738,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     memory-bound, and BLAS `strmv` reads a quarter of the bytes that a
     float64 `gemv` over the square does. Below that size the float64 factor
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
-    5,740 HVPs against 4,016 (`benchmarks/bench_path_solvers.py`).
+    5,740 HVPs against 4,162 (`benchmarks/bench_path_solvers.py`).
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
     the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
@@ -765,6 +765,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     from ._critical import DENSE_THRESHOLD
 
     check_tolerance(damping, "damping")
+    if single not in (None, True, False):
+        raise ValueError(f"single: must be True, False or None (by size), got {single!r}")
     if single is None:
         single = model.n_params > DENSE_THRESHOLD
     if not model.bias:
@@ -808,9 +810,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         L_inv, info = scipy.linalg.lapack.dtrtri(L, lower=1, overwrite_c=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: trtri failed (info {info})")
-        if single:  # trmv reads the lower triangle only, so trtri's upper one may stay
-            L_inv = np.asfortranarray(L_inv, dtype=np.float32)
-        return np.asfortranarray(L_inv), order
+        # trmv reads the lower triangle only, so what trtri left in the upper one may stay
+        return np.asfortranarray(L_inv, dtype=np.float32 if single else np.float64), order
 
     blas_threads = ThreadpoolController()
 
