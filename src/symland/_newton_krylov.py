@@ -742,9 +742,10 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
     the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
-    (NumPy float64, not traceable: at 8,070 parameters BLAS `strmv` applies
-    L⁻¹ or L⁻ᵀ in ≈ 4–5 ms, `dtrmv` in ≈ 10 ms, NumPy's dense product in
-    ≈ 18 ms, XLA's CPU product with L⁻ᵀ in ≈ 290 ms; `benchmarks/bench_gn_apply.py`).
+    (NumPy float64, not traceable: at 8,070 parameters and on two threads BLAS
+    `strmv` applies L⁻¹ or L⁻ᵀ in ≈ 4–5 ms, `dtrmv` in ≈ 10 ms, NumPy's dense
+    product in ≈ 18 ms, XLA's CPU product with L⁻ᵀ in ≈ 290 ms; `apply`, on one
+    thread, takes ≈ 18 ms for both products; `benchmarks/bench_gn_apply.py`).
 
     Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
         >>> import jax, jax.numpy as jnp, numpy as np, symland as s
