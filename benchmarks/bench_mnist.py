@@ -2,7 +2,7 @@
 
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers] [--outer 30]
-     [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6]
+     [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 """
 
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import symland as s
-from symland._newton_krylov import FIG3_HVP_BUDGET, GN_DAMPING, path_problem
+from symland._newton_krylov import FIG3_HVP_BUDGET, GN_DAMPING, GN_DAMPING_NEAR, path_problem
 
 jax.config.update("jax_enable_x64", True)
 
@@ -126,12 +126,13 @@ def lanczos_budgets(x, labels, H, steps, max_hvps):
         print(f"  Lanczos k={k}, tol={tol:g}, budget {budget} HVPs: {got}; {time.perf_counter() - t:.1f} s")
 
 
-def solvers(x, labels, H, steps, outer, methods, gn_damping):
+def solvers(x, labels, H, steps, outer, methods, gn_damping, fixed_damping=False):
     """The first δ step below the teacher (δ₁ of the `steps` schedule; pair and teacher as in
     `one_path`), minimised without an HVP budget for `outer` trust-region iterations by scipy's
     `trust-ncg`, by `trust-pcg` with the EKFAC preconditioner of `path_problem`, and by
-    `trust-gn` (trust-pcg with the exact Gauss–Newton matrix, factorised once at the start; its
-    seconds include the factorisation, also printed alone)."""
+    `trust-gn` (trust-pcg with the exact Gauss–Newton matrix, factorised at the start, and once
+    more with GN_DAMPING_NEAR when an inner solve runs out of CG iterations, unless
+    `fixed_damping`; its seconds include the factorisations, the first also printed alone)."""
     from symland._newton_krylov import minimise_matrix_free  # noqa: PLC0415
     from symland._path import delta_schedule, free_parameters, rescale_direction  # noqa: PLC0415
 
@@ -153,9 +154,14 @@ def solvers(x, labels, H, steps, outer, methods, gn_damping):
             factors = gn.factorise(v0, delta, l, m, x, y)
             extra = time.perf_counter() - t
             note = f" (factorisation {extra:.0f} s, with compilation)"
+        near = None
+        if method == "trust-gn" and not fixed_damping:  # as matrix_free_paths does
+            near = lambda v: gn.factorise(v, delta, l, m, x, y, damping=GN_DAMPING_NEAR)
         r = minimise_matrix_free(gn if method == "trust-gn" else prob, v0, (delta, l, m, x, y),
                                  max_steps=outer, method="trust-pcg" if method == "trust-gn" else method,
-                                 factors=factors)
+                                 factors=factors, refactorise=near)
+        if r.factorisations:
+            note += f", {r.factorisations} refactorisation(s) with λ factor {GN_DAMPING_NEAR:g}"
         print(f"  {method}: {r.hvps} HVPs, {r.steps} iterations, {r.seconds + extra:.0f} s{note}, "
               f"L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.status}", flush=True)
 
@@ -186,6 +192,8 @@ def main():
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")
     ap.add_argument("--gn-damping", type=float, default=GN_DAMPING, help="--only solvers: trust-gn's λ factor")
+    ap.add_argument("--fixed-damping", action="store_true",
+                    help="--only solvers: trust-gn keeps its λ (no GN_DAMPING_NEAR refactorisation)")
     a = ap.parse_args()
     x, labels, name = s.load_image_data("fashion-mnist", n_samples=a.samples)
     print(name)
@@ -195,7 +203,7 @@ def main():
     if a.only in (None, "path"):
         one_path(xj, labels, a.H, a.steps, a.gd_steps, a.max_hvps, a.gd_seconds)
     if a.only == "solvers":  # not part of the default run
-        solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping)
+        solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):

@@ -295,6 +295,41 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     assert np.all(np.isfinite(apply(problem.factorise(v, delta, l, m, x, y), r)))
 
 
+def test_refactorise_once_when_inner_solve_runs_out():
+    """minimise_matrix_free(refactorise=...) calls it once, at the current iterate, the first time an
+    inner solve spends all `max_cg` HVPs, and reports the count; it is not called when no inner solve
+    runs out, nor without `factors`. The damping override of `factorise` changes the operator."""
+    from jax.flatten_util import ravel_pytree
+
+    from symland._newton_krylov import GN_DAMPING_NEAR, path_problem
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
+    y = x[:, :2] ** 2 + 0.5
+    v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
+    args = (0.3, 1, 2, x, y)
+    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
+    factors = problem.factorise(v, *args)
+    calls = []
+
+    def near(w):
+        calls.append(np.asarray(w))
+        return problem.factorise(w, *args, damping=GN_DAMPING_NEAR)
+
+    r = minimise_matrix_free(problem, v, args, method="trust-pcg", factors=factors, refactorise=near,
+                             max_cg=2, max_steps=20)
+    assert r.factorisations == 1 == len(calls) and r.to_dict()["factorisations"] == 1
+    assert r.steps == 20 and not np.allclose(calls[0], v)  # at an iterate the solve had reached
+    g = np.ones(v.size)
+    assert not np.allclose(problem.apply_preconditioner(factors, g), problem.apply_preconditioner(near(v), g))
+    calls.clear()
+    roomy = minimise_matrix_free(problem, v, args, method="trust-pcg", factors=factors, refactorise=near,
+                                 max_cg=v.size + 10, max_steps=20)  # CG ends within the dimension
+    assert roomy.factorisations == 0 and not calls
+    plain = minimise_matrix_free(problem, v, args, method="trust-pcg", factors=factors, max_cg=2, max_steps=20)
+    assert plain.factorisations == 0
+
+
 def test_gauss_newton_preconditioner_refuses_bad_single():
     from symland._newton_krylov import gauss_newton_preconditioner
 

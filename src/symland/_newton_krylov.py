@@ -81,7 +81,8 @@ class KrylovOutcome:
     `grad_norm` (‖∇L‖∞ in the original variables), `status` (a `RESULTS`
     name), `steps` (outer trust-region / Newton iterations), `hvps`
     (Hessian-vector products), `gradients` (loss-and-gradient evaluations),
-    `seconds` (wall time).
+    `seconds` (wall time), `factorisations` (preconditioner refactorisations
+    within the solve, `minimise_matrix_free(refactorise=...)`).
     """
 
     x: np.ndarray
@@ -92,6 +93,7 @@ class KrylovOutcome:
     hvps: int
     gradients: int
     seconds: float
+    factorisations: int = 0
 
     @property
     def converged(self) -> bool:
@@ -101,7 +103,7 @@ class KrylovOutcome:
         """Scalars of the outcome (not `x`), for JSON."""
         return {"status": self.status, "loss": float(self.loss), "grad_norm": float(self.grad_norm),
                 "steps": int(self.steps), "hvps": int(self.hvps), "gradients": int(self.gradients),
-                "seconds": float(self.seconds)}
+                "seconds": float(self.seconds), "factorisations": int(self.factorisations)}
 
 
 class _Stop(Exception):
@@ -152,7 +154,8 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
                          max_steps: int = 200, escape=None,
                          initial_radius: float | None = None,
                          method: str = "trust-ncg", max_hvps: int | None = None,
-                         max_cg: int = CG_MAX_ITERATIONS, factors=None) -> KrylovOutcome:
+                         max_cg: int = CG_MAX_ITERATIONS, factors=None,
+                         refactorise=None) -> KrylovOutcome:
     """Minimise `problem` from v0 by trust-region Newton on HVPs.
 
     `method="trust-pcg"`: `_trust_region_pcg`, preconditioned by
@@ -177,6 +180,11 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     - `factors` (trust-pcg only): preconditioner factors to use at every
       iteration instead of rebuilding them from `problem` (e.g. those of
       `gauss_newton_preconditioner`, built once for several δ steps).
+    - `refactorise(v) → factors` (trust-pcg with `factors` only): called
+      once, at the current iterate, the first time an inner solve runs out
+      of its `max_cg` HVPs; its factors replace `factors` for the rest of
+      the solve (`matrix_free_paths` passes the Gauss–Newton matrix with the
+      smaller damping `GN_DAMPING_NEAR`).
 
     **Returns:** a `KrylovOutcome`.
 
@@ -196,7 +204,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     if method not in KRYLOV_METHODS:
         raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(KRYLOV_METHODS)}")
     t0 = time.perf_counter()
-    counts = {"hvps": 0, "gradients": 0, "steps": 0}
+    counts = {"hvps": 0, "gradients": 0, "steps": 0, "factorisations": 0}
     budget = np.inf if max_hvps is None else int(max_hvps)
     cache = {}
     state = {"status": None}
@@ -246,11 +254,12 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     if method == "trust-pcg":
         s, status = _trust_region_pcg(problem, s0, args, evaluate, gtol=gtol, max_steps=int(max_steps),
                                       escape=escape, max_hvps=budget, max_cg=int(max_cg),
-                                      initial_radius=initial_radius, counts=counts, factors=factors)
+                                      initial_radius=initial_radius, counts=counts, factors=factors,
+                                      refactorise=refactorise)
         f, _, gn = evaluate(s)  # a cache hit when the loop evaluated s recently
         return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status,
                              counts["steps"], counts["hvps"], counts["gradients"],
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, counts["factorisations"])
     state["best"] = s0
     if not done(s0):
         f0, g0, _ = evaluate(s0)
@@ -340,7 +349,7 @@ def _steihaug_pcg(hvp, g, precond, radius, eta, max_iter):
 
 
 def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, max_hvps, max_cg,
-                      initial_radius, counts, factors=None):
+                      initial_radius, counts, factors=None, refactorise=None):
     """Trust-region Newton with preconditioned Steihaug–Toint CG steps; returns (s, status).
 
     `evaluate(s)` → (L, ∇_s L, ‖∇_v L‖∞) is `minimise_matrix_free`'s cached,
@@ -353,7 +362,9 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     (CG with a preconditioner, but no negative-curvature or trust-region
     exit) are not dependencies. The preconditioner (`problem.preconditioner`,
     e.g. `kfac_preconditioner`) is rebuilt at every outer iteration unless
-    `factors` are given (then those are used throughout); the trust
+    `factors` are given (then those are used throughout, until the first
+    inner solve that runs out of `max_cg` HVPs, where `refactorise(v)`, if
+    given, replaces them once at the current iterate); the trust
     region is measured in its norm, so the radius is scale-free.
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
     with η₁ = 1e−4, η₂ = 0.75; the forcing term is η = min(0.5, √‖g‖_{M⁻¹}).
@@ -408,6 +419,13 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             s, f, g, gn = s + p, f_new, g_new, gn_new
         elif radius < 1e-14 * max(1.0, np.linalg.norm(s)):
             return s, "stalled"
+        if reason == "max_iter" and used == max_cg and refactorise is not None and lagged is not None:
+            # The preconditioner no longer resolves the curvature: near a minimum of the fixed-δ
+            # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10).
+            lagged = refactorise(problem.to_v(jnp.asarray(s)))
+            refactorise = None
+            counts["factorisations"] += 1
+            radius = None  # the Cauchy length in the new norm, at the next iteration
 
 
 def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,
@@ -637,8 +655,13 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
 # λ = GN_DAMPING · (mean diagonal of the Gauss–Newton matrix). Measured (BENCHMARKS.md, issue 10): on
 # the first Fashion-MNIST δ step (30 iterations) 0.1 reaches ‖∇L‖∞ 1.7e-7 where 1e-6 stops at 2.2e-4
 # (its trust region, in the preconditioner's norm, keeps the steps short); on the toy path 1e-6 failed
-# 7 of 13 steps. An adaptive λ (Levenberg–Marquardt style) is open.
+# 7 of 13 steps.
 GN_DAMPING = 0.1
+# Near a minimum that damping hides the small eigenvalues and every inner solve runs out of its
+# CG_MAX_ITERATIONS; `matrix_free_paths(solver="trust-gn")` then refactorises once with this λ factor.
+# First Fashion-MNIST δ step: converged in 1,467 HVPs and 120 s (refactorised at iteration 30),
+# against 9,649 HVPs and 534 s at 0.1 throughout (BENCHMARKS.md, issue 10).
+GN_DAMPING_NEAR = 1e-4
 # `matrix_free_paths(solver="trust-gn")` refactorises after a δ step that spent more HVPs than this.
 # One factorisation of 8,070 parameters took 38 s with compilation, as long as ≈ 80 of that run's
 # preconditioned HVPs (BENCHMARKS.md, issue 10).
@@ -725,8 +748,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     it. Where the residuals are small G is almost the Hessian, and
     preconditioned CG needs fewer iterations (first Fashion-MNIST δ step, 30
     trust-region iterations: 1,244 HVPs in 92 s against EKFAC's 4,296 in
-    144 s; converged to ‖∇L‖∞ = 8.8e−9 in 64 iterations, 9,649 HVPs,
-    534 s; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
+    144 s; converged to ‖∇L‖∞ = 5.4e−9 in 38 iterations, 1,467 HVPs and
+    120 s with one refactorisation at `GN_DAMPING_NEAR`; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
     take 0.5 GB a copy, three copies while it is factorised. So it is built
     and factorised (LAPACK Cholesky `potrf`, then `trtri` for L⁻¹, so that
     applying it is two triangular matrix–vector products) only now and then and reused
@@ -740,8 +763,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
     5,740 HVPs against 4,162 (`benchmarks/bench_path_solvers.py`).
 
-    **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y)` (v in
-    the original variables) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
+    **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y, *, damping)` (v in
+    the original variables; `damping` overrides the λ factor) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
     (NumPy float64, not traceable: at 8,070 parameters and on two threads BLAS
     `strmv` applies L⁻¹ or L⁻ᵀ in ≈ 4–5 ms, `dtrmv` in ≈ 10 ms, NumPy's dense
     product in ≈ 18 ms, XLA's CPU product with L⁻ᵀ in ≈ 290 ms; `apply`, on one
@@ -790,7 +813,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     # ∇_v ½‖u‖² = u in row m's coordinates: the direction along which only ‖u‖ changes
     radial_v = jax.jit(jax.grad(lambda v, m: 0.5 * (jnp.sum(rows(v)[0][m] ** 2) + rows(v)[1][m] ** 2)))
 
-    def factorise(v, delta, l, m, x, y):
+    def factorise(v, delta, l, m, x, y, *, damping=damping):
         B1, C, Gr = blocks(jnp.asarray(v), delta, l, m, x, y, xt, P)
         G = np.empty((n, n))
         w = n_0 + 1
@@ -906,7 +929,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
     matrix (`gauss_newton_preconditioner`), factorised at the first step and
     again after any step that did not converge or spent more than
-    `GN_REFRESH_HVPS` HVPs (counted in the path's `factorisations`).
+    `GN_REFRESH_HVPS` HVPs; within a step, once more with the smaller
+    damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations
+    (all counted in the path's `factorisations`).
     **Returns:** a list of `PermutationPath`.
     """
     from jax.flatten_util import ravel_pytree
@@ -959,9 +984,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 factors = None  # free the old factors before the new ones are built
                 factors = problem.factorise(v0, delta, l, m, x, y)
                 n_factorised += 1
+            near = (lambda v, delta=delta, l=l, m=m: problem.factorise(v, delta, l, m, x, y,
+                                                                       damping=GN_DAMPING_NEAR)) if gn else None
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
-                                       method=method, factors=factors)
+                                       method=method, factors=factors, refactorise=near)
+            n_factorised += sol.factorisations
             refresh = gn and (not sol.converged or sol.hvps > GN_REFRESH_HVPS)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
             rec["loss"].append(sol.loss)
