@@ -125,8 +125,9 @@ def test_krylov_outcome_to_dict():
     out = KrylovOutcome(np.zeros(3), np.float64(0.5), 1e-12, "converged", 4, 120, 9, 0.25)
     d = out.to_dict()
     assert d == {"status": "converged", "loss": 0.5, "grad_norm": 1e-12, "steps": 4, "hvps": 120,
-                 "gradients": 9, "seconds": 0.25}
+                 "gradients": 9, "seconds": 0.25, "factorisations": 0}
     json.dumps(d)
+    assert KrylovOutcome(np.zeros(3), 0.5, 1e-12, "converged", 4, 120, 9, 0.25, 2).to_dict()["factorisations"] == 2
 
 
 def test_steihaug_pcg_uses_the_preconditioner_and_its_norm():
