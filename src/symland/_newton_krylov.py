@@ -67,6 +67,14 @@ CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region st
 KRYLOV_METHODS = ("trust-ncg", "trust-krylov", "trust-pcg")  # `minimise_matrix_free`'s methods
 # `matrix_free_paths`'s solvers: those, and trust-pcg with a lagged Gauss–Newton preconditioner
 PATH_SOLVERS = KRYLOV_METHODS + ("trust-gn",)
+
+
+def check_path_solver(solver) -> None:
+    """`ValueError` naming `solver` unless it is one of `PATH_SOLVERS`."""
+    if solver not in PATH_SOLVERS:
+        raise ValueError(f"solver: unknown solver {solver!r}; choose one of {', '.join(PATH_SOLVERS)}")
+
+
 # HVPs per δ step (and for the permutation point's refinement) in the Fig. 3 runs (`symland mnist`, the
 # `mnist` sweep experiment): sized so that the default run (H = 10, 2 seeds, 10,000 samples, 100 steps)
 # ends within 10 minutes on 2 cores; at 8,070 parameters one HVP takes ≈ 24 ms (BENCHMARKS.md, issue 10).
@@ -943,8 +951,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                         equalise_output_weights, free_parameters, pair_output_weight,
                         rescale_direction, step_status)
 
-    if solver not in PATH_SOLVERS:
-        raise ValueError(f"solver: unknown solver {solver!r}; choose one of {', '.join(PATH_SOLVERS)}")
+    check_path_solver(solver)
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     gn = solver == "trust-gn"

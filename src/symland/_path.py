@@ -571,10 +571,9 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         gtol = 1e-10 if method == "dense" else 1e-8
     check_solver_args(gtol, max_newton_steps, steps_name="max_newton_steps")
     check_hvp_budget(max_hvps)
-    from ._newton_krylov import PATH_SOLVERS
+    from ._newton_krylov import check_path_solver
 
-    if solver not in PATH_SOLVERS:
-        raise ValueError(f"solver: unknown solver {solver!r}; choose one of {', '.join(PATH_SOLVERS)}")
+    check_path_solver(solver)
     check_finite_params(params)
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
