@@ -3,6 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
+     [--only steps --first 5 --solver trust-gn]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 """
 
@@ -166,6 +167,59 @@ def solvers(x, labels, H, steps, outer, methods, gn_damping, fixed_damping=False
               f"L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.status}", flush=True)
 
 
+class _Enough(Exception):
+    pass
+
+
+def converged_steps(x, labels, H, steps, first, solver):
+    """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
+    `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
+    with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
+    also gives ‖Δθ‖ from the previous step and the share of the first layer's ‖ΔW₁‖² that lies in
+    the input directions whose singular value is below 1e-3 of the largest (the data's
+    near-null space)."""
+    from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
+    from symland._path import delta_schedule, effective_params  # noqa: PLC0415
+
+    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
+    y = s.relabel(teacher.model, teacher.params, x)
+    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    deltas = float(s.neuron_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)
+    _, sv, vt = np.linalg.svd(np.asarray(x), full_matrices=False)
+    low = vt[sv / sv[0] < 1e-3]
+    unravel = ravel_pytree(teacher.params)[1]
+    t0 = last = time.perf_counter()
+    totals = {"hvps": 0, "factorisations": 0}
+    prev = teacher.params
+
+    def on_step(i, delta, r):
+        nonlocal last, prev
+        now = time.perf_counter()
+        totals["hvps"] += r.hvps
+        totals["factorisations"] += r.factorisations
+        theta = effective_params(unravel(jnp.asarray(r.x)), 2, l, m, delta)
+        moved = float(jnp.linalg.norm(ravel_pytree(theta)[0] - ravel_pytree(prev)[0]))
+        dw = np.asarray(theta[0][0] - prev[0][0])
+        share = float(np.sum((dw @ low.T) ** 2) / max(np.sum(dw ** 2), 1e-300))
+        prev = theta
+        print(f"  step {i} δ={delta:.3e}: {r.status}, L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
+              f"{r.steps} iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), "
+              f"{now - last:.1f} s (total {now - t0:.0f} s); ‖Δθ‖ {moved:.2f}, "
+              f"{share:.1%} of ‖ΔW₁‖² in the {low.shape[0]} near-null input directions", flush=True)
+        last = now
+        if i == first:
+            raise _Enough
+
+    print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, first {first} of {steps}:")
+    try:
+        matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
+                          max_steps=300, solver=solver, on_step=on_step)
+    except _Enough:
+        pass
+    print(f"  steps 0–{first}: {time.perf_counter() - t0:.0f} s, {totals['hvps']} HVPs, "
+          f"{totals['factorisations']} factorisation(s)")
+
+
 def memory(x, labels, H, max_hvps):
     teacher = s.train_teacher(x, labels, H, seed=0, epochs=1)
     y = s.relabel(teacher.model, teacher.params, x)
@@ -187,7 +241,9 @@ def main():
     ap.add_argument("--gd-steps", type=int, default=3)
     ap.add_argument("--gd-seconds", type=float, default=60.0)
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
-    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers"))
+    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps"))
+    ap.add_argument("--first", type=int, default=5, help="--only steps: how many δ steps after θ*")
+    ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")
@@ -204,6 +260,8 @@ def main():
         one_path(xj, labels, a.H, a.steps, a.gd_steps, a.max_hvps, a.gd_seconds)
     if a.only == "solvers":  # not part of the default run
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
+    if a.only == "steps":  # not part of the default run
+        converged_steps(xj, labels, a.H, a.steps, a.first, a.solver)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):

@@ -346,9 +346,18 @@ def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     more than GN_REFRESH_HVPS HVPs. (With GN_DAMPING = 1e-6 it failed 7 of the 13 steps.)"""
     from symland._newton_krylov import GN_REFRESH_HVPS
 
+    from symland._newton_krylov import matrix_free_paths
+
     prob, dense, _ = toy_paths
     gn = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=STEPS,
                                  method="matrix-free", solver="trust-gn", gtol=1e-10)
+    logged = []  # on_step sees every δ step's outcome
+    again = matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], gn.delta[None, :],
+                              loss="mse", gtol=1e-10, solver="trust-gn",
+                              on_step=lambda i, d, r: logged.append((i, d, r)))[0]
+    assert [i for i, _, _ in logged] == list(range(gn.delta.size))
+    np.testing.assert_array_equal([d for _, d, _ in logged], gn.delta)
+    np.testing.assert_array_equal([r.hvps for _, _, r in logged], again.hessians)
     assert gn.all_converged, gn.status
     np.testing.assert_allclose(gn.loss, dense.loss, atol=1e-20, rtol=1e-6)
     assert np.all(gn.grad_norm <= 1e-10 * np.maximum(1.0, gn.loss))

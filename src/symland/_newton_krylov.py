@@ -915,7 +915,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
                       solver: str = "trust-ncg",
-                      progress: bool = False):
+                      progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
@@ -940,6 +940,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     `GN_REFRESH_HVPS` HVPs; within a step, once more with the smaller
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations
     (all counted in the path's `factorisations`).
+    `on_step(i, δ, outcome)`, if given, is called after every δ step with
+    its `KrylovOutcome`, e.g. to log or time the steps; an exception it
+    raises ends the call.
     **Returns:** a list of `PermutationPath`.
     """
     from jax.flatten_util import ravel_pytree
@@ -998,6 +1001,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                                        method=method, factors=factors, refactorise=near)
             n_factorised += sol.factorisations
             refresh = gn and (not sol.converged or sol.hvps > GN_REFRESH_HVPS)
+            if on_step is not None:
+                on_step(len(rec["loss"]), float(delta), sol)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
             rec["loss"].append(sol.loss)
             rec["grad_norm"].append(sol.grad_norm)
