@@ -331,6 +331,34 @@ def test_refactorise_once_when_inner_solve_runs_out():
     assert plain.factorisations == 0
 
 
+def test_factors_given_as_a_function_are_built_on_first_need():
+    """factors=callable: not called at a start that already meets gtol; otherwise called once, at the
+    first iteration, counted in `factorisations`, and its factors used (the loss falls)."""
+    from jax.flatten_util import ravel_pytree
+
+    from symland._newton_krylov import path_problem
+    from symland._path import effective_params
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
+    v, unravel = ravel_pytree(model.init(jax.random.PRNGKey(1)))
+    y = model.apply(effective_params(unravel(v), 2, 1, 2, 0.3), x)  # the network's own outputs: L = 0 at v
+    args = (0.3, 1, 2, x, y)
+    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
+    calls = []
+
+    def lazy():
+        calls.append(1)
+        return problem.factorise(v, *args)
+
+    at_min = minimise_matrix_free(problem, v, args, method="trust-pcg", factors=lazy)
+    assert at_min.converged and at_min.steps == 0 and at_min.factorisations == 0 and not calls
+    y2 = y + 0.1 * jnp.sin(x[:, :2])
+    start = float(problem.value_grads(problem.to_s(v), 0.3, 1, 2, x, y2)[0])
+    r = minimise_matrix_free(problem, v, (0.3, 1, 2, x, y2), method="trust-pcg", factors=lazy, max_steps=20)
+    assert r.steps == 20 and r.factorisations == 1 == len(calls) and r.loss < 0.5 * start
+
+
 def test_gauss_newton_preconditioner_refuses_bad_single():
     from symland._newton_krylov import gauss_newton_preconditioner
 
@@ -342,27 +370,33 @@ def test_gauss_newton_preconditioner_refuses_bad_single():
 
 def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     """solver="trust-gn" converges every step of the toy path to 1e-10 and finds the dense losses; the
-    Gauss–Newton matrix is factorised at the first step and after every step that failed or spent
-    more than GN_REFRESH_HVPS HVPs. (With GN_DAMPING = 1e-6 it failed 7 of the 13 steps.)"""
+    Gauss–Newton matrix is factorised at the first step that iterates and at the next step that iterates
+    after every step that failed or spent more than GN_REFRESH_HVPS HVPs. (With GN_DAMPING = 1e-6 it
+    failed 7 of the 13 steps.)"""
     from symland._newton_krylov import GN_REFRESH_HVPS
 
     from symland._newton_krylov import matrix_free_paths
+    from symland._path import delta_schedule
 
     prob, dense, _ = toy_paths
     gn = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=STEPS,
                                  method="matrix-free", solver="trust-gn", gtol=1e-10)
-    logged = []  # on_step sees every δ step's outcome
+    logged = []  # on_step sees every δ step's outcome, the refreshes included in its factorisations
     again = matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], gn.delta[None, :],
                               loss="mse", gtol=1e-10, solver="trust-gn",
                               on_step=lambda i, d, r: logged.append((i, d, r)))[0]
     assert [i for i, _, _ in logged] == list(range(gn.delta.size))
     np.testing.assert_array_equal([d for _, d, _ in logged], gn.delta)
     np.testing.assert_array_equal([r.hvps for _, _, r in logged], again.hessians)
+    assert sum(r.factorisations for _, _, r in logged) == again.factorisations
     assert gn.all_converged, gn.status
     np.testing.assert_allclose(gn.loss, dense.loss, atol=1e-20, rtol=1e-6)
     assert np.all(gn.grad_norm <= 1e-10 * np.maximum(1.0, gn.loss))
-    refresh = [not c or h > GN_REFRESH_HVPS for c, h in zip(gn.converged[:-1], gn.hessians[:-1])]
-    assert gn.factorisations == 1 + sum(refresh)
+    built, pending = 0, True  # a refresh is pending until a step iterates (the first step, at θ*, does not)
+    for c, h, n in zip(gn.converged, gn.hessians, gn.steps):
+        built += pending and n > 0
+        pending = not built or not c or h > GN_REFRESH_HVPS
+    assert gn.steps[0] == 0 and gn.factorisations == built >= 1
     record = gn.to_dict()
     assert record["solver"] == "trust-gn" and record["factorisations"] == gn.factorisations
     assert dense.to_dict()["solver"] == "newton"
@@ -382,3 +416,18 @@ def test_bad_path_solver_is_refused_before_work(monkeypatch):
                                 solver="lbfgs")
     with pytest.raises(ValueError, match="preconditioner"):
         path_problem(prob.model, 1, "mse", prob.x, preconditioner="kfac")
+
+
+def test_extrapolate_reproduces_polynomials_on_uneven_steps():
+    """Three points reproduce a vector quadratic in s exactly, two a line, one a constant; the
+    steps need not be even (a log-δ schedule need not be)."""
+    from symland._newton_krylov import extrapolate
+
+    a, b, c = np.array([1.0, -2.0]), np.array([0.5, 3.0]), np.array([-0.25, 0.1])
+    f = lambda t: a + b * t + c * t * t
+    pts = [(t, f(t)) for t in (-1.0, -0.7, -0.1)]
+    np.testing.assert_allclose(extrapolate(pts, 0.4), f(0.4), rtol=1e-12)
+    line = [(t, a + b * t) for t in (-0.7, -0.1)]
+    np.testing.assert_allclose(extrapolate(line, 0.4), a + b * 0.4, rtol=1e-12)
+    assert not np.allclose(extrapolate(pts[1:], 0.4), f(0.4))  # the secant misses the curvature
+    np.testing.assert_array_equal(extrapolate(pts[-1:], 0.4), f(-0.1))

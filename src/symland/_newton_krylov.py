@@ -31,7 +31,7 @@ forward-over-reverse AD, about 2–3 gradients each).
   handful of outer iterations, where plain gradient descent, the paper's
   method, needs thousands (see BENCHMARKS.md). It is maintained (scipy ≥
   1.0); an L-BFGS phase was not needed because every δ step is warm-started
-  by a secant predictor close to its solution.
+  by a continuation predictor close to its solution.
 - A linear change of variables `v = M s` (the input-whitening
   preconditioner of `input_whitening`) is applied before the solver:
   the first layer's Hessian blocks are Σ_μ D_μ ⊗ x̃_μx̃_μᵀ, whose condition
@@ -89,8 +89,9 @@ class KrylovOutcome:
     `grad_norm` (‖∇L‖∞ in the original variables), `status` (a `RESULTS`
     name), `steps` (outer trust-region / Newton iterations), `hvps`
     (Hessian-vector products), `gradients` (loss-and-gradient evaluations),
-    `seconds` (wall time), `factorisations` (preconditioner refactorisations
-    within the solve, `minimise_matrix_free(refactorise=...)`).
+    `seconds` (wall time), `factorisations` (preconditioner factorisations
+    within the solve: `factors` given as a function, and
+    `minimise_matrix_free(refactorise=...)`).
     """
 
     x: np.ndarray
@@ -187,7 +188,10 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       (default ‖∇L‖₂-scaled Cauchy length, at most 1).
     - `factors` (trust-pcg only): preconditioner factors to use at every
       iteration instead of rebuilding them from `problem` (e.g. those of
-      `gauss_newton_preconditioner`, built once for several δ steps).
+      `gauss_newton_preconditioner`, built once for several δ steps); or a
+      function () → factors, called (and counted in `factorisations`) at
+      the first iteration, so that a start which already meets `gtol`
+      builds nothing.
     - `refactorise(v) → factors` (trust-pcg with `factors` only): called
       once, at the current iterate, the first time an inner solve runs out
       of its `max_cg` HVPs; its factors replace `factors` for the rest of
@@ -370,7 +374,8 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     (CG with a preconditioner, but no negative-curvature or trust-region
     exit) are not dependencies. The preconditioner (`problem.preconditioner`,
     e.g. `kfac_preconditioner`) is rebuilt at every outer iteration unless
-    `factors` are given (then those are used throughout, until the first
+    `factors` are given (then those are used throughout, built by the first
+    iteration if `factors` is a function, until the first
     inner solve that runs out of `max_cg` HVPs, where `refactorise(v)`, if
     given, replaces them once at the current iterate); the trust
     region is measured in its norm, so the radius is scale-free.
@@ -392,6 +397,9 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             return s, "max_steps"
         counts["steps"] += 1
         s_now = jnp.asarray(s)
+        if callable(lagged):  # built on first need (`minimise_matrix_free(factors=...)`)
+            lagged = lagged()
+            counts["factorisations"] += 1
         factors = problem.build_preconditioner(s_now, *args) if lagged is None else lagged
         precond = lambda r: np.asarray(problem.apply_preconditioner(factors, jnp.asarray(r)))
         hvp = lambda t: np.asarray(problem.hvp(s_now, jnp.asarray(t), *args))
@@ -911,6 +919,41 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
     return problem
 
 
+# The matrix-free path's predictors: the polynomials of degree 1 … PREDICTOR_ORDER in log δ through the
+# last solved steps, of which the one with the lowest loss starts the next step. On the Fig. 3 path
+# (H = 10, Fashion-MNIST, each step converged; BENCHMARKS.md, issue 10) the third δ step starts at
+# L = 2.0e-5 from the quadratic prediction against 2.9e-4 from the secant one. On the toy path's large
+# steps the quadratic alone overshoots (trust-ncg's δ steps fail from the fourth on), and with the
+# constant prediction among the candidates its first steps end on other critical points than the dense
+# solver's (tests/test_newton_krylov.py); hence a choice, and only among degrees ≥ 1.
+PREDICTOR_ORDER = 2
+
+
+def extrapolate(points, s: float):
+    """The Lagrange polynomial through `points` [(sᵢ, θᵢ)] (distinct sᵢ) evaluated at `s`.
+
+    One point gives θ₀ (no prediction), two the secant, three the quadratic
+    continuation predictor; `matrix_free_paths` passes the last
+    `PREDICTOR_ORDER` + 1 solved steps, with s = log δ.
+
+    Example:
+        >>> import numpy as np
+        >>> pts = [(s, np.array([1.0 + 2 * s - s * s])) for s in (0.0, 1.0, 2.0)]
+        >>> extrapolate(pts, 3.0)  # a quadratic is reproduced exactly
+        array([-2.])
+        >>> extrapolate(pts[1:], 3.0)  # the secant through the last two
+        array([0.])
+    """
+    out = 0.0
+    for i, (si, ti) in enumerate(points):
+        w = 1.0
+        for j, (sj, _) in enumerate(points):
+            if j != i:
+                w *= (s - sj) / (si - sj)
+        out = out + w * np.asarray(ti)
+    return out
+
+
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
@@ -919,7 +962,10 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
-    `minimise_matrix_free`, warm-started by a secant predictor in log δ; at
+    `minimise_matrix_free`, warm-started by a continuation predictor in log δ:
+    of the quadratic and secant predictions (`extrapolate` through the last
+    three and two solved steps; `PREDICTOR_ORDER`), the one with the lower
+    loss (the secant at the second step, none at the first and at δ = 0); at
     δ = 0 the output weights of l and m are equalised (the permutation
     point), the point is polished by `refine_matrix_free` (within the same
     `max_hvps` budget as a δ step), and
@@ -935,14 +981,16 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     step that runs out reports `max_steps` at its last accepted iterate),
     whichever `solver` (`minimise_matrix_free`'s `method`) is used.
     `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
-    matrix (`gauss_newton_preconditioner`), factorised at the first step and
-    again after any step that did not converge or spent more than
-    `GN_REFRESH_HVPS` HVPs; within a step, once more with the smaller
-    damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations
-    (all counted in the path's `factorisations`).
+    matrix (`gauss_newton_preconditioner`), factorised at the first step that
+    needs it and again after any step that did not converge or spent more
+    than `GN_REFRESH_HVPS` HVPs; within a step, once more with the smaller
+    damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
+    after which the path keeps that damping (all counted in the path's
+    `factorisations`).
     `on_step(i, δ, outcome)`, if given, is called after every δ step with
-    its `KrylovOutcome`, e.g. to log or time the steps; an exception it
-    raises ends the call.
+    its `KrylovOutcome` (whose `factorisations` include a refresh built at
+    that step), e.g. to log or time the steps; an exception it raises ends
+    the call.
     **Returns:** a list of `PermutationPath`.
     """
     from jax.flatten_util import ravel_pytree
@@ -980,27 +1028,40 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         out_w0 = out_w_of(theta_star, l, m)
         escape = lambda v, l=l, m=m: out_w_of(v, l, m) > ESCAPE_FACTOR * max(out_w0, 1e-12)
         rec = {k: [] for k in ("loss", "grad_norm", "status", "steps", "hvps", "theta", "kink", "out_w")}
-        prev = curr = theta_star
-        s_prev = s_curr = np.log(schedule[0])
+        solved = [(np.log(schedule[0]), theta_star)]  # (log δ, θ) of the last solved steps
         norm = schedule[0]
-        factors, refresh, n_factorised = None, gn, 0
+        # trust-gn: `factors` (built lazily, on the first iteration that needs them) serve later δ
+        # steps until a refresh; once a step has refactorised with GN_DAMPING_NEAR, those factors
+        # are kept and every refresh uses that damping too.
+        factors, refresh, n_factorised, damping = None, gn, 0, None
         for delta in schedule:
-            s_next = np.log(delta) if delta > 0 else s_curr
-            w = (s_next - s_curr) / (s_curr - s_prev) if delta > 0 and s_curr != s_prev else 0.0
-            guess = curr + w * (curr - prev)
+            s_next = np.log(delta) if delta > 0 else solved[-1][0]
             norm = delta if delta > 0 else norm
-            v0 = to_free(guess, l, m, norm)
+            if delta > 0 and s_next != solved[-1][0]:  # the predictions of degree len(solved) - 1, …, 0
+                starts = [to_free(extrapolate(solved[-k:], s_next), l, m, norm)
+                          for k in range(len(solved), min(2, len(solved)) - 1, -1)]
+                start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
+                v0 = starts[int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))]
+            else:
+                v0 = to_free(solved[-1][1], l, m, norm)
+            built = {}
+
+            def build(v, damping, delta=delta, l=l, m=m):
+                kw = {} if damping is None else {"damping": damping}  # None: the problem's λ factor
+                built["factors"] = problem.factorise(v, delta, l, m, x, y, **kw)
+                built["damping"] = damping
+                return built["factors"]
+
             if refresh:
                 factors = None  # free the old factors before the new ones are built
-                factors = problem.factorise(v0, delta, l, m, x, y)
-                n_factorised += 1
-            near = (lambda v, delta=delta, l=l, m=m: problem.factorise(v, delta, l, m, x, y,
-                                                                       damping=GN_DAMPING_NEAR)) if gn else None
+            near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn and damping != GN_DAMPING_NEAR else None
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
-                                       method=method, factors=factors, refactorise=near)
+                                       method=method, factors=(lambda: build(v0, damping)) if refresh else factors,
+                                       refactorise=near)
             n_factorised += sol.factorisations
-            refresh = gn and (not sol.converged or sol.hvps > GN_REFRESH_HVPS)
+            factors, damping = built.get("factors", factors), built.get("damping", damping)
+            refresh = gn and (factors is None or not sol.converged or sol.hvps > GN_REFRESH_HVPS)
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
@@ -1012,10 +1073,13 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             rec["theta"].append(theta)
             rec["kink"].append(float(kink_of(jnp.asarray(theta))))
             rec["out_w"].append(out_w_of(theta, l, m))
-            prev, curr, s_prev, s_curr = curr, theta, s_curr, s_next
+            if s_next == solved[-1][0]:
+                solved[-1] = (s_next, theta)
+            else:
+                solved = (solved + [(s_next, theta)])[-(PREDICTOR_ORDER + 1):]
             bar.update()
             bar.set_postfix_str(f"L={sol.loss:.3g} {sol.status}")
-        pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(curr)), layer, l, m))[0]
+        pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(solved[-1][1])), layer, l, m))[0]
         polished = refine_matrix_free(full, pf, (x, y), gtol=gtol, max_hvps=max_hvps)
         point = unravel(jnp.asarray(polished.x))
         # Dense spectrum up to DENSE_THRESHOLD parameters, the smallest Lanczos eigenvalues above.
