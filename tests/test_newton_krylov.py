@@ -431,3 +431,21 @@ def test_extrapolate_reproduces_polynomials_on_uneven_steps():
     np.testing.assert_allclose(extrapolate(line, 0.4), a + b * 0.4, rtol=1e-12)
     assert not np.allclose(extrapolate(pts[1:], 0.4), f(0.4))  # the secant misses the curvature
     np.testing.assert_array_equal(extrapolate(pts[-1:], 0.4), f(-0.1))
+
+
+def test_quadratic_predictor_only_past_converged_steps(monkeypatch):
+    """matrix_free_paths extrapolates through three steps only when all three converged: a path whose
+    steps all converge uses the quadratic; one whose steps run out of their HVP budget uses the secant."""
+    import symland._newton_krylov as nk
+
+    prob = s.toy_problem("softplus", seed=SEED)
+    seen = []
+    real = nk.extrapolate
+    monkeypatch.setattr(nk, "extrapolate", lambda pts, t: seen.append(len(pts)) or real(pts, t))
+    done = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=5,
+                                   method="matrix-free", gtol=1e-10)
+    assert done.all_converged and 3 in seen
+    seen.clear()
+    short = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=5,
+                                    method="matrix-free", gtol=1e-10, max_hvps=2)
+    assert not any(short.converged[1:]) and seen and max(seen) == 2

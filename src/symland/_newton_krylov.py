@@ -925,7 +925,9 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
 # L = 2.0e-5 from the quadratic prediction against 2.9e-4 from the secant one. On the toy path's large
 # steps the quadratic alone overshoots (trust-ncg's δ steps fail from the fourth on), and with the
 # constant prediction among the candidates its first steps end on other critical points than the dense
-# solver's (tests/test_newton_krylov.py); hence a choice, and only among degrees ≥ 1.
+# solver's (tests/test_newton_krylov.py); hence a choice, and only among degrees ≥ 1. Past unconverged
+# steps (the default `symland mnist` run's 60-HVP budget) the quadratic amplified their errors: seed 1's
+# barrier rose from 4.2e-2 to 0.37; so there the secant alone is used.
 PREDICTOR_ORDER = 2
 
 
@@ -965,7 +967,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     `minimise_matrix_free`, warm-started by a continuation predictor in log δ:
     of the quadratic and secant predictions (`extrapolate` through the last
     three and two solved steps; `PREDICTOR_ORDER`), the one with the lower
-    loss (the secant at the second step, none at the first and at δ = 0); at
+    loss; the secant alone at the second step and whenever one of those three
+    steps did not converge; none at the first step and at δ = 0. At
     δ = 0 the output weights of l and m are equalised (the permutation
     point), the point is polished by `refine_matrix_free` (within the same
     `max_hvps` budget as a δ step), and
@@ -1028,7 +1031,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         out_w0 = out_w_of(theta_star, l, m)
         escape = lambda v, l=l, m=m: out_w_of(v, l, m) > ESCAPE_FACTOR * max(out_w0, 1e-12)
         rec = {k: [] for k in ("loss", "grad_norm", "status", "steps", "hvps", "theta", "kink", "out_w")}
-        solved = [(np.log(schedule[0]), theta_star)]  # (log δ, θ) of the last solved steps
+        solved = [(np.log(schedule[0]), theta_star, True)]  # (log δ, θ, converged) of the last steps
         norm = schedule[0]
         # trust-gn: `factors` (built lazily, on the first iteration that needs them) serve later δ
         # steps until a refresh; once a step has refactorised with GN_DAMPING_NEAR, those factors
@@ -1036,14 +1039,18 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         factors, refresh, n_factorised, damping = None, gn, 0, None
         for delta in schedule:
             s_next = np.log(delta) if delta > 0 else solved[-1][0]
+            points = [(s, th) for s, th, _ in solved]
             norm = delta if delta > 0 else norm
-            if delta > 0 and s_next != solved[-1][0]:  # the predictions of degree len(solved) - 1, …, 0
-                starts = [to_free(extrapolate(solved[-k:], s_next), l, m, norm)
-                          for k in range(len(solved), min(2, len(solved)) - 1, -1)]
-                start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
+            if delta > 0 and s_next != solved[-1][0]:  # degrees len(solved) − 1 down to 1 (0 from θ* alone)
+                # the secant only, once an unconverged step is among the points (it would amplify its error)
+                top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
+                starts = [to_free(extrapolate(points[-k:], s_next), l, m, norm)
+                          for k in range(top, min(2, len(solved)) - 1, -1)]
+                start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0])
+                              for v in starts] if len(starts) > 1 else [0.0]
                 v0 = starts[int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))]
             else:
-                v0 = to_free(solved[-1][1], l, m, norm)
+                v0 = to_free(points[-1][1], l, m, norm)
             built = {}
 
             def build(v, damping, delta=delta, l=l, m=m):
@@ -1074,9 +1081,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             rec["kink"].append(float(kink_of(jnp.asarray(theta))))
             rec["out_w"].append(out_w_of(theta, l, m))
             if s_next == solved[-1][0]:
-                solved[-1] = (s_next, theta)
+                solved[-1] = (s_next, theta, sol.converged)
             else:
-                solved = (solved + [(s_next, theta)])[-(PREDICTOR_ORDER + 1):]
+                solved = (solved + [(s_next, theta, sol.converged)])[-(PREDICTOR_ORDER + 1):]
             bar.update()
             bar.set_postfix_str(f"L={sol.loss:.3g} {sol.status}")
         pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(solved[-1][1])), layer, l, m))[0]
