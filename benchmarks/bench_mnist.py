@@ -61,10 +61,17 @@ def grad_vs_matmul(x, H):
           f"({flops / t_mm / 1e9:.1f} GFLOP/s at best); ratio bound/actual = {t_mm / t_grad:.2f}")
 
 
-def one_path(x, labels, H, steps, gd_steps, max_hvps, gd_seconds):
-    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
+def teacher_and_pair(x, labels, H, epochs=20):
+    """The Fig. 3 setting of every benchmark here: the seed-0 teacher 784-H-H-10, the data relabelled
+    by it, and the most cosine-similar pair (l, m) of hidden layer 2."""
+    teacher = s.train_teacher(x, labels, H, seed=0, epochs=epochs)
     y = s.relabel(teacher.model, teacher.params, x)
-    l, m, cos = s.most_similar_pair(teacher.params, 2)
+    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    return teacher, y, l, m
+
+
+def one_path(x, labels, H, steps, gd_steps, max_hvps, gd_seconds):
+    teacher, y, l, m = teacher_and_pair(x, labels, H)
     t = time.perf_counter()
     path = s.find_permutation_path(teacher.model, teacher.params, x, y, 2, l, m, steps=steps,
                                    loss="nmse", method="matrix-free", max_hvps=max_hvps, progress=True)
@@ -108,9 +115,7 @@ def one_path(x, labels, H, steps, gd_steps, max_hvps, gd_seconds):
 def lanczos_budgets(x, labels, H, steps, max_hvps):
     """How many of the 30 smallest Hessian eigenvalues ARPACK converges at a Fig. 3 merged point,
     for a few HVP budgets and tolerances (the point of the budgeted path; seed 0)."""
-    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
-    y = s.relabel(teacher.model, teacher.params, x)
-    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    teacher, y, l, m = teacher_and_pair(x, labels, H)
     path = s.find_permutation_path(teacher.model, teacher.params, x, y, 2, l, m, steps=steps,
                                    loss="nmse", method="matrix-free", max_hvps=max_hvps)
     point = path.permutation_point
@@ -137,9 +142,7 @@ def solvers(x, labels, H, steps, outer, methods, gn_damping, fixed_damping=False
     from symland._newton_krylov import minimise_matrix_free  # noqa: PLC0415
     from symland._path import delta_schedule, free_parameters, rescale_direction  # noqa: PLC0415
 
-    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
-    y = s.relabel(teacher.model, teacher.params, x)
-    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    teacher, y, l, m = teacher_and_pair(x, labels, H)
     delta = float(s.neuron_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)[1]
     v0 = ravel_pytree(rescale_direction(free_parameters(teacher.params, 2, l, m), 2, m, delta))[0]
     prob = path_problem(teacher.model, 2, "nmse", x)
@@ -181,9 +184,7 @@ def converged_steps(x, labels, H, steps, first, solver):
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
     from symland._path import delta_schedule, effective_params  # noqa: PLC0415
 
-    teacher = s.train_teacher(x, labels, H, seed=0, epochs=20)
-    y = s.relabel(teacher.model, teacher.params, x)
-    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    teacher, y, l, m = teacher_and_pair(x, labels, H)
     deltas = float(s.neuron_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)
     _, sv, vt = np.linalg.svd(np.asarray(x), full_matrices=False)
     low = vt[sv / sv[0] < 1e-3]
@@ -221,9 +222,7 @@ def converged_steps(x, labels, H, steps, first, solver):
 
 
 def memory(x, labels, H, max_hvps):
-    teacher = s.train_teacher(x, labels, H, seed=0, epochs=1)
-    y = s.relabel(teacher.model, teacher.params, x)
-    l, m, _ = s.most_similar_pair(teacher.params, 2)
+    teacher, y, l, m = teacher_and_pair(x, labels, H, epochs=1)
     t = time.perf_counter()
     path = s.find_permutation_path(teacher.model, teacher.params, x, y, 2, l, m, steps=2, loss="nmse",
                                    method="matrix-free", max_hvps=max_hvps)
