@@ -921,11 +921,12 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
 
 # The matrix-free path's predictors: the polynomials of degree 1 … PREDICTOR_ORDER in log δ through the
 # last solved steps, of which the one with the lowest loss starts the next step. On the Fig. 3 path
-# (H = 10, Fashion-MNIST, each step converged; BENCHMARKS.md, issue 10) the third δ step starts at
-# L = 2.0e-5 from the quadratic prediction against 2.9e-4 from the secant one. On the toy path's large
-# steps the quadratic alone overshoots (trust-ncg's δ steps fail from the fourth on), and with the
-# constant prediction among the candidates its first steps end on other critical points than the dense
-# solver's (tests/test_newton_krylov.py); hence a choice, and only among degrees ≥ 1. Past unconverged
+# (H = 10, Fashion-MNIST, each step converged) an exploratory check found the third δ step starting at
+# L = 2.0e-5 from the quadratic prediction against 2.9e-4 from the secant one; together with the kept
+# Gauss–Newton factors, steps 0–5 took 309 s against 466 s (BENCHMARKS.md, issue 10). In trials on the
+# toy path's large steps the quadratic alone overshot (trust-ncg's δ steps failed from the fourth on), and
+# with the constant prediction among the candidates its first steps ended on other critical points than
+# the dense solver's (tests/test_newton_krylov.py); hence a choice, and only among degrees ≥ 1. Past unconverged
 # steps (the default `symland mnist` run's 60-HVP budget) the quadratic amplified their errors: seed 1's
 # barrier rose from 4.2e-2 to 0.37; so there the secant alone is used.
 PREDICTOR_ORDER = 2
