@@ -1,9 +1,12 @@
-"""Applying the Gauss–Newton preconditioner's factor (issue 10): BLAS (NumPy, trmv) against XLA on this CPU.
+"""Applying the Gauss–Newton preconditioner's factor (issue 10): BLAS (NumPy, trmv, trsv) against XLA.
 
 Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070]
-`gauss_newton_preconditioner` applies M̃⁻¹r = L⁻ᵀ(L⁻¹r) with a dense triangular L⁻¹ of n × n
-(n = 8,070 for 784-10-10-10). Prints the best of 5 times for each product, and for the library's
-`apply` (float32 `strmv`, the default, and float64 `dtrmv`), in one run. Then the cost of one
+`gauss_newton_preconditioner` applies M̃⁻¹r = L⁻ᵀ(L⁻¹r) with the dense Cholesky factor L of n × n
+(n = 8,070 for 784-10-10-10), here of M̃ = AAᵀ/n + I (A standard normal). Prints the time of LAPACK
+`potrf` (the factorisation) and of `trtri` (L⁻¹, which the library formed before 2026-12-02 so as to
+multiply by it with `trmv`; it now solves with L by `trsv`), then the best of 5 times for each
+product, and for the library's `apply` (float32 `strsv`, the default, and float64 `dtrsv`), in one
+run. Then the cost of one
 preconditioned CG iteration, an HVP of the 784-10-10-10 fixed-δ problem (10,000 Fashion-MNIST
 samples, random network) followed by `apply`, with `apply`'s BLAS limited to one thread (the library)
 and with OpenBLAS's default threads (mean of 20 pairs each).
@@ -33,28 +36,45 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8070)
     n = ap.parse_args().n
-    L = np.asfortranarray(np.tril(np.random.default_rng(0).standard_normal((n, n))))
+    import time  # noqa: PLC0415
+
+    import scipy.linalg  # noqa: PLC0415
+
+    A = np.random.default_rng(0).standard_normal((n, n))
+    M = A @ A.T / n + np.eye(n)
+    t = time.perf_counter()
+    L = np.asfortranarray(scipy.linalg.cholesky(M, lower=True, check_finite=False))
+    t_potrf = time.perf_counter() - t
+    t = time.perf_counter()
+    L_inv = np.asfortranarray(scipy.linalg.lapack.dtrtri(L, lower=1)[0])
+    t_trtri = time.perf_counter() - t
+    print(f"n = {n}: potrf {t_potrf:.1f} s, trtri {t_trtri:.1f} s; best of 5:")
     r = np.random.default_rng(1).standard_normal(n)
     Lj, rj = jnp.asarray(L), jnp.asarray(r)
     xla = {"L r": jax.jit(lambda L, r: L @ r), "Lᵀ r": jax.jit(lambda L, r: L.T @ r),
            "rᵀL (= Lᵀr)": jax.jit(lambda L, r: r @ L)}
     L32, r32 = np.asfortranarray(L, dtype=np.float32), r.astype(np.float32)
-    print(f"n = {n}, best of 5:")
     print(f"  numpy (float64 gemv) L r {best_ms(lambda: L @ r):.1f} ms, Lᵀ r {best_ms(lambda: L.T @ r):.1f} ms")
-    print(f"  dtrmv L r {best_ms(lambda: blas.dtrmv(L, r, lower=1)):.1f} ms, "
-          f"Lᵀ r {best_ms(lambda: blas.dtrmv(L, r, lower=1, trans=1)):.1f} ms")
-    print(f"  strmv L r {best_ms(lambda: blas.strmv(L32, r32, lower=1)):.1f} ms, "
-          f"Lᵀ r {best_ms(lambda: blas.strmv(L32, r32, lower=1, trans=1)):.1f} ms")
+    for name, f, a, v in (("dtrmv", blas.dtrmv, L, r), ("strmv", blas.strmv, L32, r32),
+                          ("dtrsv", blas.dtrsv, L, r), ("strsv", blas.strsv, L32, r32)):
+        print(f"  {name} L r {best_ms(lambda: f(a, v, lower=1)):.1f} ms, "
+              f"Lᵀ r {best_ms(lambda: f(a, v, lower=1, trans=1)):.1f} ms")
+    from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+    with ThreadpoolController().limit(limits=1, user_api="blas"):  # as the library's apply runs them
+        one = {name: best_ms(lambda f=f, a=a, v=v: f(a, f(a, v, lower=1), lower=1, trans=1))
+               for name, f, a, v in (("strmv", blas.strmv, L32, r32), ("strsv", blas.strsv, L32, r32))}
+    print("  one BLAS thread, L r then Lᵀ(·): " + ", ".join(f"{k} {t:.1f} ms" for k, t in one.items()))
     print("  XLA (float64) " + ", ".join(f"{k} {best_ms(lambda f=f: jax.block_until_ready(f(Lj, rj))):.1f} ms"
                                        for k, f in xla.items()))
-    # the library's apply (gauss_newton_preconditioner), with these matrices as L⁻¹ and the identity order
+    # the library's apply (gauss_newton_preconditioner), with this L and the identity order
     _, apply = gauss_newton_preconditioner(s.MLP((2, 2, 1), "softplus"), 1, "mse", np.ones((3, 2)), np.eye(3))
     order = np.arange(n)
-    want = L.T @ (L @ r)
+    want = np.linalg.solve(M, r)
     err = np.max(np.abs(apply((L32, order), r) - want)) / np.max(np.abs(want))
     print(f"  apply M̃⁻¹r: float32 (default) {best_ms(lambda: apply((L32, order), r)):.1f} ms, "
           f"relative error {err:.1e}; float64 {best_ms(lambda: apply((L, order), r)):.1f} ms; "
-          f"numpy L⁻ᵀ(L⁻¹r) {best_ms(lambda: L.T @ (L @ r)):.1f} ms")
+          f"numpy L⁻ᵀ(L⁻¹r) {best_ms(lambda: L_inv.T @ (L_inv @ r)):.1f} ms")
     if n == 8070:
         hvp_then_apply(L32, r)
 
@@ -75,7 +95,7 @@ def hvp_then_apply(L32, r, pairs=20):
     hvp = lambda: np.asarray(prob.hvp(sv, jnp.asarray(r), *args))
     limited = lambda: prob.apply_preconditioner(factors, r)
     r32 = r.astype(np.float32)
-    default = lambda: blas.strmv(L32, blas.strmv(L32, r32, lower=1), lower=1, trans=1)
+    default = lambda: blas.strsv(L32, blas.strsv(L32, r32, lower=1), lower=1, trans=1)
 
     def mean_ms(fn):
         fn()

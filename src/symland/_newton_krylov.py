@@ -767,24 +767,28 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     144 s; converged to ‖∇L‖∞ = 5.4e−9 in 38 iterations, 1,467 HVPs and
     120 s with one refactorisation at `GN_DAMPING_NEAR`; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
     take 0.5 GB a copy, three copies while it is factorised. So it is built
-    and factorised (LAPACK Cholesky `potrf`, then `trtri` for L⁻¹, so that
-    applying it is two triangular matrix–vector products) only now and then and reused
+    and factorised (LAPACK Cholesky `potrf`, M̃ = LLᵀ, so that applying M̃⁻¹ is
+    two triangular solves) only now and then and reused
     across trust-region iterations and δ steps (`matrix_free_paths`,
     `solver="trust-gn"`): the solver's stopping test does not involve the
     preconditioner, so a stale one costs iterations, never accuracy. For the
-    same reason L⁻¹ is kept in float32 with `single` (relative error ≈ 3e−7
-    of M̃⁻¹r; default: above `DENSE_THRESHOLD` parameters): applying it is
-    memory-bound, and BLAS `strmv` reads a quarter of the bytes that a
+    same reason L is kept in float32 with `single` (relative error ≈ 1e−6
+    of M̃⁻¹r at 8,070 parameters; default: above `DENSE_THRESHOLD` parameters): applying it is
+    memory-bound, and BLAS `strsv` reads a quarter of the bytes that a
     float64 `gemv` over the square does. Below that size the float64 factor
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
     5,740 HVPs against 4,162 (`benchmarks/bench_path_solvers.py`).
+    L⁻¹ itself is not formed: LAPACK `trtri` took 3.1 s at 8,070
+    parameters (`potrf` 2.5 s), and on one BLAS thread the two solves with L
+    (`strsv`, 12.6 ms) cost what the two products with L⁻¹ (`strmv`,
+    12.3 ms) did.
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y, *, damping)` (v in
     the original variables; `damping` overrides the λ factor) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
     (NumPy float64, not traceable: at 8,070 parameters and on two threads BLAS
-    `strmv` applies L⁻¹ or L⁻ᵀ in ≈ 4–5 ms, `dtrmv` in ≈ 10 ms, NumPy's dense
-    product in ≈ 18 ms, XLA's CPU product with L⁻ᵀ in ≈ 290 ms; `apply`, on one
-    thread, takes ≈ 18 ms for both products; `benchmarks/bench_gn_apply.py`).
+    `strsv` solves with L or Lᵀ in ≈ 6–7 ms, `dtrsv` in ≈ 12–13 ms, NumPy's dense
+    product in ≈ 15–18 ms, XLA's CPU product with Lᵀ in ≈ 280 ms; `apply`, on one
+    thread, takes ≈ 15 ms for both solves; `benchmarks/bench_gn_apply.py`).
 
     Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
         >>> import jax, jax.numpy as jnp, numpy as np, symland as s
@@ -847,22 +851,19 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
             e /= np.linalg.norm(e)
             G += scale * np.outer(e, e)
         L = scipy.linalg.cholesky(G, lower=True, overwrite_a=True, check_finite=False)
-        L_inv, info = scipy.linalg.lapack.dtrtri(L, lower=1, overwrite_c=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: trtri failed (info {info})")
-        # trmv reads the lower triangle only, so what trtri left in the upper one may stay
-        return np.asfortranarray(L_inv, dtype=np.float32 if single else np.float64), order
+        # trsv reads the lower triangle only, so what potrf left in the upper one may stay
+        return np.asfortranarray(L, dtype=np.float32 if single else np.float64), order
 
     blas_threads = ThreadpoolController()
 
-    def apply(factors, r):  # BLAS: XLA's CPU product with L⁻¹ᵀ is 12× slower (BENCHMARKS.md)
-        L_inv, order = factors
-        trmv = scipy.linalg.blas.strmv if L_inv.dtype == np.float32 else scipy.linalg.blas.dtrmv
-        z = np.asarray(r, dtype=np.float64)[order].astype(L_inv.dtype)
+    def apply(factors, r):  # BLAS: XLA's CPU product with Lᵀ is 12× slower (BENCHMARKS.md)
+        L, order = factors
+        trsv = scipy.linalg.blas.strsv if L.dtype == np.float32 else scipy.linalg.blas.dtrsv
+        z = np.asarray(r, dtype=np.float64)[order].astype(L.dtype)
         # One BLAS thread: OpenBLAS's idle threads otherwise compete with the next HVP's XLA threads
         # (on 2 cores an HVP + apply took 70 ms with them, 53 ms without; BENCHMARKS.md).
         with blas_threads.limit(limits=1, user_api="blas"):
-            z = trmv(L_inv, trmv(L_inv, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
+            z = trsv(L, trsv(L, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
         out = np.empty(z.shape, dtype=np.float64)
         out[order] = z
         return out
