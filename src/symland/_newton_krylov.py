@@ -188,7 +188,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       (default ‖∇L‖₂-scaled Cauchy length, at most 1).
     - `factors` (trust-pcg only): preconditioner factors to use at every
       iteration instead of rebuilding them from `problem` (e.g. those of
-      `gauss_newton_preconditioner`, built once for several δ steps); or a
+      `gauss_newton_preconditioner`, built once for many iterations); or a
       function () → factors, called (and counted in `factorisations`) at
       the first iteration, so that a start which already meets `gtol`
       builds nothing.
@@ -675,13 +675,10 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
 GN_DAMPING = 0.1
 # Near a minimum that damping hides the small eigenvalues and every inner solve runs out of its
 # CG_MAX_ITERATIONS; `matrix_free_paths(solver="trust-gn")` then refactorises once with this λ factor.
-# First Fashion-MNIST δ step: converged in 1,467 HVPs and 120 s (refactorised at iteration 30),
-# against 9,649 HVPs and 534 s at 0.1 throughout (BENCHMARKS.md, issue 10).
-GN_DAMPING_NEAR = 1e-4
-# `matrix_free_paths(solver="trust-gn")` refactorises after a δ step that spent more HVPs than this.
-# One factorisation of 8,070 parameters took 38 s with compilation, as long as ≈ 80 of that run's
-# preconditioned HVPs (BENCHMARKS.md, issue 10).
-GN_REFRESH_HVPS = 300
+# First Fashion-MNIST δ step: converged in 1,467 HVPs and 120 s at 1e-4 (refactorised at iteration
+# 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 0–5 of the path: 1e-6 took 3,229 HVPs
+# where 1e-4 took 3,840 and 1e-8 3,296 (BENCHMARKS.md, issue 10).
+GN_DAMPING_NEAR = 1e-6
 
 
 def _gauss_newton_blocks(model, layer: int, kind: str):
@@ -986,14 +983,15 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     step that runs out reports `max_steps` at its last accepted iterate),
     whichever `solver` (`minimise_matrix_free`'s `method`) is used.
     `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
-    matrix (`gauss_newton_preconditioner`), factorised at the first step that
-    needs it and again after any step that did not converge or spent more
-    than `GN_REFRESH_HVPS` HVPs; within a step, once more with the smaller
+    matrix (`gauss_newton_preconditioner`), factorised at every δ step that
+    iterates, at its start (factors kept from the step before cost a
+    converged step 1,400–3,200 more HVPs than the ≈ 350 HVPs' time that one
+    factorisation takes; BENCHMARKS.md); within a step, once more with the smaller
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
     after which the path keeps that damping (all counted in the path's
     `factorisations`).
     `on_step(i, δ, outcome)`, if given, is called after every δ step with
-    its `KrylovOutcome` (whose `factorisations` include a refresh built at
+    its `KrylovOutcome` (whose `factorisations` count the factors built in
     that step), e.g. to log or time the steps; an exception it raises ends
     the call.
     **Returns:** a list of `PermutationPath`.
@@ -1035,10 +1033,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         rec = {k: [] for k in ("loss", "grad_norm", "status", "steps", "hvps", "theta", "kink", "out_w")}
         solved = [(np.log(schedule[0]), theta_star, True)]  # (log δ, θ, converged) of the last steps
         norm = schedule[0]
-        # trust-gn: `factors` (built lazily, on the first iteration that needs them) serve later δ
-        # steps until a refresh; once a step has refactorised with GN_DAMPING_NEAR, those factors
-        # are kept and every refresh uses that damping too.
-        factors, refresh, n_factorised, damping = None, gn, 0, None
+        # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
+        # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping.
+        n_factorised, damping = 0, None
         for delta in schedule:
             s_next = np.log(delta) if delta > 0 else solved[-1][0]
             points = [(s, th) for s, th, _ in solved]
@@ -1061,16 +1058,14 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 built["damping"] = damping
                 return built["factors"]
 
-            if refresh:
-                factors = None  # free the old factors before the new ones are built
             near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn and damping != GN_DAMPING_NEAR else None
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
-                                       method=method, factors=(lambda: build(v0, damping)) if refresh else factors,
+                                       method=method, factors=(lambda: build(v0, damping)) if gn else None,
                                        refactorise=near)
             n_factorised += sol.factorisations
-            factors, damping = built.get("factors", factors), built.get("damping", damping)
-            refresh = gn and (factors is None or not sol.converged or sol.hvps > GN_REFRESH_HVPS)
+            damping = built.get("damping", damping)
+            built.clear()  # free this step's factors before the next step builds its own
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
