@@ -676,8 +676,8 @@ GN_DAMPING = 0.1
 # Near a minimum that damping hides the small eigenvalues and every inner solve runs out of its
 # CG_MAX_ITERATIONS; `matrix_free_paths(solver="trust-gn")` then refactorises once with this λ factor.
 # First Fashion-MNIST δ step: converged in 1,467 HVPs and 120 s at 1e-4 (refactorised at iteration
-# 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 0–5 of the path: 1e-6 took 3,229 HVPs
-# where 1e-4 took 3,840 and 1e-8 3,296 (BENCHMARKS.md, issue 10).
+# 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 2–4 of the path: 235–310 HVPs each at
+# 1e-6 against 501–701 at 1e-4 (BENCHMARKS.md, issue 10).
 GN_DAMPING_NEAR = 1e-6
 
 
@@ -984,9 +984,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     whichever `solver` (`minimise_matrix_free`'s `method`) is used.
     `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
     matrix (`gauss_newton_preconditioner`), factorised at every δ step that
-    iterates, at its start (factors kept from the step before cost a
-    converged step 1,400–3,200 more HVPs than the ≈ 350 HVPs' time that one
-    factorisation takes; BENCHMARKS.md); within a step, once more with the smaller
+    iterates, at its start (factors kept from the step before cost the
+    next step more HVPs than a factorisation takes time; BENCHMARKS.md);
+    within a step, once more with the smaller
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
     after which the path keeps that damping (all counted in the path's
     `factorisations`).
