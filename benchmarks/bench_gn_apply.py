@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070]
 `gauss_newton_preconditioner` applies M̃⁻¹r = L⁻ᵀ(L⁻¹r) with the dense Cholesky factor L of n × n
 (n = 8,070 for 784-10-10-10), here of M̃ = AAᵀ/n + I (A standard normal). Prints the time of LAPACK
-`potrf` (the factorisation) and of `trtri` (L⁻¹, which the library formed before 2026-12-02 so as to
+`potrf` (the factorisation) and of `trtri` (L⁻¹, which the library formed until commit ae96fd6 so as to
 multiply by it with `trmv`; it now solves with L by `trsv`), then the best of 5 times for each
 product, and for the library's `apply` (float32 `strsv`, the default, and float64 `dtrsv`), in one
 run. Then the cost of one

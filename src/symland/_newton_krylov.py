@@ -769,8 +769,9 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     across trust-region iterations and δ steps (`matrix_free_paths`,
     `solver="trust-gn"`): the solver's stopping test does not involve the
     preconditioner, so a stale one costs iterations, never accuracy. For the
-    same reason L is kept in float32 with `single` (relative error ≈ 1e−6
-    of M̃⁻¹r at 8,070 parameters; default: above `DENSE_THRESHOLD` parameters): applying it is
+    same reason L is kept in float32 with `single` (relative error of M̃⁻¹r
+    1.2e−6 for a well-conditioned M̃ of 8,070 parameters, growing with M̃'s
+    condition number; default: above `DENSE_THRESHOLD` parameters): applying it is
     memory-bound, and BLAS `strsv` reads a quarter of the bytes that a
     float64 `gemv` over the square does. Below that size the float64 factor
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
