@@ -1051,13 +1051,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 v0 = starts[int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))]
             else:
                 v0 = to_free(points[-1][1], l, m, norm)
-            built = {}
+            used = {}  # the λ factor of the last factors this step built
 
             def build(v, damping, delta=delta, l=l, m=m):
+                used["damping"] = damping
                 kw = {} if damping is None else {"damping": damping}  # None: the problem's λ factor
-                built["factors"] = problem.factorise(v, delta, l, m, x, y, **kw)
-                built["damping"] = damping
-                return built["factors"]
+                return problem.factorise(v, delta, l, m, x, y, **kw)
 
             near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn and damping != GN_DAMPING_NEAR else None
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
@@ -1065,8 +1064,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                                        method=method, factors=(lambda: build(v0, damping)) if gn else None,
                                        refactorise=near)
             n_factorised += sol.factorisations
-            damping = built.get("damping", damping)
-            built.clear()  # free this step's factors before the next step builds its own
+            damping = used.get("damping", damping)
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
