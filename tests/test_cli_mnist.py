@@ -31,6 +31,11 @@ def test_mnist_on_digits(tmp_path, capsys):
     assert run["path"]["permutation_point"]["n"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
     assert (out / "mnist.png").stat().st_size > 0
     assert "digits" in (out / "report.html").read_text()
+    # inputs projected off their near-null directions (digits: border pixels that stay dark), said in the report
+    d = result["data"]
+    assert d["input_rtol"] == 1e-3 and d["dropped_directions"] >= 1
+    assert 0 <= d["dropped_energy"] < d["dropped_directions"] * 1e-3 ** 2  # each σ² < rtol²·σ_max² ≤ rtol²·Σσ²
+    assert f"projected off the {d['dropped_directions']} input directions" in report
     assert "matrix-free, trust-ncg" in report
     pp = path["permutation_point"]  # 330 parameters: a dense spectrum, exact index
     assert pp["part"] == "all" and f">{pp['index']}<" in report and f"{pp['nullity']} of {pp['n']} computed" in report
@@ -52,6 +57,9 @@ def test_mnist_on_digits(tmp_path, capsys):
     (["--max-hvps", "0"], "max-hvps: must be ≥ 1"),
     (["--solver", "lbfgs"], "solver: unknown value 'lbfgs'"),
     (["--pair", "0,7", "--H", "4"], "pair: neuron 7 does not exist"),
+    (["--input-rtol", "1"], "input-rtol: must be < 1"),
+    (["--input-rtol", "-0.1"], "input-rtol: must be ≥ 0"),
+    (["--input-rtol", "nan"], "input-rtol: must be finite"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, match):
     out = tmp_path / "run"
@@ -74,10 +82,13 @@ def test_mnist_with_the_gauss_newton_solver(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["mnist", "--data", "digits", "--H", "3", "--seeds", "1", "--samples", "200", "--steps", "2",
                "--epochs", "2", "--method", "matrix-free", "--solver", "trust-gn", "--max-hvps", "20",
-               "--no-progress", "--out", str(out)])
+               "--input-rtol", "0", "--no-progress", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "mnist.json").read_text())
     path = result["runs"][0]["path"]
     assert result["setting"]["solver"] == path["solver"] == "trust-gn" and path["factorisations"] >= 1
     assert max(path["hessians"]) <= 20 + 2  # trust-pcg's loop: plus the initial radius's HVP and one pᵀHp
-    assert f"matrix-free, trust-gn ({path['factorisations']} fact.)" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert f"matrix-free, trust-gn ({path['factorisations']} fact.)" in report
+    # --input-rtol 0: the raw inputs, and the report does not claim a projection
+    assert result["data"]["dropped_directions"] == 0 and "projected off" not in report

@@ -79,3 +79,47 @@ def test_more_samples_than_data(tmp_path):
         load_image_data(str(tmp_path / "nope"))
     x, labels, name = load_image_data("digits", n_samples=10)
     assert x.shape == (10, 64) and "digits" in name
+
+
+def test_project_inputs_removes_only_the_low_energy_directions():
+    """The dropped directions are those with σ < rtol·σ_max; the projection is exact on the kept ones."""
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    sv = np.array([10.0, 5.0, 3.0, 1.0, 0.5, 2e-3, 5e-4, 1e-6])  # two below 1e-4·σ_max = 1e-3
+    u, _ = np.linalg.qr(rng.standard_normal((40, 8)))
+    x = (u * sv) @ q.T
+    p = s.project_inputs(x, 1e-4)
+    assert p.dropped == 2
+    assert p.energy == pytest.approx((5e-4 ** 2 + 1e-6 ** 2) / np.sum(sv ** 2), rel=1e-8)
+    np.testing.assert_allclose(p.x @ q[:, :6], x @ q[:, :6], atol=1e-13)  # kept directions unchanged
+    assert np.abs(p.x @ q[:, 6:]).max() < 1e-13                           # dropped ones are gone
+    assert p.to_dict() == {"input_rtol": 1e-4, "dropped_directions": 2, "dropped_energy": p.energy}
+    assert s.project_inputs(x, 1e-2).dropped == 3
+    same = s.project_inputs(x, 0)
+    assert same.dropped == 0 and np.array_equal(same.x, x)
+
+
+def test_project_inputs_makes_the_first_layer_exactly_flat_along_dropped_directions():
+    """Along a dropped input direction v, moving any first-layer row changes no output, so the
+    loss gradient has no component there (what keeps Krylov solvers from wandering along it)."""
+    import jax
+    import jax.numpy as jnp
+
+    x, _ = s.load_digits(200)
+    x = x + 1e-6 * np.random.default_rng(1).standard_normal(x.shape)  # near-null, not null, pixels
+    p = s.project_inputs(x, 1e-3)
+    assert p.dropped >= 1
+    v = np.linalg.svd(x, full_matrices=False)[2][-1]  # the weakest direction, among the dropped
+    model = s.MLP((64, 5, 3), "softplus")
+    params = model.init(jax.random.PRNGKey(0))
+    y = model.apply(params, jnp.asarray(x)) + 0.1
+    for xs, flat in ((p.x, True), (x, False)):
+        g = jax.grad(lambda q: s.nmse(model, q, jnp.asarray(xs), y))(params)
+        along = float(jnp.max(jnp.abs(g[0][0] @ v)))
+        assert (along < 1e-14) == flat, along
+
+
+@pytest.mark.parametrize("rtol", [-0.1, 1.0, "1e-3", True, float("nan")])
+def test_project_inputs_rejects_bad_rtol(rtol):
+    with pytest.raises(ValueError, match="rtol"):
+        s.project_inputs(np.ones((3, 2)), rtol)

@@ -110,6 +110,12 @@ def test_registry_choices_match_the_library():
         assert EXPERIMENTS["mnist"].resolve({"solver": solver})["solver"] == solver
     with pytest.raises(ValueError, match="solver"):
         EXPERIMENTS["mnist"].resolve({"solver": "lbfgs"})
+    from symland._data import INPUT_RTOL
+
+    assert EXPERIMENTS["mnist"].resolve({})["input_rtol"] == INPUT_RTOL
+    assert EXPERIMENTS["mnist"].resolve({"input_rtol": 0})["input_rtol"] == 0.0
+    with pytest.raises(ValueError, match="input_rtol: must be < 1"):
+        EXPERIMENTS["mnist"].resolve({"input_rtol": 1})
     toy = EXPERIMENTS["toy"]
     assert toy.resolve({"pair": [2, 0]})["pair"] == [0, 2]
     with pytest.raises(ValueError, match="pair"):
@@ -365,3 +371,16 @@ def test_toy_sweep_on_local_cluster_equals_serial(tmp_path):
                 assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-8)
             else:
                 assert ra[k] == rb[k], k
+
+
+def test_mnist_job_projects_its_inputs():
+    """The sweep's Fig. 3 job reads its data through `fig3_data`, as `symland mnist` does: the
+    projection is applied (digits' dark border pixels are dropped) and reported."""
+    job = EXPERIMENTS["mnist"]
+    config = job.resolve({"data": "digits", "samples": 200, "H": 3, "steps": 2, "epochs": 2,
+                          "method": "matrix-free", "max_hvps": 10})
+    scalars, arrays = job.job(config)
+    assert scalars["dropped_input_directions"] >= 1
+    scalars0, _ = job.job({**config, "input_rtol": 0.0})
+    assert scalars0["dropped_input_directions"] == 0
+    assert arrays["loss"].shape == (3,) and scalars["status"] in ("converged", "max_steps")

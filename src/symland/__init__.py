@@ -29,12 +29,14 @@ from ._symmetry import (
 )
 from ._loss import loss_function, mse, nmse
 from ._data import (
+    InputProjection,
     ToyProblem,
     find_fashion_mnist,
     gaussian_teacher_data,
     load_digits,
     load_idx_dataset,
     load_image_data,
+    project_inputs,
     read_idx,
     toy_problem,
 )
@@ -154,9 +156,11 @@ __all__ = [
     "loss_function",
     "mse",
     "nmse",
+    "InputProjection",
     "ToyProblem",
     "find_fashion_mnist",
     "load_image_data",
+    "project_inputs",
     "Teacher",
     "accuracy",
     "most_similar_pair",

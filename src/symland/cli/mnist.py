@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ._options import (ArgumentValueError, atomic_output, check_cost, choice_arg, int_arg, most_raised, output_dir,
-                       parse_int)
+from ._options import (ArgumentValueError, atomic_output, check_cost, choice_arg, float_arg, int_arg, most_raised,
+                       output_dir, parse_int)
 
 N_IN, N_OUT = 784, 10  # image pixels and classes (784-H-H-10 teachers)
 PEAK_FLOPS = 2e10       # an optimistic rate (BLAS-3 on a few cores), so that the estimate is a lower bound
@@ -108,6 +108,11 @@ def add_parser(subparsers):
                    help="matrix-free distance-step solver: trust-ncg (default), trust-krylov, trust-pcg "
                         "(EKFAC-preconditioned) or trust-gn (preconditioned by the exact Gauss–Newton "
                         "matrix, refactorised now and then; for runs with large --max-hvps)")
+    from .._data import INPUT_RTOL
+
+    p.add_argument("--input-rtol", type=float_arg("input-rtol", lo=0.0, hi=1.0, open_hi=True), default=INPUT_RTOL,
+                   help="project the inputs off the directions whose singular value is below this fraction "
+                        f"of the largest (default {INPUT_RTOL:g}; 0 keeps the raw data)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -142,7 +147,7 @@ def run(args):
                            samples=args.samples, steps=args.steps, layer=args.layer,
                            activation=args.activation, epochs=args.epochs,
                            max_newton_steps=args.max_newton, max_hvps=args.max_hvps, pair=args.pair,
-                           method=args.method, solver=args.solver,
+                           method=args.method, solver=args.solver, input_rtol=args.input_rtol,
                            progress=not args.no_progress)
     n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
     print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")

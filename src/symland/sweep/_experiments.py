@@ -68,8 +68,8 @@ def seed():
     return integer(lo=0, hi=SEED_MAX - 1)
 
 
-def real(*, lo: float | None = None, hi: float | None = None, open_lo: bool = False):
-    """Checker: a finite real number in [lo, hi] ((lo, hi] with `open_lo`); integers become floats."""
+def real(*, lo: float | None = None, hi: float | None = None, open_lo: bool = False, open_hi: bool = False):
+    """Checker: a finite real number in [lo, hi] (open ends with `open_lo`/`open_hi`); integers become floats."""
 
     def check(name, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -79,8 +79,8 @@ def real(*, lo: float | None = None, hi: float | None = None, open_lo: bool = Fa
             raise ValueError(f"{name}: must be finite, got {value!r}")
         if lo is not None and (value < lo or (open_lo and value == lo)):
             raise ValueError(f"{name}: must be {'>' if open_lo else '≥'} {lo:g}, got {value:g}")
-        if hi is not None and value > hi:
-            raise ValueError(f"{name}: must be ≤ {hi:g}, got {value:g}")
+        if hi is not None and (value > hi or (open_hi and value == hi)):
+            raise ValueError(f"{name}: must be {'<' if open_hi else '≤'} {hi:g}, got {value:g}")
         return value
 
     return check
@@ -451,10 +451,9 @@ def _mnist_check(config):
 
 def _mnist_job(config):
     """One Fig. 3 run (`symland.experiments.mnist.fig3_path`): teacher, relabelled data, one path."""
-    from symland._data import load_image_data
-    from symland.experiments.mnist import fig3_path
+    from symland.experiments.mnist import fig3_data, fig3_path
 
-    x, labels, _ = load_image_data(config["data"], n_samples=config["samples"])
+    x, labels, _, projection = fig3_data(config["data"], config["samples"], config["input_rtol"])
     pair = None if config["pair"] == "all" else tuple(config["pair"])
     run = fig3_path(x, labels, config["H"], config["seed"], layer=config["layer"], pair=pair,
                     steps=config["steps"], ratio=config["ratio"], epochs=config["epochs"],
@@ -468,7 +467,8 @@ def _mnist_job(config):
         "permutation_point_accuracy": run["accuracy"][-1],
         "converged_step_fraction": float(np.mean([s == "converged" for s in statuses])),
         "permutation_point_loss": pp["loss"], "permutation_point_kind": pp["kind"],
-        "cosine": run["cosine"], "status": "converged" if not failing else failing[0],
+        "cosine": run["cosine"], "dropped_input_directions": projection.dropped,
+        "status": "converged" if not failing else failing[0],
     }
     arrays = {"distance": np.asarray(path["distance"], dtype=np.float64),
               "loss": np.asarray(path["loss"], dtype=np.float64),
@@ -479,10 +479,14 @@ def _mnist_job(config):
 
 register(Experiment(
     name="mnist", job=_mnist_job, check=_mnist_check,
+    version=2,  # 2: inputs projected by fig3_data (axis input_rtol); 1 read the raw data
     axes={"data": Axis("fashion-mnist", text(), "fashion-mnist, digits, or a folder of IDX files"),
           "H": Axis(10, integer(lo=2), "width of both hidden layers"),
           "seed": Axis(0, seed()),
           "samples": Axis(10_000, integer(lo=1), "training samples"),
+          # = symland._data.INPUT_RTOL (not imported: the driver process stays JAX-free)
+          "input_rtol": Axis(1e-3, real(lo=0.0, hi=1.0, open_hi=True),
+                             "inputs projected off directions with σ below this fraction of σ_max (0: raw)"),
           "steps": Axis(100, integer(lo=1), "log-spaced δ steps"),
           "ratio": Axis(1e-4, real(lo=0.0, hi=1.0, open_lo=True), "last δ / δ₀"),
           "layer": Axis(2, integer(lo=1, hi=2), "hidden layer of the pair"),
