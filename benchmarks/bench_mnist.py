@@ -210,7 +210,8 @@ def converged_steps(x, labels, H, steps, first, solver):
         print(f"  step {i} δ={delta:.3e}: {r.status}, L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
               f"{r.steps} iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), "
               f"{now - last:.1f} s (total {now - t0:.0f} s); ‖Δθ‖ {moved:.2f}, "
-              f"{share:.1%} of ‖ΔW₁‖² in the {low.shape[0]} near-null input directions", flush=True)
+              + (f"{share:.1%} of ‖ΔW₁‖² in the {low.shape[0]} near-null input directions" if moved > 1e-12
+                 else "no move"), flush=True)
         last = now
         if i == first:
             raise _Enough
