@@ -36,6 +36,9 @@ def test_mnist_on_digits(tmp_path, capsys):
     assert d["input_rtol"] == 1e-3 and d["dropped_directions"] >= 1
     assert 0 <= d["dropped_energy"] < d["dropped_directions"] * 1e-3 ** 2  # each σ² < rtol²·σ_max² ≤ rtol²·Σσ²
     assert f"projected off the {d['dropped_directions']} input directions" in report
+    # the dark input directions' exactly flat first-layer directions are counted beside the near-zero eigenvalues
+    assert run["input_flat"] == 4 * d["dropped_directions"] > 0
+    assert f"{run['input_flat']} flat along dark inputs" in report and "not from the permutation symmetry" in report
     assert "matrix-free, trust-ncg" in report
     pp = path["permutation_point"]  # 330 parameters: a dense spectrum, exact index
     assert pp["part"] == "all" and f">{pp['index']}<" in report and f"{pp['nullity']} of {pp['n']} computed" in report

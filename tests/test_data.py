@@ -123,3 +123,33 @@ def test_project_inputs_makes_the_first_layer_exactly_flat_along_dropped_directi
 def test_project_inputs_rejects_bad_rtol(rtol):
     with pytest.raises(ValueError, match="rtol"):
         s.project_inputs(np.ones((3, 2)), rtol)
+
+
+def test_input_null_dimension_counts_the_exactly_flat_hessian_directions():
+    """n₁ · input_null_dimension(x) zero eigenvalues of a dense Hessian at a random point (brute force):
+    one dark pixel and one pixel that copies another give 2 null directions of (x, 1)."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 5))
+    x[:, 3] = 0.0            # a pixel that is always dark
+    x[:, 4] = x[:, 0]        # a pixel that repeats another: x̃(e₀ − e₄) = 0
+    assert s.input_null_dimension(x) == 2
+    assert s.input_null_dimension(x[:, :3]) == 0
+    assert s.input_null_dimension(x[:3]) == 3  # T = 3 samples, d + 1 = 6 columns: at least 3 missing
+    model = s.MLP((5, 3, 2), "softplus")
+    params = model.init(jax.random.PRNGKey(1))
+    y = rng.standard_normal((60, 2))
+    lam = s.hessian_spectrum(lambda p: s.mse(model, p, x, y), params, method="dense")
+    zeros = int(np.sum(np.abs(lam) <= 1e-10 * np.abs(lam).max()))
+    assert zeros == model.widths[1] * 2, lam[np.argsort(np.abs(lam))[:8]]
+
+
+def test_input_null_dimension_after_projection():
+    x, _ = s.load_digits(300)
+    p = s.project_inputs(x, 1e-3)
+    raw = s.input_null_dimension(x)
+    assert raw >= 1  # digits: border pixels that stay dark in all 300 images
+    assert s.input_null_dimension(p.x) == p.dropped >= raw
+    with pytest.raises(ValueError, match="rtol"):
+        s.input_null_dimension(x, 2.0)

@@ -269,7 +269,8 @@ def project_inputs(x, rtol: float = INPUT_RTOL) -> InputProjection:
         >>> import numpy as np
         >>> x = np.array([[1.0, 0.0, 1e-5], [0.0, 2.0, 0.0], [1.0, 1.0, 0.0]])
         >>> p = project_inputs(x, 1e-3)
-        >>> p.dropped, bool(np.abs(p.x[:, 2]).max() < 1e-15), bool(np.allclose(p.x[:, :2], x[:, :2]))
+        >>> sv = np.linalg.svd(p.x, compute_uv=False)  # the weakest direction is gone, the rest kept
+        >>> p.dropped, bool(sv[-1] < 1e-15), bool(np.allclose(p.x, x, atol=1e-4))
         (1, True, True)
     """
     check_rtol(rtol)
@@ -284,3 +285,39 @@ def project_inputs(x, rtol: float = INPUT_RTOL) -> InputProjection:
     v = vt[low]
     energy = float(np.sum(sv[low] ** 2) / max(np.sum(sv ** 2), 1e-300))
     return InputProjection(x=x - (x @ v.T) @ v, rtol=float(rtol), dropped=int(low.sum()), energy=energy)
+
+
+# Input directions with σ ≤ NULL_RTOL·σ_max count as carrying no energy: a first-layer weight along one
+# changes the loss at second order by ≲ (NULL_RTOL)² = 1e-16 of the largest curvature, below
+# `zero_tolerance`'s floor, so the Hessian has a (near-)zero eigenvalue there.
+NULL_RTOL = 1e-8
+
+
+def input_null_dimension(x, rtol: float = NULL_RTOL) -> int:
+    """How many independent input directions carry no energy: the nullity of x̃ = (x, 1).
+
+    A first-layer row ϑ_j = (W_j, b_j) sees the data only through x̃ϑ_jᵀ,
+    so each such direction v (x̃v = 0) gives, for each of the n₁ neurons,
+    one direction of the parameters along which the loss is exactly flat:
+    n₁·`input_null_dimension(x)` zero eigenvalues of the Hessian at every
+    point, whatever the symmetry. They are not the plateau directions of
+    Brea et al. 2019, §4.2, and `fig3_path` reports them beside the
+    near-zero count. Counted as singular values of x̃ at most
+    `rtol`·σ_max, plus the d + 1 − T missing ones when T < d + 1.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 0.0], [3.0, 1.0, 0.0]])
+        >>> input_null_dimension(x)  # the third pixel is always dark
+        1
+        >>> x[:, 2] = 1e-6 * np.array([1.0, -1.0, 2.0, 0.0])  # dim, not dark: no exact null direction
+        >>> input_null_dimension(x), input_null_dimension(project_inputs(x, 1e-3).x)
+        (0, 1)
+    """
+    check_rtol(rtol)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected inputs of shape (T, d), got shape {x.shape}")
+    xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    sv = np.linalg.svd(xt, compute_uv=False)
+    return int(np.sum(sv <= rtol * sv[0]) + max(0, xt.shape[1] - xt.shape[0]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._data import INPUT_RTOL, check_rtol, load_image_data, project_inputs
+from .._data import INPUT_RTOL, check_rtol, input_null_dimension, load_image_data, project_inputs
 from .._newton_krylov import FIG3_HVP_BUDGET
 from .._path import find_permutation_path
 from .._teacher import accuracy, most_similar_pair, relabel, train_teacher
@@ -65,7 +65,10 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
     The pair is the most similar one of `layer` (cosine of incoming weights)
     unless `pair` = (l, m) is given. **Returns:** the run's JSON record (`H`,
     `seed`, `teacher`, `pair`, `cosine`, `path`, `accuracy` per step and at
-    the permutation point, `barrier`: the highest loss, `seconds`).
+    the permutation point, `barrier`: the highest loss, `input_flat`: the
+    H·`input_null_dimension(x)` first-layer directions along which the loss
+    is exactly flat because the inputs have no energy there, which count
+    among the near-zero eigenvalues but are no plateau of §4.2, `seconds`).
     """
     t0 = time.perf_counter()
     teacher = train_teacher(x, labels, h, activation=activation, seed=seed, epochs=epochs)
@@ -84,7 +87,8 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
     losses = record["loss"] + [record["permutation_point"]["loss"]]
     return {"H": h, "seed": seed, "teacher": teacher.to_dict(), "pair": [l, m],
             "cosine": cos, "path": record, "accuracy": acc,
-            "barrier": float(max(losses)), "seconds": time.perf_counter() - t0}
+            "barrier": float(max(losses)), "input_flat": h * input_null_dimension(x),
+            "seconds": time.perf_counter() - t0}
 
 
 def fig3_data(data: str = "fashion-mnist", samples: int | None = 10_000, input_rtol: float = INPUT_RTOL):
@@ -157,7 +161,8 @@ def mnist_report_sections(result, png):
                      # a partial spectrum bounds the index from below
                      pp["index"] if pp["part"] == "all" else f"≥ {pp['index']}",
                      f"{pp['nullity']} of {pp['n_eigenvalues']} "
-                     + ("computed" if pp["part"] != "partial" else "converged (Lanczos budget)"),
+                     + ("computed" if pp["part"] != "partial" else "converged (Lanczos budget)")
+                     + (f"; {r['input_flat']} flat along dark inputs" if r.get("input_flat") else ""),
                      f"{min(r['accuracy']):.4f}",
                      "yes" if p["all_converged"] else f"NO ({len(bad)}: {'/'.join(sorted(set(bad)))})",
                      f"{p['method']}, {p['solver']}" + (f" ({p['factorisations']} fact.)"
@@ -172,6 +177,11 @@ def mnist_report_sections(result, png):
     caveat = (f" <b>{partial} of {len(result['runs'])} path(s) have steps that did not converge</b> (red "
               "crosses in the figure): their losses are not constrained minima but points above them, so "
               "those barriers are upper bounds and do not test the claim." if partial else "")
+    flat = max((r.get("input_flat", 0) for r in result["runs"]), default=0)
+    flat = (" Near-zero eigenvalues include the first-layer directions along which the loss is exactly flat "
+            "because the inputs have no energy there (H per such input direction; the column says how many): "
+            "they come from the data, not from the permutation symmetry, so the paper's count "
+            "(at least n<sub>k+1</sub> = 10 near-zero eigenvalues) concerns the others." if flat else "")
     return [
         ("Setting", f"<p>Data: <b>{d['source']}</b>, {d['n_samples']} training samples, "
                     f"{d['n_inputs']} inputs"
@@ -196,5 +206,5 @@ def mnist_report_sections(result, png):
                               "near-zero eigenvalues", "min acc. on path", "every step converged",
                               "solver", "Hessians / HVPs", "seconds"], rows)),
         ("Barrier height vs H", f"<p>Mean barrier per H: {trend}. The paper's claim: barriers "
-                                f"shrink as H grows.{caveat}</p>"),
+                                f"shrink as H grows.{caveat}{flat}</p>"),
     ]
