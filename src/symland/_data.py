@@ -219,10 +219,11 @@ def load_image_data(source: str = "fashion-mnist", *, n_samples: int | None = No
 
 
 # Inputs of `run_mnist` are projected off the directions whose singular value is below INPUT_RTOL of the
-# largest. On 10,000 Fashion-MNIST images these are 21 directions (pixels at the border, lit in a few
-# images) carrying 5.4e-6 of the energy; along them the fixed-δ loss of §4.1 is nearly flat, and 99 % of
-# the first layer's move between consecutive constrained minima lay in them (‖Δθ‖ 16–34 a step against
-# 1.0–1.1 after the projection), which made each converged δ step cost 5–10× more (BENCHMARKS.md, issue 10).
+# largest. On 10,000 Fashion-MNIST images these are 21 directions (mostly pixels near the edges, which few
+# images light up) carrying 5.4e-6 of the energy; along them the fixed-δ loss of §4.1 is nearly
+# flat, and 99 % of the first layer's move between consecutive constrained minima lay in them (‖Δθ‖ 14–34
+# a step against 1.0–1.4 after the projection). Converged δ steps 1–5 then cost 2–12× more HVPs, and
+# steps 0–5 1.67× the time (BENCHMARKS.md, issue 10).
 INPUT_RTOL = 1e-3
 
 

@@ -181,7 +181,7 @@ def mnist_report_sections(result, png):
     flat = (" Near-zero eigenvalues include the first-layer directions along which the loss is exactly flat "
             "because the inputs have no energy there (H per such input direction; the column says how many): "
             "they come from the data, not from the permutation symmetry, so the paper's count "
-            "(at least n<sub>k+1</sub> = 10 near-zero eigenvalues) concerns the others." if flat else "")
+            "(at least n<sub>k+1</sub> near-zero eigenvalues) concerns the others." if flat else "")
     return [
         ("Setting", f"<p>Data: <b>{d['source']}</b>, {d['n_samples']} training samples, "
                     f"{d['n_inputs']} inputs"
