@@ -125,6 +125,13 @@ def test_project_inputs_rejects_bad_rtol(rtol):
         s.project_inputs(np.ones((3, 2)), rtol)
 
 
+@pytest.mark.parametrize("x", [np.ones(4), np.ones((0, 3)), np.array([[1.0, np.nan]])])
+@pytest.mark.parametrize("fn", [s.project_inputs, s.input_null_dimension])
+def test_input_functions_reject_bad_inputs(fn, x):
+    with pytest.raises(ValueError, match="^x: "):
+        fn(x)
+
+
 def test_input_null_dimension_counts_the_exactly_flat_hessian_directions():
     """n₁ · input_null_dimension(x) zero eigenvalues of a dense Hessian at a random point (brute force):
     one dark pixel and one pixel that copies another give 2 null directions of (x, 1)."""

@@ -245,6 +245,16 @@ class InputProjection:
         return {"input_rtol": self.rtol, "dropped_directions": self.dropped, "dropped_energy": self.energy}
 
 
+def input_matrix(x) -> np.ndarray:
+    """x as a float64 (T, d) array; `ValueError` naming `x` unless it is 2-D, non-empty and finite."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"x: expected non-empty inputs of shape (T, d), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x: contains NaN or inf")
+    return x
+
+
 def check_rtol(rtol, name: str = "rtol") -> None:
     """`ValueError` naming `name` unless `rtol` is a real number in [0, 1)."""
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float, np.floating)) or not 0 <= rtol < 1:  # NaN fails
@@ -275,9 +285,7 @@ def project_inputs(x, rtol: float = INPUT_RTOL) -> InputProjection:
         (1, True, True)
     """
     check_rtol(rtol)
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected inputs of shape (T, d), got shape {x.shape}")
+    x = input_matrix(x)
     if rtol == 0:
         return InputProjection(x=x, rtol=0.0, dropped=0, energy=0.0)
     _, sv, vt = np.linalg.svd(x, full_matrices=False)
@@ -316,9 +324,7 @@ def input_null_dimension(x, rtol: float = NULL_RTOL) -> int:
         (0, 1)
     """
     check_rtol(rtol)
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected inputs of shape (T, d), got shape {x.shape}")
+    x = input_matrix(x)
     xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
     sv = np.linalg.svd(xt, compute_uv=False)
     return int(np.sum(sv <= rtol * sv[0]) + max(0, xt.shape[1] - xt.shape[0]))
