@@ -765,9 +765,10 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     120 s with one refactorisation at `GN_DAMPING_NEAR`; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
     take 0.5 GB a copy, three copies while it is factorised. So it is built
     and factorised (LAPACK Cholesky `potrf`, M̃ = LLᵀ, so that applying M̃⁻¹ is
-    two triangular solves) only now and then and reused
-    across trust-region iterations and δ steps (`matrix_free_paths`,
-    `solver="trust-gn"`): the solver's stopping test does not involve the
+    two triangular solves) once per δ step and reused across its
+    trust-region iterations (`matrix_free_paths`, `solver="trust-gn"`;
+    factors kept for the next δ step cost it more HVPs than a new
+    factorisation takes time): the solver's stopping test does not involve the
     preconditioner, so a stale one costs iterations, never accuracy. For the
     same reason L is kept in float32 with `single` (relative error of M̃⁻¹r
     1.2e−6 for a well-conditioned M̃ of 8,070 parameters, growing with M̃'s
