@@ -283,14 +283,15 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     got = apply(factorise_r(v, delta, l, m, x, y), r)
     want = np.linalg.solve(G + scale * np.outer(e[-1], e[-1]), r)
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=0)
-    # `single` keeps L⁻¹ in float32 (the default above DENSE_THRESHOLD parameters; this network is below
-    # it, so the default here is float64): the same operator to float32's precision, returned in float64
+    # `single` forms layer 1's blocks and keeps L in float32 (the default above DENSE_THRESHOLD parameters;
+    # this network is below it, so the default here is float64): the same operator to float32's precision
+    # times M̃'s condition number, returned in float64
     assert factorise(v, delta, l, m, x, y)[0].dtype == np.float64
     factorise_32, apply_32 = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3, single=True)
     factors = factorise_32(v, delta, l, m, x, y)
     got = apply_32(factors, r)
     assert factors[0].dtype == np.float32 and got.dtype == np.float64
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.max(np.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
     assert np.max(np.abs(got - want)) > 0  # so float32 is in fact used
     # and problem.factorise is the same construction with the default damping
     assert np.all(np.isfinite(apply(problem.factorise(v, delta, l, m, x, y), r)))

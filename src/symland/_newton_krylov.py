@@ -681,7 +681,7 @@ GN_DAMPING = 0.1
 GN_DAMPING_NEAR = 1e-6
 
 
-def _gauss_newton_blocks(model, layer: int, kind: str):
+def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
     """A jitted function (v, δ, l, m, x, y, x̃P, P) → the blocks of the exact Gauss–Newton matrix.
 
     G = c JᵀJ (c = 2/T for `mse`, 2/(T⟨y²⟩) for `nmse`; J the Jacobian of
@@ -694,6 +694,11 @@ def _gauss_newton_blocks(model, layer: int, kind: str):
     is 1, ϑ_l moves both z_l and z_m (column l of J₁ becomes J₁[:, l] +
     J₁[:, m]) and row m's input is x̃ ∂ϑ_m/∂ũ = δ/‖u‖ x̃(I − ûûᵀ)P (u = Pũ
     in the whitened variables), so the matrix is exact for every layer.
+    With `single` the layer-1 blocks, which are nearly all of the work
+    (n₁(n₁+1)/2 products of T × (n₀+1) matrices), are multiplied in float32
+    and returned in float64: XLA's float32 product is about 3× faster on this
+    CPU (`benchmarks/bench_gn_apply.py`), and the matrix is only a
+    preconditioner.
     **Returns:** `(pairs, blocks)`; `blocks(...)` → (layer-1 blocks per
     pair, layer-1 × rest block, rest × rest block).
     """
@@ -724,9 +729,12 @@ def _gauss_newton_blocks(model, layer: int, kind: str):
             u = jnp.concatenate([W[m], b[m][None]])
             uh = u / jnp.linalg.norm(u)
             xm = delta / jnp.linalg.norm(u) * (xt - ((x @ uh[:-1] + uh[-1])[:, None]) * (P @ uh)[None, :])
-        X = lambda j: jnp.where(j == m, xm, xt) if layer == 1 else xt  # row j's input in ∂z_j
+        low = jnp.float32 if single else xt.dtype
+        xt_l, xm_l = xt.astype(low), xm.astype(low)
+        X = lambda j: jnp.where(j == m, xm_l, xt_l) if layer == 1 else xt_l  # row j's input in ∂z_j
         A = c * jnp.einsum("toj,tok->tjk", J1, J1)
-        B1 = jax.lax.map(lambda jk: (X(jk[0]) * A[:, jk[0], jk[1]][:, None]).T @ X(jk[1]),
+        A_l = A.astype(low)
+        B1 = jax.lax.map(lambda jk: ((X(jk[0]) * A_l[:, jk[0], jk[1]][:, None]).T @ X(jk[1])).astype(xt.dtype),
                          jnp.asarray(pairs))
         v1 = v[:n1]
 
@@ -763,14 +771,18 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     trust-region iterations: 1,244 HVPs in 92 s against EKFAC's 4,296 in
     144 s; converged to ‖∇L‖∞ = 5.4e−9 in 38 iterations, 1,467 HVPs and
     120 s with one refactorisation at `GN_DAMPING_NEAR`; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
-    take 0.5 GB a copy, three copies while it is factorised. So it is built
+    take 0.5 GB. Only its upper triangle is written, and BLAS `syr` and
+    LAPACK `potrf` then work in place on its transpose (column-major, lower
+    triangle), so that one copy is all there is until the float32 factor
+    (0.26 GB) is cut from it. So it is built
     and factorised (LAPACK Cholesky `potrf`, M̃ = LLᵀ, so that applying M̃⁻¹ is
     two triangular solves) once per δ step and reused across its
     trust-region iterations (`matrix_free_paths`, `solver="trust-gn"`;
     factors kept for the next δ step cost it more HVPs than a new
     factorisation takes time): the solver's stopping test does not involve the
     preconditioner, so a stale one costs iterations, never accuracy. For the
-    same reason L is kept in float32 with `single` (relative error of M̃⁻¹r
+    same reason, with `single`, layer 1's blocks are multiplied in float32
+    and L is kept in float32 (relative error of M̃⁻¹r
     1.2e−6 for a well-conditioned M̃ of 8,070 parameters, growing with M̃'s
     condition number; default: above `DENSE_THRESHOLD` parameters): applying it is
     memory-bound, and BLAS `strsv` reads a quarter of the bytes that a
@@ -819,7 +831,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     P = jnp.asarray(P)
     xt = jnp.asarray(np.concatenate([np.asarray(x, dtype=np.float64), np.ones((x.shape[0], 1))], axis=1)
                      @ np.asarray(P))
-    pairs, blocks = _gauss_newton_blocks(model, layer, kind)
+    pairs, blocks = _gauss_newton_blocks(model, layer, kind, single)
     unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))[1]
     n = model.n_params
     # order[i]: the flat index of row-block coordinate i (layer 1's rows (W₁[j, :], b₁[j]), then the rest)
@@ -834,24 +846,28 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
 
     def factorise(v, delta, l, m, x, y, *, damping=damping):
         B1, C, Gr = blocks(jnp.asarray(v), delta, l, m, x, y, xt, P)
-        G = np.empty((n, n))
+        # Only G's upper triangle is written (contiguous row-major copies): Gᵀ, G's memory read in
+        # column-major order, then holds the lower triangle, which is all that LAPACK potrf and BLAS
+        # syr and trsv read. No transposed copy, no n × n temporary (bench_gn_apply.py).
+        G = np.zeros((n, n))  # zeros, not empty: the float32 cast below reads the unwritten triangle too
         w = n_0 + 1
         for (j, k), b in zip(pairs, np.asarray(B1)):
             G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
-            G[k * w:(k + 1) * w, j * w:(j + 1) * w] = b.T
         del B1
         G[:n1, n1:] = np.asarray(C).reshape(n1, -1)
-        G[n1:, :n1] = G[:n1, n1:].T
         G[n1:, n1:] = np.asarray(Gr)
-        scale = np.trace(G) / n
-        G[np.diag_indices(n)] += damping * scale
+        F = G.T  # Fortran-ordered, lower triangle filled
+        scale = np.trace(F) / n
+        F[np.diag_indices(n)] += damping * scale
         if radial:  # the loss does not depend on ‖u‖: give that null direction the mean curvature
             e = np.asarray(to_s(radial_v(jnp.asarray(v), m)))[order]
             e /= np.linalg.norm(e)
-            G += scale * np.outer(e, e)
-        L = scipy.linalg.cholesky(G, lower=True, overwrite_a=True, check_finite=False)
+            F = scipy.linalg.blas.dsyr(scale, e, lower=1, a=F, overwrite_a=1)
+        L, info = scipy.linalg.lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: M̃ is not positive definite (potrf info {info})")
         # trsv reads the lower triangle only, so what potrf left in the upper one may stay
-        return np.asfortranarray(L, dtype=np.float32 if single else np.float64), order
+        return (L.astype(np.float32, order="F") if single else L), order
 
     blas_threads = ThreadpoolController()
 
