@@ -10,7 +10,8 @@ run. Then the cost of one
 preconditioned CG iteration, an HVP of the 784-10-10-10 fixed-δ problem (10,000 Fashion-MNIST
 samples, random network) followed by `apply`, with `apply`'s BLAS limited to one thread (the library)
 and with OpenBLAS's default threads (mean of 20 pairs each), and one factorisation of that problem
-(`factorise`, after a first call that compiles).
+(`factorise`, after a first call that compiles) with layer 1's Gauss–Newton blocks multiplied in float32
+(`single`, the default at this size) and in float64, each with the time of the blocks alone.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 import symland as s
-from symland._newton_krylov import gauss_newton_preconditioner, path_problem
+from symland._newton_krylov import _gauss_newton_blocks, gauss_newton_preconditioner, input_whitening, path_problem
 from bench_mnist import best_of  # benchmarks/ is on sys.path when this script runs
 
 jax.config.update("jax_enable_x64", True)
@@ -109,11 +110,21 @@ def hvp_then_apply(L32, r, pairs=20):
           f"{mean_ms(lambda: (hvp(), limited())):.1f} ms, OpenBLAS's default threads "
           f"{mean_ms(lambda: (hvp(), default())):.1f} ms")
     v = ravel_pytree(p)[0]
-    prob.factorise(v, *args)  # compiles the blocks
-    t = time.perf_counter()
-    prob.factorise(v, *args)
-    print(f"  one factorisation of the same problem (Gauss–Newton blocks, assembly, potrf): "
-          f"{time.perf_counter() - t:.1f} s")
+    P, _ = input_whitening(x)
+    xt = jnp.asarray(np.concatenate([np.asarray(x), np.ones((x.shape[0], 1))], axis=1) @ np.asarray(P))
+    for single in (True, False):  # True: the default at this size
+        factorise, _ = gauss_newton_preconditioner(model, 2, "nmse", x, P, single=single)
+        blocks = _gauss_newton_blocks(model, 2, "nmse", single)[1]
+        factorise(v, *args)  # compiles the blocks
+        t = time.perf_counter()
+        factorise(v, *args)
+        t_factorise = time.perf_counter() - t
+        jax.block_until_ready(blocks(v, *args, xt, P))  # a new jitted function: compiles
+        t = time.perf_counter()
+        jax.block_until_ready(blocks(v, *args, xt, P))
+        print(f"  one factorisation of the same problem, layer-1 blocks in {'float32' if single else 'float64'}: "
+              f"{t_factorise:.1f} s; the Gauss–Newton blocks alone, a separate call, "
+              f"{time.perf_counter() - t:.1f} s")
 
 
 if __name__ == "__main__":
