@@ -696,9 +696,9 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
     in the whitened variables), so the matrix is exact for every layer.
     With `single` the layer-1 blocks, which are nearly all of the work
     (n₁(n₁+1)/2 products of T × (n₀+1) matrices), are multiplied in float32
-    and returned in float64: XLA's float32 product is about 3× faster on this
-    CPU (`benchmarks/bench_gn_apply.py`), and the matrix is only a
-    preconditioner.
+    and returned in float64: the matrix is only a preconditioner, and at
+    784-10-10-10 on 10,000 samples the blocks then take 5.2 s against 12.6 s
+    (`benchmarks/bench_gn_apply.py`, BENCHMARKS.md).
     **Returns:** `(pairs, blocks)`; `blocks(...)` → (layer-1 blocks per
     pair, layer-1 × rest block, rest × rest block).
     """
