@@ -297,6 +297,28 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     assert np.all(np.isfinite(apply(problem.factorise(v, delta, l, m, x, y), r)))
 
 
+@pytest.mark.parametrize("layer, l, m", [(1, 0, 2), (2, 1, 2)])
+def test_gauss_newton_single_falls_back_to_float64_blocks(layer, l, m):
+    """With an exact linear dependence among the inputs G has null directions, along which the rounding
+    of float32 blocks outweighs λ = 1e-9 of the mean diagonal and potrf fails; `factorise` then forms the
+    blocks in float64: its float32 factor is the float64 factor rounded, and no LinAlgError escapes."""
+    from jax.flatten_util import ravel_pytree
+
+    from symland._newton_krylov import gauss_newton_preconditioner
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
+    x = x.at[:, 2].set(x[:, 1])
+    y = x[:, :2] ** 2 + 0.5
+    v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
+    P, _ = input_whitening(x)
+    args = (v, 0.3, l, m, x, y)
+    L64 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=False)[0](*args)[0]
+    L32 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=True)[0](*args)[0]
+    assert L32.dtype == np.float32
+    np.testing.assert_array_equal(np.tril(L32), np.tril(L64).astype(np.float32))
+
+
 def test_refactorise_once_when_inner_solve_runs_out():
     """minimise_matrix_free(refactorise=...) calls it once, at the current iterate, the first time an
     inner solve spends all `max_cg` HVPs, and reports the count; it is not called when no inner solve

@@ -53,6 +53,7 @@ caller's `escape` test fired, e.g. output weights running off to infinity).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 
@@ -784,7 +785,9 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     same reason, with `single`, layer 1's blocks are multiplied in float32
     and L is kept in float32 (relative error of M̃⁻¹r
     1.2e−6 for a well-conditioned M̃ of 8,070 parameters, growing with M̃'s
-    condition number; default: above `DENSE_THRESHOLD` parameters): applying it is
+    condition number; default: above `DENSE_THRESHOLD` parameters; where the
+    float32 blocks' rounding leaves M̃ not positive definite, as along G's null
+    directions at λ ≤ 1e−9, they are formed again in float64): applying it is
     memory-bound, and BLAS `strsv` reads a quarter of the bytes that a
     float64 `gemv` over the square does. Below that size the float64 factor
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
@@ -844,12 +847,12 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     # ∇_v ½‖u‖² = u in row m's coordinates: the direction along which only ‖u‖ changes
     radial_v = jax.jit(jax.grad(lambda v, m: 0.5 * (jnp.sum(rows(v)[0][m] ** 2) + rows(v)[1][m] ** 2)))
 
-    def factorise(v, delta, l, m, x, y, *, damping=damping):
-        B1, C, Gr = blocks(jnp.asarray(v), delta, l, m, x, y, xt, P)
+    def cholesky(blocks_of, v, delta, l, m, x, y, damping):  # → (L in G's memory, potrf's info)
+        B1, C, Gr = blocks_of(jnp.asarray(v), delta, l, m, x, y, xt, P)
         # Only G's upper triangle is written (contiguous row-major copies): Gᵀ, G's memory read in
         # column-major order, then holds the lower triangle, which is all that LAPACK potrf and BLAS
-        # syr and trsv read. No transposed copy, no n × n temporary (bench_gn_apply.py).
-        G = np.zeros((n, n))  # zeros, not empty: the float32 cast below reads the unwritten triangle too
+        # syr and trsv read. No transposed copy, no n × n temporary.
+        G = np.zeros((n, n))  # zeros, not empty: factorise's float32 cast reads the unwritten triangle too
         w = n_0 + 1
         for (j, k), b in zip(pairs, np.asarray(B1)):
             G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
@@ -863,7 +866,17 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
             e = np.asarray(to_s(radial_v(jnp.asarray(v), m)))[order]
             e /= np.linalg.norm(e)
             F = scipy.linalg.blas.dsyr(scale, e, lower=1, a=F, overwrite_a=1)
-        L, info = scipy.linalg.lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
+        return scipy.linalg.lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
+
+    # float64 blocks, compiled only when float32 ones fail (below)
+    blocks_64 = functools.cache(lambda: _gauss_newton_blocks(model, layer, kind)[1])
+
+    def factorise(v, delta, l, m, x, y, *, damping=damping):
+        L, info = cholesky(blocks, v, delta, l, m, x, y, damping)
+        if info != 0 and single:
+            # float32 rounding of the blocks (≈ 1e−7 of their entries) outweighs a λ this small along
+            # G's null directions, e.g. inputs with an exact linear dependence: form them in float64
+            L, info = cholesky(blocks_64(), v, delta, l, m, x, y, damping)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: M̃ is not positive definite (potrf info {info})")
         # trsv reads the lower triangle only, so what potrf left in the upper one may stay
