@@ -876,6 +876,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         if info != 0 and single:
             # float32 rounding of the blocks (≈ 1e−7 of their entries) outweighs a λ this small along
             # G's null directions, e.g. inputs with an exact linear dependence: form them in float64
+            del L  # the failed factor's n × n memory, before the float64 blocks fill another
             L, info = cholesky(blocks_64(), v, delta, l, m, x, y, damping)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: M̃ is not positive definite (potrf info {info})")
