@@ -182,11 +182,13 @@ def converged_steps(x, labels, H, steps, first, solver):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
-    also gives ‖Δθ‖ from the previous step and the share of the first layer's ‖ΔW₁‖² that lies in
+    also gives `upstream_scale` (how far a layer-1 neuron has rescaled; a step past
+    `UPSTREAM_FACTOR` stops, as the solver's `escape`, which the path names `rescaling`),
+    ‖Δθ‖ from the previous step and the share of the first layer's ‖ΔW₁‖² that lies in
     the input directions whose singular value is below 1e-3 of the largest (the data's
     near-null space)."""
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
-    from symland._path import delta_schedule, effective_params  # noqa: PLC0415
+    from symland._path import delta_schedule, effective_params, upstream_scale  # noqa: PLC0415
 
     teacher, y, l, m = teacher_and_pair(x, labels, H)
     deltas = float(s.neuron_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)
@@ -204,12 +206,13 @@ def converged_steps(x, labels, H, steps, first, solver):
         totals["factorisations"] += r.factorisations
         theta = effective_params(unravel(jnp.asarray(r.x)), 2, l, m, delta)
         moved = float(jnp.linalg.norm(ravel_pytree(theta)[0] - ravel_pytree(prev)[0]))
+        up = float(upstream_scale(theta, teacher.params, 2))
         dw = np.asarray(theta[0][0] - prev[0][0])
         share = float(np.sum((dw @ low.T) ** 2) / max(np.sum(dw ** 2), 1e-300))
         prev = theta
         print(f"  step {i} δ={delta:.3e}: {r.status}, L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
               f"{r.steps} iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), "
-              f"{now - last:.1f} s (total {now - t0:.0f} s); ‖Δθ‖ {moved:.2f}, "
+              f"{now - last:.1f} s (total {now - t0:.0f} s); upstream scale {up:.2f}×, ‖Δθ‖ {moved:.2f}, "
               + (f"{share:.1%} of ‖ΔW₁‖² in the {low.shape[0]} near-null input directions" if moved > 1e-12
                  else "no move"), flush=True)
         last = now

@@ -467,3 +467,26 @@ def test_quadratic_predictor_only_past_converged_steps(monkeypatch):
     short = s.find_permutation_path(prob.model, prob.teacher, prob.x, prob.y, 1, L_, M_, steps=5,
                                     method="matrix-free", gtol=1e-10, max_hvps=2)
     assert not any(short.converged[1:]) and seen and max(seen) == 2
+
+
+def test_matrix_free_step_stops_when_the_layer_below_rescales(monkeypatch):
+    """A δ step of a layer-2 pair stops once a layer-1 neuron passes `UPSTREAM_FACTOR` × its scale at θ*,
+    and `step_status` names it `rescaling` (the Fig. 3 run-off, docs/mnist.md). With the default
+    factor this small teacher's path never comes near it; with a factor of 1 + 1e−9 every step that
+    moves a layer-1 neuron outward stops at once."""
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    teacher = model.init(jax.random.PRNGKey(5))
+    x = jax.random.normal(jax.random.PRNGKey(6), (60, 3))
+    y = model.apply(teacher, x)
+    kw = dict(steps=4, method="matrix-free", loss="nmse", max_newton_steps=50)
+    free = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, **kw)
+    assert "rescaling" not in free.status and free.upstream_scale[0] == pytest.approx(1.0, abs=1e-12)
+    assert np.all(free.upstream_scale < path_module.UPSTREAM_FACTOR)
+    monkeypatch.setattr(path_module, "UPSTREAM_FACTOR", 1.0 + 1e-9)
+    capped = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, **kw)
+    up = capped.upstream_scale
+    assert "rescaling" in capped.status and capped.status[0] == "converged"
+    for status, u in zip(capped.status, up):
+        assert (status == "rescaling") == (status != "converged" and u > 1.0 + 1e-9)
+    assert max(capped.steps[1:]) <= 1 < min(free.steps[1:])  # the solver's escape test stopped them
+    assert capped.to_dict()["upstream_scale"] == up.tolist()

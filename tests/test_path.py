@@ -213,3 +213,36 @@ def test_continuation_state_is_a_named_record():
     assert isinstance(state, Continuation)
     np.testing.assert_array_equal(state.prev, state.curr)
     assert float(state.norm[0]) == float(deltas[0, 0])
+
+
+def test_upstream_scale_is_the_rescaling_of_the_layer_below():
+    """`upstream_scale` is max_j ‖ϑ_j^(k−1)‖/‖ϑ_j^(k−1)*‖ (bias included), brute force by rescaling:
+    untouched by neurons of layer k itself, 1 for layer 1, and the per-step property matches."""
+    from symland._path import upstream_scale
+
+    model = s.MLP((3, 5, 4, 4, 2), "softplus")
+    p = model.init(jax.random.PRNGKey(3))
+    for layer, c in ((2, 3.5), (3, 0.5)):
+        W, b = p[layer - 2]
+        q = list(p)
+        q[layer - 2] = (W.at[1].multiply(c), b.at[1].multiply(c))
+        assert float(upstream_scale(q, p, layer)) == pytest.approx(max(c, 1.0), rel=1e-12)
+        assert float(upstream_scale(q, p, layer + 1 if layer < 3 else 1)) == 1.0
+    W, b = p[0]
+    q = [(W, b.at[2].add(4.0)), *p[1:]]
+    want = np.sqrt(np.sum(W[2] ** 2) + (b[2] + 4.0) ** 2) / np.sqrt(np.sum(W[2] ** 2) + b[2] ** 2)
+    assert float(upstream_scale(q, p, 2)) == pytest.approx(max(float(want), 1.0), rel=1e-12)
+
+
+def test_failed_step_past_the_upstream_factor_is_rescaling():
+    """`step_status`: a failed step whose layer below has rescaled past `UPSTREAM_FACTOR` is `rescaling`;
+    a converged one stays `converged`, and below the factor the solver's name stays."""
+    from symland._path import UPSTREAM_FACTOR, step_status
+    from symland._results import RESULT_NAMES
+
+    codes = np.array([RESULT_NAMES.index(n) for n in ("converged", "max_steps", "max_steps", "escape")])
+    up = [UPSTREAM_FACTOR * 2, UPSTREAM_FACTOR * 1.01, UPSTREAM_FACTOR * 0.99, UPSTREAM_FACTOR * 3]
+    got = step_status(codes, [1.0] * 4, [1.0] * 4, 1.0, "softplus", up)
+    assert got == ("converged", "rescaling", "max_steps", "rescaling")
+    assert step_status(codes, [1.0] * 4, [1.0] * 4, 1.0, "softplus") == ("converged", "max_steps",
+                                                                          "max_steps", "escape")

@@ -1022,6 +1022,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
     after which the path keeps that damping (all counted in the path's
     `factorisations`).
+    A δ step stops with `escape` once the pair's output weights pass
+    `ESCAPE_FACTOR` × their start, or a neuron of layer k − 1 passes
+    `UPSTREAM_FACTOR` × its scale at θ* (`upstream_scale`; `step_status`
+    then names the step `rescaling`). On the Fig. 3 pair the second is what
+    happens: a layer-1 softplus neuron in its linear regime rescales instead
+    of the pair moving (docs/mnist.md).
     `on_step(i, δ, outcome)`, if given, is called after every δ step with
     its `KrylovOutcome` (whose `factorisations` count the factors built in
     that step), e.g. to log or time the steps; an exception it raises ends
@@ -1033,9 +1039,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
 
     from ._critical import LANCZOS_HVP_BUDGET, classify_critical_point
     from ._loss import mse, nmse
-    from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, PermutationPath, effective_params,
-                        equalise_output_weights, free_parameters, pair_output_weight,
-                        rescale_direction, step_status)
+    from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, UPSTREAM_FACTOR, PermutationPath,
+                        effective_params, equalise_output_weights, free_parameters,
+                        pair_output_weight, rescale_direction, step_status, upstream_scale)
 
     check_path_solver(solver)
     x = jnp.asarray(x)
@@ -1055,14 +1061,18 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
         for z in model.preactivations(unravel(theta), x)])))
     out_w_of = lambda theta, l, m: float(pair_output_weight(unravel(theta), layer, l, m))
+    up_jit = jax.jit(lambda theta: upstream_scale(unravel(theta), params, layer))
+    up_of = lambda theta: float(up_jit(jnp.asarray(theta)))  # rows of layer k − 1 are the same in v and θ
     paths = []
     total = len(pairs) * deltas.shape[1]
     bar = tqdm(total=total, desc=f"{len(pairs)} path(s), matrix-free", unit="δ",
                disable=not progress, leave=False)
     for (l, m), schedule in zip(pairs, deltas):
         out_w0 = out_w_of(theta_star, l, m)
-        escape = lambda v, l=l, m=m: out_w_of(v, l, m) > ESCAPE_FACTOR * max(out_w0, 1e-12)
-        rec = {k: [] for k in ("loss", "grad_norm", "status", "steps", "hvps", "theta", "kink", "out_w")}
+        escape = lambda v, l=l, m=m: (out_w_of(v, l, m) > ESCAPE_FACTOR * max(out_w0, 1e-12)
+                                      or up_of(v) > UPSTREAM_FACTOR)
+        rec = {k: [] for k in ("loss", "grad_norm", "status", "steps", "hvps", "theta", "kink", "out_w",
+                               "up")}
         solved = [(np.log(schedule[0]), theta_star, True)]  # (log δ, θ, converged) of the last steps
         norm = schedule[0]
         # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
@@ -1107,6 +1117,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             rec["theta"].append(theta)
             rec["kink"].append(float(kink_of(jnp.asarray(theta))))
             rec["out_w"].append(out_w_of(theta, l, m))
+            rec["up"].append(up_of(theta))
             if s_next == solved[-1][0]:
                 solved[-1] = (s_next, theta, sol.converged)
             else:
@@ -1121,7 +1132,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             loss_fn, point, gtol=CRITICAL_GTOL, method="auto", k=int(min(spectrum_k, theta_star.size - 1)),
             max_hvps=LANCZOS_HVP_BUDGET if spectrum_hvps is None else spectrum_hvps)
         status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
-                             rec["kink"], rec["out_w"], out_w0, model.activation)
+                             rec["kink"], rec["out_w"], out_w0, model.activation, rec["up"])
         paths.append(PermutationPath(
             model=model, layer=int(layer), l=int(l), m=int(m), delta=np.asarray(schedule),
             loss=np.asarray(rec["loss"]), grad_norm=np.asarray(rec["grad_norm"]), status=status,

@@ -53,11 +53,14 @@ class PermutationPath:
     neuron j merge into a derivative unit a·(g(ϑ_m·x̃) − g(ϑ_j·x̃)) with
     a → ∞ and a‖ϑ_m − ϑ_j‖ fixed while the loss creeps down), `rescaling`
     for the same in a ReLU network (by positive homogeneity ϑ → cϑ,
-    a → a/c reaches any δ at the same loss, see `rescale_neurons`), or the
+    a → a/c reaches any δ at the same loss, see `rescale_neurons`) and for
+    a step that stopped with a neuron of layer k − 1 rescaled beyond
+    `UPSTREAM_FACTOR` × its start (`upstream_scale`), or the
     solver's own `max_steps`, `stalled`, `diverged`), `converged` (booleans),
     `steps` (Newton steps tried), `hessians` (Hessian eigendecompositions
     used; Hessian-vector products when `method` is `matrix-free`), `params` (list of pytrees θ(δ)), `min_abs_preactivation` (that
-    relative distance to a kink), `output_weight_max`.
+    relative distance to a kink), `output_weight_max`, and the property
+    `upstream_scale`.
 
     **Other fields:** `model`, `layer`, `l`, `m`, `start` (θ*), `gtol` and
     `max_newton_steps` (what every δ step was solved with),
@@ -98,6 +101,11 @@ class PermutationPath:
     def converged(self) -> np.ndarray:
         """Per δ step: did the step converge?"""
         return np.array([s == "converged" for s in self.status])
+
+    @property
+    def upstream_scale(self) -> np.ndarray:
+        """Per δ step: `upstream_scale` of θ(δ) against θ* (how far a neuron of layer k − 1 has rescaled)."""
+        return np.array([float(upstream_scale(p, self.start, self.layer)) for p in self.params])
 
     @property
     def all_converged(self) -> bool:
@@ -195,6 +203,7 @@ class PermutationPath:
             "converged": self.converged.tolist(),
             "newton_steps": self.steps.tolist(),
             "hessians": self.hessians.tolist(),
+            "upstream_scale": self.upstream_scale.tolist(),
             "all_converged": self.all_converged,
             "permutation_point": {**self.permutation_point_report.to_dict(),
                                   "checks": self.checks()},
@@ -454,9 +463,48 @@ def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress):
 
 KINK_TOL = 1e-8
 ESCAPE_FACTOR = 100.0
+# A neuron of layer k − 1 past this multiple of its scale at θ* ends a δ step as `rescaling`. Measured on
+# the Fig. 3 pair (784-10-10-10 softplus, Fashion-MNIST, trust-gn; docs/mnist.md): layer-1 neuron 8 grew
+# 1.0 → 9.7× over steps 0–18, each step converged, but steps 14–18 (3.7× → 9.7×) cost 205 → 5,412 HVPs;
+# step 19 then ran 300 iterations (24,197 HVPs, 1,012 s) without converging.
+UPSTREAM_FACTOR = 10.0
 
 
-def step_status(solver_status, kinks, out_ws, out_w0, activation) -> tuple:
+def upstream_scale(params: Params, start: Params, layer: int):
+    """max_j ‖ϑ_j^(k−1)(θ)‖ / ‖ϑ_j^(k−1)(θ*)‖: how far a neuron of the layer below the pair has rescaled.
+
+    The fixed-δ constraint of Brea et al. (2019, §4.1) measures
+    δ = ‖ϑ_l − ϑ_m‖ in layer k's incoming weights, whose entry j multiplies
+    the output of neuron j of layer k − 1. Scaling that neuron
+    (ϑ_j → cϑ_j, W^(k)_{:,j} → W^(k)_{:,j}/c) shrinks entry j of ϑ_l − ϑ_m
+    c-fold at no change of f for ReLU, and at a cost that vanishes as c → ∞
+    for softplus on the samples in its linear regime (softplus(cz)/c →
+    max(0, z)). A constrained minimiser can therefore meet a small δ by
+    rescaling an upstream neuron instead of moving the pair: its δ-path runs
+    off to infinity. This ratio (bias included; 1 for k = 1, whose inputs
+    are data) watches for it; `UPSTREAM_FACTOR` is where a path step gives up.
+
+    >>> import jax.numpy as jnp
+    >>> import symland as s
+    >>> from symland._path import upstream_scale
+    >>> p = s.MLP((3, 4, 4, 2), "softplus").init(jax.random.PRNGKey(0))
+    >>> (W1, b1), rest = p[0], p[1:]
+    >>> q = [(W1.at[2].multiply(5.0), b1.at[2].multiply(5.0)), *rest]
+    >>> round(float(upstream_scale(q, p, 2)), 12), float(upstream_scale(q, p, 1))
+    (5.0, 1.0)
+    """
+    if layer < 2:
+        return jnp.asarray(1.0)
+
+    def norms(theta):
+        W, b = theta[layer - 2]
+        sq = jnp.sum(W ** 2, axis=1) + (0.0 if b is None else b ** 2)
+        return jnp.sqrt(sq)
+
+    return jnp.max(norms(params) / jnp.maximum(norms(start), 1e-300))
+
+
+def step_status(solver_status, kinks, out_ws, out_w0, activation, upstream=None) -> tuple:
     """Per δ step, a `RESULTS` name: the solver's, or the landscape reason it failed.
 
     A ReLU step with a sample within `KINK_TOL` of a hyperplane (relative to
@@ -464,17 +512,22 @@ def step_status(solver_status, kinks, out_ws, out_w0, activation) -> tuple:
     differentiable there, so a small gradient certifies nothing); otherwise
     `converged` stays, and a failed step is `escape`
     (output weights beyond `ESCAPE_FACTOR` × their start) or, for ReLU,
-    `rescaling` (the same run-away, by positive homogeneity); otherwise the
-    solver's status.
+    `rescaling` (the same run-away, by positive homogeneity), or
+    `rescaling` when a neuron of layer k − 1 has grown beyond
+    `UPSTREAM_FACTOR` × its scale at θ* (`upstream`, per step, from
+    `upstream_scale`; None: not checked); otherwise the solver's status.
     """
+    ups = [1.0] * len(kinks) if upstream is None else upstream
     out = []
-    for st, kink, w in zip(result_names(solver_status), kinks, out_ws):
+    for st, kink, w, up in zip(result_names(solver_status), kinks, out_ws, ups):
         if activation == "relu" and kink < KINK_TOL:
             out.append("kink")
         elif st == "converged":
             out.append(st)
         elif w > ESCAPE_FACTOR * max(out_w0, 1e-12):
             out.append("rescaling" if activation == "relu" else "escape")
+        elif up > UPSTREAM_FACTOR:
+            out.append("rescaling")
         else:
             out.append(st)
     return tuple(out)
@@ -609,7 +662,9 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
             model=model, layer=int(layer), l=l, m=m, delta=delta0[i] * unit,
             loss=rec.loss[i], grad_norm=rec.grad_norm[i],
             status=step_status(rec.status[i], rec.kink[i], rec.output_weight[i],
-                               rec.output_weight[i][0], model.activation),
+                               rec.output_weight[i][0], model.activation,
+                               [float(upstream_scale(unravel(jnp.asarray(t)), params, layer))
+                                for t in rec.theta[i]]),
             steps=rec.steps[i], hessians=rec.hessians[i],
             min_abs_preactivation=rec.kink[i], output_weight_max=rec.output_weight[i],
             params=[unravel(jnp.asarray(t)) for t in rec.theta[i]], start=params,

@@ -51,8 +51,9 @@ class RESULTS(eqx.Enumeration):
             "differentiable there, so no gradient tolerance can certify it")
     escape = ("escape: the iterates run off along a channel to infinity (output weights grow "
               "without bound while the loss creeps down; Martinelli et al. 2025)")
-    rescaling = ("rescaling: ReLU positive homogeneity makes the problem degenerate (ϑ → cϑ, "
-                 "a → a/c keeps the loss), so there is no isolated solution")
+    rescaling = ("rescaling: positive homogeneity (ϑ → cϑ, a → a/c keeps the loss for ReLU, nearly so "
+                 "for softplus in its linear regime) makes the problem degenerate, or lets a neuron of "
+                 "the layer below the pair rescale without bound instead of the pair moving")
     failed = "failed: the job raised an exception (recorded with its traceback)"
 
 
