@@ -489,4 +489,6 @@ def test_matrix_free_step_stops_when_the_layer_below_rescales(monkeypatch):
     for status, u in zip(capped.status, up):
         assert (status == "rescaling") == (status != "converged" and u > 1.0 + 1e-9)
     assert max(capped.steps[1:]) <= 1 < min(free.steps[1:])  # the solver's escape test stopped them
+    # later steps start from (and stay at) the escaped point, not from a prediction that runs further off
+    np.testing.assert_allclose(up[2:], up[1], rtol=1e-12)
     assert capped.to_dict()["upstream_scale"] == up.tolist()

@@ -1025,7 +1025,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     A δ step stops with `escape` once the pair's output weights pass
     `ESCAPE_FACTOR` × their start, or a neuron of layer k − 1 passes
     `UPSTREAM_FACTOR` × its scale at θ* (`upstream_scale`; `step_status`
-    then names the step `rescaling`). On the Fig. 3 pair the second is what
+    then names the step `rescaling`). A prediction past either test is
+    dropped for the last step's point (extrapolating a run-off gave losses
+    up to 1e4 on the Fig. 3 pair), so a step after an escaped one records
+    that point, made feasible at its δ, with status `escape`/`rescaling`
+    and 0 HVPs: its loss bounds the constrained minimum from above. On the
+    Fig. 3 pair the second test is what
     happens: a layer-1 softplus neuron in its linear regime rescales instead
     of the pair moving (docs/mnist.md).
     `on_step(i, δ, outcome)`, if given, is called after every δ step with
@@ -1090,6 +1095,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0])
                               for v in starts] if len(starts) > 1 else [0.0]
                 v0 = starts[int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))]
+                if escape(v0):  # the prediction alone crossed an escape test: start where the last step ended
+                    v0 = to_free(points[-1][1], l, m, norm)
             else:
                 v0 = to_free(points[-1][1], l, m, norm)
             used = {}  # the λ factor of the last factors this step built
