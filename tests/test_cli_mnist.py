@@ -40,6 +40,10 @@ def test_mnist_on_digits(tmp_path, capsys):
     assert run["input_flat"] == 4 * d["dropped_directions"] > 0
     assert f"{run['input_flat']} flat along dark inputs" in report and "not from the permutation symmetry" in report
     assert "matrix-free, trust-ncg" in report
+    # how far a hidden-layer-1 neuron rescaled along the path (the Fig. 3 run-off), per path in the table
+    up = path["upstream_scale"]
+    assert len(up) == len(path["loss"]) and up[0] == pytest.approx(1.0) and min(up) > 0
+    assert f"{max(up):.2f}×" in report and "Layer below rescaled" in report
     pp = path["permutation_point"]  # 330 parameters: a dense spectrum, exact index
     assert pp["part"] == "all" and f">{pp['index']}<" in report and f"{pp['nullity']} of {pp['n']} computed" in report
     # Above DENSE_THRESHOLD a Lanczos run may stop at its budget: the table says what converged.

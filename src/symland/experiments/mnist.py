@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .._data import INPUT_RTOL, check_rtol, input_null_dimension, load_image_data, project_inputs
 from .._newton_krylov import FIG3_HVP_BUDGET
-from .._path import find_permutation_path
+from .._path import UPSTREAM_FACTOR, find_permutation_path
 from .._teacher import accuracy, most_similar_pair, relabel, train_teacher
 from .report import embed_png, html_table, write_report
 
@@ -164,6 +164,7 @@ def mnist_report_sections(result, png):
                      + ("computed" if pp["part"] != "partial" else "converged (Lanczos budget)")
                      + (f"; {r['input_flat']} flat along dark inputs" if r.get("input_flat") else ""),
                      f"{min(r['accuracy']):.4f}",
+                     f"{max(p['upstream_scale']):.2f}×" if p.get("upstream_scale") else "—",
                      "yes" if p["all_converged"] else f"NO ({len(bad)}: {'/'.join(sorted(set(bad)))})",
                      f"{p['method']}, {p['solver']}" + (f" ({p['factorisations']} fact.)"
                                                         if p["factorisations"] else ""),
@@ -177,6 +178,11 @@ def mnist_report_sections(result, png):
     caveat = (f" <b>{partial} of {len(result['runs'])} path(s) have steps that did not converge</b> (red "
               "crosses in the figure): their losses are not constrained minima but points above them, so "
               "those barriers are upper bounds and do not test the claim." if partial else "")
+    caveat += (" <i>Layer below rescaled</i> is the largest ‖ϑ<sub>j</sub>‖ of a neuron of layer k − 1 "
+               "over its value at the teacher (<code>upstream_scale</code>): a neuron that grows while its "
+               "outgoing weights shrink divides its entry of ϑ<sub>l</sub> − ϑ<sub>m</sub> at almost no cost "
+               "(softplus in its linear regime), so the distance falls without the pair moving; a step "
+               f"past {UPSTREAM_FACTOR:g}× stops as <code>rescaling</code>." if s["layer"] > 1 else "")
     flat = max((r.get("input_flat", 0) for r in result["runs"]), default=0)
     flat = (" Near-zero eigenvalues include the first-layer directions along which the loss is exactly flat "
             "because the inputs have no energy there (H per such input direction; the column says how many): "
@@ -203,7 +209,8 @@ def mnist_report_sections(result, png):
         ("Figure 3", embed_png(png)),
         ("Paths", html_table(["H", "seed", "teacher acc.", "pair", "barrier max L",
                               "L at perm. point", "‖∇L‖∞", "kind", "index (Lanczos)",
-                              "near-zero eigenvalues", "min acc. on path", "every step converged",
+                              "near-zero eigenvalues", "min acc. on path", "layer below rescaled",
+                              "every step converged",
                               "solver", "Hessians / HVPs", "seconds"], rows)),
         ("Barrier height vs H", f"<p>Mean barrier per H: {trend}. The paper's claim: barriers "
                                 f"shrink as H grows.{caveat}{flat}</p>"),
