@@ -181,8 +181,9 @@ def mnist_report_sections(result, png):
     caveat += (" <i>Layer below rescaled</i> is the largest ‖ϑ<sub>j</sub>‖ of a neuron of layer k − 1 "
                "over its value at the teacher (<code>upstream_scale</code>): a neuron that grows while its "
                "outgoing weights shrink divides its entry of ϑ<sub>l</sub> − ϑ<sub>m</sub> at almost no cost "
-               "(softplus in its linear regime), so the distance falls without the pair moving; a step "
-               f"past {UPSTREAM_FACTOR:g}× stops as <code>rescaling</code>." if s["layer"] > 1 else "")
+               "(softplus in its linear regime), so the distance falls without the pair moving; a matrix-free "
+               f"step past {UPSTREAM_FACTOR:g}× stops, and a step that ends unconverged past it is named "
+               "<code>rescaling</code>." if s["layer"] > 1 else "")
     flat = max((r.get("input_flat", 0) for r in result["runs"]), default=0)
     flat = (" Near-zero eigenvalues include the first-layer directions along which the loss is exactly flat "
             "because the inputs have no energy there (H per such input direction; the column says how many): "
