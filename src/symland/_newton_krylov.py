@@ -1026,8 +1026,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     `ESCAPE_FACTOR` × their start, or a neuron of layer k − 1 passes
     `UPSTREAM_FACTOR` × its scale at θ* (`upstream_scale`; `step_status`
     then names the step `rescaling`). A prediction past either test is
-    dropped for the last step's point (extrapolating a run-off gave losses
-    up to 1e4 on the Fig. 3 pair), so a step after an escaped one records
+    dropped for the last step's point (extrapolating the Fig. 3 run-off gave
+    L = 5.9e3 by step 47; BENCHMARKS.md), so a step after an escaped one records
     that point, made feasible at its δ, with status `escape`/`rescaling`
     and 0 HVPs: its loss bounds the constrained minimum from above. On the
     Fig. 3 pair the second test is what
