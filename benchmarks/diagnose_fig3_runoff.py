@@ -5,7 +5,8 @@ Run: PYTHONPATH=src .venv/bin/python benchmarks/diagnose_fig3_runoff.py [--first
 The setting of `bench_mnist.py --only steps` (seed-0 softplus teacher 784-10-10-10 on Fashion-MNIST,
 inputs projected, the most cosine-similar pair (l, m) of hidden layer 2, 100-step schedule, trust-gn,
 each step run to convergence). After each of the first `first` δ steps it prints, for the layer-1
-neuron j with the largest `upstream_scale` (‖ϑ_j‖ over its value at θ*):
+neuron j with the largest `upstream_ratios` (‖ϑ_j‖ over its value at θ*; their maximum is
+`upstream_scale`):
 - ‖ϑ_j‖ and ‖W^(2)_{:,j}‖ and their product (constant if the move is a rescaling ϑ_j → cϑ_j,
   W^(2)_{:,j} → W^(2)_{:,j}/c);
 - W^(2)_{l,j} − W^(2)_{m,j}, entry j of ϑ_l − ϑ_m, whose size the rescaling divides by c;
@@ -27,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 import symland as s
 from symland._newton_krylov import matrix_free_paths
-from symland._path import delta_schedule, effective_params, upstream_scale
+from symland._path import delta_schedule, effective_params, upstream_ratios
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_mnist import teacher_and_pair  # noqa: E402
@@ -57,10 +58,8 @@ def main():
         theta = effective_params(unravel(jnp.asarray(r.x)), 2, l, m, delta)
         (W1, b1), (W2, _) = theta[0], theta[1]
         rows = np.concatenate([np.asarray(W1), np.asarray(b1)[:, None]], axis=1)
-        ratio = np.linalg.norm(rows, axis=1) / np.linalg.norm(
-            np.concatenate([np.asarray(teacher.params[0][0]), np.asarray(teacher.params[0][1])[:, None]], 1), axis=1)
+        ratio = np.asarray(upstream_ratios(theta, teacher.params, 2))
         j = int(np.argmax(ratio))
-        assert np.isclose(ratio[j], float(upstream_scale(theta, teacher.params, 2)), rtol=1e-10)
         z = xt @ rows[j]
         out = float(np.linalg.norm(np.asarray(W2)[:, j]))
         print(f"  step {i} δ={delta:.3f} {r.status}: j={j}, scale {ratio[j]:.2f}×, ‖ϑ_j‖ {np.linalg.norm(rows[j]):.2f}, "

@@ -218,7 +218,7 @@ def test_continuation_state_is_a_named_record():
 def test_upstream_scale_is_the_rescaling_of_the_layer_below():
     """`upstream_scale` is max_j ‖ϑ_j^(k−1)‖/‖ϑ_j^(k−1)*‖ (bias included), brute force by rescaling:
     untouched by neurons of layer k itself, 1 for layer 1, and the per-step property matches."""
-    from symland._path import upstream_scale
+    from symland._path import upstream_ratios, upstream_scale
 
     model = s.MLP((3, 5, 4, 4, 2), "softplus")
     p = model.init(jax.random.PRNGKey(3))
@@ -227,6 +227,9 @@ def test_upstream_scale_is_the_rescaling_of_the_layer_below():
         q = list(p)
         q[layer - 2] = (W.at[1].multiply(c), b.at[1].multiply(c))
         assert float(upstream_scale(q, p, layer)) == pytest.approx(max(c, 1.0), rel=1e-12)
+        want = np.ones(W.shape[0])
+        want[1] = c
+        np.testing.assert_allclose(upstream_ratios(q, p, layer), want, rtol=1e-12)
         assert float(upstream_scale(q, p, layer + 1 if layer < 3 else 1)) == 1.0
     W, b = p[0]
     q = [(W, b.at[2].add(4.0)), *p[1:]]

@@ -493,15 +493,22 @@ def upstream_scale(params: Params, start: Params, layer: int):
     >>> round(float(upstream_scale(q, p, 2)), 12), float(upstream_scale(q, p, 1))
     (5.0, 1.0)
     """
+    return jnp.max(upstream_ratios(params, start, layer))
+
+
+def upstream_ratios(params: Params, start: Params, layer: int):
+    """‖ϑ_j^(k−1)(θ)‖ / ‖ϑ_j^(k−1)(θ*)‖ for every neuron j of layer k − 1 (bias included); [1.] for k = 1.
+
+    `upstream_scale` is their maximum.
+    """
     if layer < 2:
-        return jnp.asarray(1.0)
+        return jnp.ones(1)
 
     def norms(theta):
         W, b = theta[layer - 2]
-        sq = jnp.sum(W ** 2, axis=1) + (0.0 if b is None else b ** 2)
-        return jnp.sqrt(sq)
+        return jnp.sqrt(jnp.sum(W ** 2, axis=1) + (0.0 if b is None else b ** 2))
 
-    return jnp.max(norms(params) / jnp.maximum(norms(start), 1e-300))
+    return norms(params) / jnp.maximum(norms(start), 1e-300)
 
 
 def step_status(solver_status, kinks, out_ws, out_w0, activation, upstream=None) -> tuple:
