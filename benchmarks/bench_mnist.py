@@ -178,7 +178,7 @@ class _Enough(Exception):
     pass
 
 
-def converged_steps(x, labels, H, steps, first, solver):
+def converged_steps(x, labels, H, steps, first, solver, gauge=None):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -186,12 +186,13 @@ def converged_steps(x, labels, H, steps, first, solver):
     `UPSTREAM_FACTOR` stops, as the solver's `escape`, which the path names `rescaling`),
     ‖Δθ‖ from the previous step and the share of the first layer's ‖ΔW₁‖² that lies in
     the input directions whose singular value is below 1e-3 of the largest (the data's
-    near-null space)."""
+    near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
+    `symland.pair_distance`)."""
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
     from symland._path import delta_schedule, effective_params, upstream_scale  # noqa: PLC0415
 
     teacher, y, l, m = teacher_and_pair(x, labels, H)
-    deltas = float(s.neuron_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)
+    deltas = float(s.pair_distance(teacher.params, 2, l, m, gauge)) * delta_schedule(1.0, steps, 1e-4)
     _, sv, vt = np.linalg.svd(np.asarray(x), full_matrices=False)
     low = vt[sv / sv[0] < 1e-3]
     unravel = ravel_pytree(teacher.params)[1]
@@ -204,7 +205,7 @@ def converged_steps(x, labels, H, steps, first, solver):
         now = time.perf_counter()
         totals["hvps"] += r.hvps
         totals["factorisations"] += r.factorisations
-        theta = effective_params(unravel(jnp.asarray(r.x)), 2, l, m, delta)
+        theta = effective_params(unravel(jnp.asarray(r.x)), 2, l, m, delta, gauge)
         moved = float(jnp.linalg.norm(ravel_pytree(theta)[0] - ravel_pytree(prev)[0]))
         up = float(upstream_scale(theta, teacher.params, 2))
         dw = np.asarray(theta[0][0] - prev[0][0])
@@ -219,10 +220,10 @@ def converged_steps(x, labels, H, steps, first, solver):
         if i == first:
             raise _Enough
 
-    print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, first {first} of {steps}:")
+    print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {gauge}, first {first} of {steps}:")
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
-                          max_steps=300, solver=solver, on_step=on_step)
+                          max_steps=300, solver=solver, gauge=gauge, on_step=on_step)
     except _Enough:
         pass
     print(f"  steps 0–{first}: {time.perf_counter() - t0:.0f} s, {totals['hvps']} HVPs, "
@@ -251,6 +252,8 @@ def main():
     ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps"))
     ap.add_argument("--first", type=int, default=5, help="--only steps: how many δ steps after θ*")
     ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
+    ap.add_argument("--gauge", choices=("paper", "upstream"), default="paper",
+                    help="--only steps: how δ is measured (symland.pair_distance)")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")
@@ -273,7 +276,7 @@ def main():
     if a.only == "solvers":  # not part of the default run
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
-        converged_steps(xj, labels, a.H, a.steps, a.first, a.solver)
+        converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, None if a.gauge == "paper" else a.gauge)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):

@@ -67,6 +67,7 @@ def test_mnist_on_digits(tmp_path, capsys):
     (["--input-rtol", "1"], "input-rtol: must be < 1"),
     (["--input-rtol", "-0.1"], "input-rtol: must be ≥ 0"),
     (["--input-rtol", "nan"], "input-rtol: must be finite"),
+    (["--gauge", "unit"], "gauge: unknown value 'unit'"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, match):
     out = tmp_path / "run"
@@ -99,3 +100,33 @@ def test_mnist_with_the_gauss_newton_solver(tmp_path, capsys):
     assert f"matrix-free, trust-gn ({path['factorisations']} fact.)" in report
     # --input-rtol 0: the raw inputs, and the report does not claim a projection
     assert result["data"]["dropped_directions"] == 0 and "projected off" not in report
+    # the default gauge (softplus): the paper's δ, said in the report
+    assert result["setting"]["gauge"] == "auto" and path["gauge"] is None and "the paper's δ" in report
+
+
+def test_mnist_in_the_upstream_gauge(tmp_path, capsys):
+    """--gauge upstream reaches the path: δ₀ is the pair's distance in that gauge, and the JSON and the
+    report say which distance was used."""
+    import numpy as np
+
+    import symland as s
+    from symland.experiments.mnist import fig3_data
+    from symland._teacher import train_teacher
+
+    out = tmp_path / "run"
+    argv = ["--data", "digits", "--H", "3", "--seeds", "1", "--samples", "200", "--steps", "2", "--epochs", "2",
+            "--method", "matrix-free", "--max-hvps", "10", "--no-progress"]
+    rc = main(["mnist", *argv, "--gauge", "upstream", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads((out / "mnist.json").read_text())
+    run = result["runs"][0]
+    path = run["path"]
+    assert result["setting"]["gauge"] == path["gauge"] == "upstream"
+    x, labels, _, _ = fig3_data("digits", 200)
+    teacher = train_teacher(x, labels, 3, activation="softplus", seed=0, epochs=2)
+    l, m = run["pair"]
+    assert path["distance"][0] == pytest.approx(float(s.pair_distance(teacher.params, 2, l, m, "upstream")),
+                                                rel=1e-10)
+    assert not np.isclose(path["distance"][0], float(s.neuron_distance(teacher.params, 2, l, m)))
+    report = (out / "report.html").read_text()
+    assert "--gauge upstream</code>: ‖d ⊙" in report and "does not change under this rescaling" in report

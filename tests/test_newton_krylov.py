@@ -492,3 +492,51 @@ def test_matrix_free_step_stops_when_the_layer_below_rescales(monkeypatch):
     # later steps start from (and stay at) the escaped point, not from a prediction that runs further off
     np.testing.assert_allclose(up[2:], up[1], rtol=1e-12)
     assert capped.to_dict()["upstream_scale"] == up.tolist()
+
+
+def test_gauss_newton_preconditioner_in_the_upstream_gauge():
+    """With `gauge="upstream"` and split layer 2, `factorise` inverts c JᵀJ + λI for J = ∂(outputs)/∂s by
+    jacfwd, row m's dependence on the norms of layer 1's neurons included (without that term, d held
+    at its value, the inverse differs); for split layer 1 (d = 1) the gauge changes nothing."""
+    from jax.flatten_util import ravel_pytree
+
+    from symland._newton_krylov import gauss_newton_preconditioner, path_problem
+    from symland._path import _upstream_weights, effective_params
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
+    y = x[:, :2] ** 2 + 0.5
+    v, unravel = ravel_pytree(model.init(jax.random.PRNGKey(1)))
+    P, _ = input_whitening(x)
+    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton", gauge="upstream")
+    delta, l, m = 0.3, 1, 2
+    d0 = _upstream_weights(unravel(v), 2)
+
+    def fixed_d(sv):  # ϑ_m = ϑ_l + δ (u/‖u‖) ⊘ d₀ with d₀ taken at v
+        z = unravel(problem.to_v(sv))
+        W, b = z[1]
+        u = jnp.concatenate([W[m], b[m][None]])
+        row = jnp.concatenate([W[l], b[l][None]]) + delta * u / jnp.linalg.norm(u) / d0
+        z = list(z)
+        z[1] = (W.at[m].set(row[:-1]), b.at[m].set(row[-1]))
+        return model.apply(z, x).ravel()
+
+    full = lambda sv: model.apply(effective_params(unravel(problem.to_v(sv)), 2, l, m, delta, "upstream"),
+                                  x).ravel()
+    sv = problem.to_s(v)
+    np.testing.assert_allclose(fixed_d(sv), full(sv), rtol=1e-13)
+    r = jax.random.normal(jax.random.PRNGKey(2), (v.size,))
+    for single in (False, True):
+        factorise, apply = gauss_newton_preconditioner(model, 2, "mse", x, P, damping=1e-3, radial=False,
+                                                       gauge="upstream", single=single)
+        got = apply(factorise(v, delta, l, m, x, y), r)
+        for outputs, close in ((full, True), (fixed_d, False)):
+            J = jax.jacfwd(outputs)(sv)
+            G = 2.0 / x.shape[0] * J.T @ J
+            G = G + 1e-3 * float(jnp.trace(G)) / G.shape[0] * jnp.eye(G.shape[0])
+            want = np.linalg.solve(G, r)
+            err = np.max(np.abs(got - want)) / np.max(np.abs(want))
+            assert (err < (1e-4 if single else 1e-9)) == close, (single, close, err)
+    f1, a1 = gauss_newton_preconditioner(model, 1, "mse", x, P, damping=1e-3, gauge="upstream")
+    f0, _ = gauss_newton_preconditioner(model, 1, "mse", x, P, damping=1e-3)
+    np.testing.assert_allclose(a1(f1(v, delta, 0, 2, x, y), r), a1(f0(v, delta, 0, 2, x, y), r), rtol=1e-12)

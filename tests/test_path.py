@@ -249,3 +249,70 @@ def test_failed_step_past_the_upstream_factor_is_rescaling():
     assert got == ("converged", "rescaling", "max_steps", "rescaling")
     assert step_status(codes, [1.0] * 4, [1.0] * 4, 1.0, "softplus") == ("converged", "max_steps",
                                                                           "max_steps", "escape")
+
+
+def _unit_below(params, layer):
+    """θ with every neuron of layer k − 1 rescaled to ‖ϑ_j‖ = 1 (`rescale_neurons`, one at a time)."""
+    W, b = params[layer - 2]
+    out = params
+    for j, n in enumerate(np.sqrt(np.sum(np.asarray(W) ** 2, axis=1) + np.asarray(b) ** 2)):
+        out = s.rescale_neurons(out, layer - 1, [j], float(1.0 / n))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_upstream_gauge_is_invariant_to_rescaling_the_layer_below(seed):
+    """`pair_distance(..., "upstream")` is the paper's δ after every neuron of layer k − 1 is rescaled to
+    unit norm (an independent computation through `rescale_neurons`); rescaling any neuron of layer
+    k − 1 by c leaves it unchanged while the paper's δ changes; for layer 1 both agree."""
+    model = s.MLP((3, 5, 4, 2), "softplus")
+    p = model.init(jax.random.PRNGKey(seed))
+    l, m = 0, 2
+    up = float(s.pair_distance(p, 2, l, m, "upstream"))
+    assert up == pytest.approx(float(s.neuron_distance(_unit_below(p, 2), 2, l, m)), rel=1e-12)
+    rng = np.random.default_rng(seed)
+    for j, c in zip(rng.integers(0, 5, 4), rng.uniform(0.1, 10.0, 4)):
+        q = s.rescale_neurons(p, 1, [int(j)], float(c))
+        assert float(s.pair_distance(q, 2, l, m, "upstream")) == pytest.approx(up, rel=1e-12)
+        assert float(s.pair_distance(q, 2, l, m)) != pytest.approx(float(s.neuron_distance(p, 2, l, m)),
+                                                                    rel=1e-6)
+    assert float(s.pair_distance(p, 1, l, m, "upstream")) == float(s.neuron_distance(p, 1, l, m))
+    assert float(s.pair_distance(p, 1, l, m, "balanced")) == float(s.neuron_distance(p, 1, l, m))
+
+
+@pytest.mark.parametrize("method", ["dense", "matrix-free"])
+def test_upstream_gauge_path_meets_its_constraint(method):
+    """Every δ step of a `gauge="upstream"` path lies at pair_distance = δ in that gauge (not in the
+    paper's), the free variables invert `effective_params`, and the record names the gauge."""
+    from symland._path import effective_params, free_parameters
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    teacher = model.init(jax.random.PRNGKey(5))
+    x = jax.random.normal(jax.random.PRNGKey(6), (60, 3))
+    y = model.apply(teacher, x)
+    p = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, steps=3, method=method, loss="nmse",
+                                max_newton_steps=10, gauge="upstream")
+    assert p.gauge == "upstream" and p.to_dict()["gauge"] == "upstream"
+    assert p.delta[0] == pytest.approx(float(s.pair_distance(teacher, 2, 0, 1, "upstream")), rel=1e-12)
+    got = [float(s.pair_distance(q, 2, 0, 1, "upstream")) for q in p.params]
+    np.testing.assert_allclose(got, p.delta, rtol=1e-12, atol=1e-14)
+    paper = [float(s.neuron_distance(q, 2, 0, 1)) for q in p.params[1:-1]]
+    assert np.all(np.abs(np.array(paper) / p.delta[1:-1] - 1.0) > 1e-3)
+    theta = p.params[1]
+    back = effective_params(free_parameters(theta, 2, 0, 1, "upstream"), 2, 0, 1, p.delta[1], "upstream")
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(theta)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+    assert s.find_permutation_path(model, teacher, x, y, 2, 0, 1, steps=2, method=method, loss="nmse",
+                                   max_newton_steps=1).gauge is None  # softplus' default: the paper's δ
+
+
+def test_upstream_gauge_refuses_a_zero_neuron_below():
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    teacher = model.init(jax.random.PRNGKey(5))
+    W, b = teacher[0]
+    dead = [(W.at[1].set(0.0), b.at[1].set(0.0)), *teacher[1:]]
+    x = jax.random.normal(jax.random.PRNGKey(6), (20, 3))
+    with pytest.raises(ValueError, match="^gauge: 'upstream'.*layer 1"):
+        s.find_permutation_path(model, dead, x, model.apply(dead, x), 2, 0, 1, steps=2, gauge="upstream")
+    with pytest.raises(ValueError, match="^gauge: unknown gauge 'unit'"):
+        s.pair_distance(teacher, 2, 0, 1, "unit")

@@ -81,6 +81,7 @@ from ._path import (
     delta_schedule,
     find_permutation_path,
     find_permutation_paths,
+    pair_distance,
 )
 from ._mep import MinimumEnergyPath, minimum_energy_path
 from ._saddle import (
@@ -199,6 +200,7 @@ __all__ = [
     "delta_schedule",
     "find_permutation_path",
     "find_permutation_paths",
+    "pair_distance",
     "MinimumEnergyPath",
     "minimum_energy_path",
     "PermutationSaddle",

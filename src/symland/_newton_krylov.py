@@ -589,7 +589,7 @@ def _output_jacobians(theta, x, act, dact, n_out):
 
 
 def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
-                        damping: float = KFAC_DAMPING):
+                        damping: float = KFAC_DAMPING, gauge=None):
     """An eigenvalue-corrected Kronecker-factored Gauss–Newton preconditioner for `path_problem`.
 
     K-FAC (Martens & Grosse 2015) approximates the Gauss–Newton block of
@@ -606,7 +606,10 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
     pre-activations l and m and the direction u moves m by δ/‖u‖ (the
     reparametrisation of `symland._path.effective_params`), so Jₖ is
     multiplied by S = I + e_m e_lᵀ + (δ/‖u‖ − 1) e_m e_mᵀ; the radial
-    direction of u (a flat one) is left to the damping.
+    direction of u (a flat one) is left to the damping. With `gauge="upstream"`
+    the factors are built at the gauge's θ, but S keeps the paper's
+    reparametrisation (the per-entry weights d of ϑ_m are left out): an
+    approximation, which costs iterations, never accuracy.
 
     **Returns:** `(build, apply, data)` for `FlatProblem(preconditioner=...)`:
     `build(v, data, δ, l, m, x, y)` → factors, `apply(factors, r)` → M⁻¹r.
@@ -631,7 +634,7 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
     widths, d = model.widths, model.depth
 
     def build(v, data, delta, l, m, x, y):
-        theta = effective_params(unravel(v), layer, l, m, delta)
+        theta = effective_params(unravel(v), layer, l, m, delta, gauge)
         T = x.shape[0]
         c = 2.0 / T if kind == "mse" else 2.0 / (T * jnp.mean(y * y))
         ins, _, Js = _output_jacobians(theta, x, act, dact, widths[d])
@@ -682,7 +685,7 @@ GN_DAMPING = 0.1
 GN_DAMPING_NEAR = 1e-6
 
 
-def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
+def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gauge=None):
     """A jitted function (v, δ, l, m, x, y, x̃P, P) → the blocks of the exact Gauss–Newton matrix.
 
     G = c JᵀJ (c = 2/T for `mse`, 2/(T⟨y²⟩) for `nmse`; J the Jacobian of
@@ -700,6 +703,16 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
     and returned in float64: the matrix is only a preconditioner, and at
     784-10-10-10 on 10,000 samples the blocks then take 5.2 s against 12.6 s
     (`benchmarks/bench_gn_apply.py`, BENCHMARKS.md).
+    With `gauge="upstream"` and split layer 2, row m also depends on the norms
+    d_j = ‖ϑ_j^(1)‖ of layer 1's neurons (ϑ_{m,j} = ϑ_{l,j} + δê_j/d_j,
+    `symland._path.pair_distance`), so layer 1's row j has a second Jacobian
+    term, (J₂,μ[:, m] h_μj) ⊗ w_j with w_j = −δ ê_j P ϑ_j / d_j³ (P ϑ_j =
+    ∂d_j/∂s_j · d_j in the whitened variables): it enters each block (j, j')
+    as x̃ᵀB w_j'ᵀ-type terms of rank ≤ 2 plus a multiple of w_j w_j'ᵀ, and
+    row j of the cross block as w_j ⊗ (·), all from T × n₁² products, so the
+    matrix stays exact. Without it the rescaling of a layer-1 neuron, nearly
+    flat in this gauge, would look stiff to the preconditioner. For k ≥ 3,
+    layer k − 1 ≥ 2 lies in the "rest" block, whose Jacobian is exact anyway.
     **Returns:** `(pairs, blocks)`; `blocks(...)` → (layer-1 blocks per
     pair, layer-1 × rest block, rest × rest block).
     """
@@ -720,7 +733,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
     def blocks(v, delta, l, m, x, y, xt, P):
         T = x.shape[0]
         c = 2.0 / T if kind == "mse" else 2.0 / (T * jnp.mean(y * y))
-        theta = effective_params(unravel(v), layer, l, m, delta)
+        theta = effective_params(unravel(v), layer, l, m, delta, gauge)
         _, zs, Js = _output_jacobians(theta, x, act, dact, widths[d])
         h1, J1 = act(zs[0]), Js[0]
         xm = xt
@@ -740,7 +753,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
         v1 = v[:n1]
 
         def rest(vr):  # the outputs as a function of layers ≥ 2 (layer 1's outputs fixed)
-            th = effective_params(unravel(jnp.concatenate([v1, vr])), layer, l, m, delta)
+            th = effective_params(unravel(jnp.concatenate([v1, vr])), layer, l, m, delta, gauge)
             h = h1
             for k in range(1, d):
                 h = h @ th[k][0].T + th[k][1]
@@ -752,13 +765,28 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False):
         C = c * jnp.einsum("ti,tja->jia", xt, K)
         if layer == 1:
             C = C.at[m].set(c * jnp.einsum("ti,ta->ia", xm, K[:, m]))
+        if gauge == "upstream" and layer == 2:  # row m's dependence on d_j = ‖ϑ_j^(1)‖ (docstring)
+            W1, b1 = unravel(v)[0]
+            rows1 = jnp.concatenate([W1, b1[:, None]], axis=1)  # ϑ_j in v's variables, = s_j P
+            d1 = jnp.linalg.norm(rows1, axis=1)
+            W2, b2 = unravel(v)[1]
+            u = jnp.concatenate([W2[m], b2[m][None]])
+            e = (u / jnp.linalg.norm(u))[:n_1]
+            w = (-delta * e / d1 ** 3)[:, None] * (rows1 @ P)  # (n₁, n₀ + 1); P symmetric
+            g = Js[1][:, :, m][:, :, None] * h1[:, None, :]  # ∂f/∂ϑ_{m,j} per sample: (T, n_d, n₁)
+            XB = jnp.einsum("ti,tjk->jki", xt, c * jnp.einsum("toj,tok->tjk", J1, g))
+            Cg = c * jnp.einsum("toj,tok->jk", g, g)
+            j, k = pairs[:, 0], pairs[:, 1]
+            B1 = (B1 + XB[j, k][:, :, None] * w[k][:, None, :] + w[j][:, :, None] * XB[k, j][:, None, :]
+                  + Cg[j, k][:, None, None] * w[j][:, :, None] * w[k][:, None, :])
+            C = C + w[:, :, None] * (c * jnp.einsum("toj,toa->ja", g, Jr))[:, None, :]
         return B1, C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
 
     return pairs, blocks
 
 
 def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: float = GN_DAMPING,
-                                radial: bool = True, single: bool | None = None):
+                                radial: bool = True, single: bool | None = None, gauge=None):
     """The exact Gauss–Newton matrix of the fixed-δ problem as a preconditioner, built from all samples.
 
     M̃ = G + λI with G = c JᵀJ the Gauss–Newton matrix in the solver's
@@ -834,7 +862,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     P = jnp.asarray(P)
     xt = jnp.asarray(np.concatenate([np.asarray(x, dtype=np.float64), np.ones((x.shape[0], 1))], axis=1)
                      @ np.asarray(P))
-    pairs, blocks = _gauss_newton_blocks(model, layer, kind, single)
+    pairs, blocks = _gauss_newton_blocks(model, layer, kind, single, gauge)
     unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))[1]
     n = model.n_params
     # order[i]: the flat index of row-block coordinate i (layer 1's rows (W₁[j, :], b₁[j]), then the rest)
@@ -869,7 +897,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         return scipy.linalg.lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
 
     # float64 blocks, compiled only when float32 ones fail (below)
-    blocks_64 = functools.cache(lambda: _gauss_newton_blocks(model, layer, kind)[1])
+    blocks_64 = functools.cache(lambda: _gauss_newton_blocks(model, layer, kind, gauge=gauge)[1])
 
     def factorise(v, delta, l, m, x, y, *, damping=damping):
         L, info = cholesky(blocks, v, delta, l, m, x, y, damping)
@@ -901,11 +929,12 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
 
 
 def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
-                 preconditioner: str = "ekfac", gn_damping: float = GN_DAMPING) -> FlatProblem:
+                 preconditioner: str = "ekfac", gn_damping: float = GN_DAMPING, gauge=None) -> FlatProblem:
     """The fixed-δ problem of the permutation path (§4.1) as a `FlatProblem`.
 
     Variables: the free parameters of `symland._path` (row m of layer k
-    holds u, ϑ_m = ϑ_l + δ u/‖u‖), flat. Extra arguments: `(δ, l, m, x, y)`.
+    holds u, ϑ_m = ϑ_l + δ u/‖u‖, or δ (u/‖u‖) ⊘ d with `gauge="upstream"`,
+    `symland._path.pair_distance`), flat. Extra arguments: `(δ, l, m, x, y)`.
     With `precondition`, the first layer is whitened (`input_whitening`)
     and trust-pcg is preconditioned by `preconditioner`: `ekfac`
     (`kfac_preconditioner`, rebuilt every iteration) or `gauss-newton`
@@ -923,7 +952,7 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
     unravel = ravel_pytree(template)[1]
 
     def loss(v, delta, l, m, x, y):
-        return loss_of(model, effective_params(unravel(v), layer, l, m, delta), x, y)
+        return loss_of(model, effective_params(unravel(v), layer, l, m, delta, gauge), x, y)
 
     if preconditioner not in ("ekfac", "gauss-newton"):
         raise ValueError(f"preconditioner: unknown preconditioner {preconditioner!r}; "
@@ -933,9 +962,10 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
         P, P_inv = input_whitening(x)
         transform = (_first_layer_map(model, P), _first_layer_map(model, P_inv))
         if model.bias and preconditioner == "ekfac":
-            pre = kfac_preconditioner(model, layer, kind, x, P, damping=KFAC_DAMPING)
+            pre = kfac_preconditioner(model, layer, kind, x, P, damping=KFAC_DAMPING, gauge=gauge)
         elif model.bias:
-            factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P, damping=gn_damping)
+            factorise, apply = gauss_newton_preconditioner(model, layer, kind, x, P, damping=gn_damping,
+                                                           gauge=gauge)
 
             def build(v, data, *args):
                 raise ValueError("factors: the Gauss–Newton preconditioner is built by "
@@ -990,7 +1020,7 @@ def extrapolate(points, s: float):
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
-                      solver: str = "trust-ncg",
+                      solver: str = "trust-ncg", gauge=None,
                       progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
@@ -1011,7 +1041,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     barrier belongs beside this report; it is not computed here.)
 
     Arguments are checked by `find_permutation_paths`; `deltas` is one
-    schedule per pair (rows). `max_hvps` caps the HVPs of one δ step (a
+    schedule per pair (rows), measured in `gauge` (None: the paper's δ, or
+    `upstream`; `symland._path.pair_distance`). `max_hvps` caps the HVPs of one δ step (a
     step that runs out reports `max_steps` at its last accepted iterate),
     whichever `solver` (`minimise_matrix_free`'s `method`) is used.
     `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
@@ -1052,16 +1083,17 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     gn = solver == "trust-gn"
-    problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton" if gn else "ekfac")
+    problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton" if gn else "ekfac",
+                           gauge=gauge)
     method = "trust-pcg" if gn else solver
     theta_star, unravel = ravel_pytree(params)
     loss_of = mse if loss == "mse" else nmse
     loss_fn = lambda p: loss_of(model, p, x, y)
     full = FlatProblem(lambda v, x, y: loss_of(model, unravel(v), x, y))
     to_free = jax.jit(lambda theta, l, m, norm: ravel_pytree(rescale_direction(
-        free_parameters(unravel(theta), layer, l, m), layer, m, norm))[0])
+        free_parameters(unravel(theta), layer, l, m, gauge), layer, m, norm))[0])
     to_theta = jax.jit(lambda v, l, m, delta: ravel_pytree(
-        effective_params(unravel(v), layer, l, m, delta))[0])
+        effective_params(unravel(v), layer, l, m, delta, gauge))[0])
     kink_of = jax.jit(lambda theta: jnp.min(jnp.stack([
         jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
         for z in model.preactivations(unravel(theta), x)])))
@@ -1148,7 +1180,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             permutation_point=point, permutation_point_report=report,
             min_abs_preactivation=np.asarray(rec["kink"]), output_weight_max=np.asarray(rec["out_w"]),
             gtol=float(gtol), max_newton_steps=int(max_steps), loss_fn=loss_fn,
-            method="matrix-free", solver=solver, factorisations=n_factorised))
+            method="matrix-free", solver=solver, factorisations=n_factorised, gauge=gauge))
     bar.close()
     return paths
 

@@ -71,7 +71,8 @@ class PermutationPath:
     `method` is `matrix-free`), `method` (`dense` or `matrix-free`),
     `solver` (the δ step's solver: `newton` when dense, else one of
     `symland._newton_krylov.PATH_SOLVERS`), `factorisations` (Gauss–Newton
-    preconditioners factorised; `trust-gn` only).
+    preconditioners factorised; `trust-gn` only), `gauge` (how `delta` is
+    measured, `pair_distance`: None for the paper's δ, `balanced`, `upstream`).
     """
 
     model: MLP
@@ -96,6 +97,7 @@ class PermutationPath:
     method: str = "dense"
     solver: str = "newton"
     factorisations: int = 0
+    gauge: str | None = None
 
     @property
     def converged(self) -> np.ndarray:
@@ -194,6 +196,7 @@ class PermutationPath:
             "method": self.method,
             "solver": self.solver,
             "factorisations": self.factorisations,
+            "gauge": self.gauge,
             "gtol": self.gtol,
             "max_newton_steps": self.max_newton_steps,
             "distance": self.delta.tolist(),
@@ -225,18 +228,40 @@ def _with_row(params, layer, i, v):
     return out
 
 
+def _upstream_weights(z, layer):
+    """d = (‖ϑ_1^(k−1)‖, …, ‖ϑ_{n_{k−1}}^(k−1)‖, 1): the weights of `gauge="upstream"`'s δ.
+
+    Entry j of a layer-k row ϑ_i is W^(k)_{i,j}, which the rescaling
+    ϑ_j^(k−1) → cϑ_j^(k−1), W^(k)_{:,j} → W^(k)_{:,j}/c divides by c, so
+    d ⊙ ϑ_i is invariant to every such rescaling (bias entries weigh 1;
+    norms include the bias). For layer 1 (inputs, not neurons) d = 1.
+    """
+    W, b = z[layer - 1]
+    n = W.shape[1] + (0 if b is None else 1)
+    if layer == 1:
+        return jnp.ones(n, W.dtype)
+    Wb, bb = z[layer - 2]
+    s = jnp.sqrt(jnp.sum(Wb ** 2, axis=1) + (0.0 if bb is None else bb ** 2))
+    return s if b is None else jnp.concatenate([s, jnp.ones(1, W.dtype)])
+
+
 def _effective(z, layer, l, m, delta, gauge=None):
     """θ from free variables z: row m of layer k holds u; ϑ_m = ϑ_l + δ u/‖u‖.
 
     With `gauge="balanced"` (see `balance_neurons`) neuron l is first
     replaced by its balanced representative and a_m gets the length ‖ϑ_m‖
     (its direction is free), so δ is the distance of balanced neurons.
+    With `gauge="upstream"`, ϑ_m = ϑ_l + δ (u/‖u‖) ⊘ d (`_upstream_weights`),
+    so that δ = ‖d ⊙ (ϑ_m − ϑ_l)‖ (`pair_distance`).
     """
     if gauge == "balanced":
         z = _balance(z, layer, l)
     W, b = z[layer - 1]
     u = _row(W, b, m)
-    theta = _with_row(z, layer, m, _row(W, b, l) + delta * u / jnp.linalg.norm(u))
+    e = u / jnp.linalg.norm(u)
+    if gauge == "upstream":
+        e = e / _upstream_weights(z, layer)
+    theta = _with_row(z, layer, m, _row(W, b, l) + delta * e)
     if gauge == "balanced":
         W2, b2 = theta[layer]
         Wm, bm = theta[layer - 1]
@@ -256,7 +281,40 @@ def _balance(params, layer, j):
     return out
 
 
-GAUGES = (None, "balanced")
+GAUGES = (None, "balanced", "upstream")
+
+
+def pair_distance(params: Params, layer: int, l: int, m: int, gauge: str | None = None):
+    """δ of neurons l, m of hidden layer k, as the fixed-δ path measures it in `gauge`.
+
+    None or `balanced`: d^(k)_{l,m} = ‖ϑ_l − ϑ_m‖ (Brea et al. 2019, §4.1;
+    `neuron_distance`; the balanced gauge measures it after
+    `balance_neurons`). `upstream`: ‖d ⊙ (ϑ_l − ϑ_m)‖ with
+    d_j = ‖ϑ_j^(k−1)‖ (`_upstream_weights`), the paper's δ after every neuron
+    of layer k − 1 is rescaled to unit norm. A deviation from the paper: its δ
+    shrinks when a neuron j of layer k − 1 grows (ϑ_j → cϑ_j,
+    W^(k)_{:,j} → W^(k)_{:,j}/c), at no cost in loss for ReLU and little for
+    softplus in its linear regime, which is how the Fig. 3 path runs off
+    (docs/mnist.md); this δ does not change under that rescaling. For layer 1
+    both are the same.
+
+    Example:
+        >>> import jax.numpy as jnp, symland as s
+        >>> p = [(jnp.array([[1.0], [2.0]]), jnp.zeros(2)),
+        ...      (jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.zeros(2)), (jnp.ones((1, 2)), jnp.zeros(1))]
+        >>> float(s.pair_distance(p, 2, 0, 1)), float(s.pair_distance(p, 2, 0, 1, "upstream"))
+        (1.4142135623730951, 2.23606797749979)
+        >>> q = s.rescale_neurons(p, 1, [1], 10.0)  # neuron 1 of layer 1 grows 10×
+        >>> round(float(s.pair_distance(q, 2, 0, 1)), 6), round(float(s.pair_distance(q, 2, 0, 1, "upstream")), 6)
+        (1.004988, 2.236068)
+    """
+    check_neuron_pair(params, layer, l, m)
+    if gauge not in GAUGES:
+        raise ValueError(f"gauge: unknown gauge {gauge!r}; choose None, 'balanced' or 'upstream'")
+    if gauge != "upstream":
+        return neuron_distance(params, layer, l, m)
+    W, b = params[layer - 1]
+    return jnp.linalg.norm(_upstream_weights(params, layer) * (_row(W, b, l) - _row(W, b, m)))
 
 
 def balance_neurons(params, layer: int):
@@ -281,10 +339,16 @@ def balance_neurons(params, layer: int):
     return out
 
 
-def _to_free(params, layer, l, m):
-    """Free variables at θ: row m of layer k replaced by u = ϑ_m − ϑ_l (so e = u/‖u‖)."""
+def _to_free(params, layer, l, m, gauge=None):
+    """Free variables at θ: row m of layer k replaced by u = ϑ_m − ϑ_l (so e = u/‖u‖).
+
+    With `gauge="upstream"`, u = d ⊙ (ϑ_m − ϑ_l) (`_upstream_weights`), the inverse of `_effective`.
+    """
     W, b = params[layer - 1]
-    return _with_row(params, layer, m, _row(W, b, m) - _row(W, b, l))
+    u = _row(W, b, m) - _row(W, b, l)
+    if gauge == "upstream":
+        u = u * _upstream_weights(params, layer)
+    return _with_row(params, layer, m, u)
 
 
 def _rescale_direction(z, layer, m, norm):
@@ -405,7 +469,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
                           (s_next - s_curr) / jnp.where(s_curr != s_prev, s_curr - s_prev, 1.0), 0.0)
             guess = unravel_theta(curr + w * (curr - prev))
             norm = jnp.where(delta > 0, delta, carry.norm)  # at δ = 0 keep the last scale
-            z = _rescale_direction(_to_free(guess, layer, l, m), layer, m, norm)
+            z = _rescale_direction(_to_free(guess, layer, l, m, gauge), layer, m, norm)
             unravel = ravel_pytree(z)[1]
             to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta, gauge))[0]
             f = lambda v: loss_of(model, unravel_theta(to_theta(v)), x, y)
@@ -602,11 +666,15 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       step may spend (default None: no limit but `max_newton_steps`; the
       Fig. 3 runs use `FIG3_HVP_BUDGET`); a step that runs out reports
       `max_steps` with its last accepted iterate.
-    - `gauge`: `balanced` (δ between balanced neurons, `balance_neurons`;
-      the path starts at the balanced θ*, which for ReLU computes the same
-      function), None (the paper's δ), or `auto` (`balanced` for ReLU, where
-      the paper's fixed-δ problem is degenerate, None otherwise). Dense
-      method only.
+    - `gauge`: how δ is measured (`pair_distance`). `balanced` (δ between
+      balanced neurons, `balance_neurons`; the path starts at the balanced
+      θ*, which for ReLU computes the same function; matrix-free paths
+      start there too but then measure the paper's δ), None (the paper's
+      δ), `upstream` (entry j of ϑ_l − ϑ_m weighted by the norm of neuron j
+      of layer k − 1: invariant to rescaling the layer below, which the
+      paper's δ is not; a deviation from the paper, docs/mnist.md), or
+      `auto` (`balanced` for ReLU, where the paper's fixed-δ problem is
+      degenerate, None otherwise).
     - `method`: `dense` (exact-Hessian Newton, all pairs batched),
       `matrix-free` (trust-region Newton–Krylov on Hessian-vector
       products, `symland._newton_krylov`; no Hessian is formed) or `auto`
@@ -641,11 +709,14 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     if gauge == "auto":
         gauge = "balanced" if model.activation == "relu" else None
     if gauge not in GAUGES:
-        raise ValueError(f"gauge: unknown gauge {gauge!r}; choose 'auto', 'balanced' or None")
+        raise ValueError(f"gauge: unknown gauge {gauge!r}; choose 'auto', 'balanced', 'upstream' or None")
     if gauge == "balanced":
         params = balance_neurons(params, layer)
     pairs = check_pairs(params, layer, pairs)
-    delta0 = np.array([float(neuron_distance(params, layer, l, m)) for l, m in pairs])
+    if gauge == "upstream" and not bool(jnp.all(_upstream_weights(params, layer) > 0)):
+        raise ValueError(f"gauge: 'upstream' weighs by the norms of layer {layer - 1}'s neurons, "
+                         "and one of them is zero")
+    delta0 = np.array([float(pair_distance(params, layer, l, m, gauge)) for l, m in pairs])
     unit = delta_schedule(1.0, steps, ratio)
     if method == "matrix-free":
         from ._newton_krylov import matrix_free_paths
@@ -653,7 +724,8 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         return matrix_free_paths(model, params, x, y, int(layer), pairs, delta0[:, None] * unit[None, :],
                                  loss=loss, gtol=float(gtol), max_steps=int(max_newton_steps),
                                  max_hvps=None if max_hvps is None else int(max_hvps),
-                                 solver=solver, progress=progress)
+                                 solver=solver, gauge="upstream" if gauge == "upstream" else None,
+                                 progress=progress)
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), gauge)
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
@@ -678,7 +750,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
             permutation_point=unravel(jnp.asarray(pf[i])),
             permutation_point_report=CriticalPointReport.from_spectrum(
                 pl[i], pg[i], eig[i], gtol=CRITICAL_GTOL, n=n_params),
-            gtol=float(gtol), max_newton_steps=int(max_newton_steps), loss_fn=loss_fn))
+            gtol=float(gtol), max_newton_steps=int(max_newton_steps), loss_fn=loss_fn, gauge=gauge))
     return paths
 
 

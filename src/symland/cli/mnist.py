@@ -113,6 +113,11 @@ def add_parser(subparsers):
     p.add_argument("--input-rtol", type=float_arg("input-rtol", lo=0.0, hi=1.0, open_hi=True), default=INPUT_RTOL,
                    help="project the inputs off the directions whose singular value is below this fraction "
                         f"of the largest (default {INPUT_RTOL:g}; 0 keeps the raw data)")
+    p.add_argument("--gauge", type=choice_arg("gauge", ("auto", "paper", "balanced", "upstream")), default="auto",
+                   help="how the pair's distance is measured: paper (the paper's δ), balanced (between balanced "
+                        "neurons), upstream (each incoming weight scaled by the norm of the neuron it comes "
+                        "from: invariant to rescaling the layer below, not the paper's), auto (balanced for "
+                        "relu, else paper)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -148,6 +153,7 @@ def run(args):
                            activation=args.activation, epochs=args.epochs,
                            max_newton_steps=args.max_newton, max_hvps=args.max_hvps, pair=args.pair,
                            method=args.method, solver=args.solver, input_rtol=args.input_rtol,
+                           gauge=None if args.gauge == "paper" else args.gauge,
                            progress=not args.no_progress)
     n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
     print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")

@@ -59,11 +59,13 @@ def plot_mnist(runs, out_png):
 def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps: int = 100,
               ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
               max_newton_steps: int = 100, max_hvps: int | None = FIG3_HVP_BUDGET, method: str = "auto",
-              solver: str = "trust-ncg", progress: bool = False) -> dict:
+              solver: str = "trust-ncg", gauge: str | None = "auto", progress: bool = False) -> dict:
     """One Fig. 3 run: teacher 784-H-H-10, relabelled data, the permutation path of one pair.
 
     The pair is the most similar one of `layer` (cosine of incoming weights)
-    unless `pair` = (l, m) is given. **Returns:** the run's JSON record (`H`,
+    unless `pair` = (l, m) is given; `gauge` is `find_permutation_paths`'
+    (how δ is measured; `upstream` makes it invariant to rescaling the layer
+    below, docs/mnist.md). **Returns:** the run's JSON record (`H`,
     `seed`, `teacher`, `pair`, `cosine`, `path`, `accuracy` per step and at
     the permutation point, `barrier`: the highest loss, `input_flat`: the
     H·`input_null_dimension(x)` first-layer directions along which the loss
@@ -80,7 +82,7 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
     path = find_permutation_path(teacher.model, teacher.params, x, y, layer, l, m,
                                  steps=steps, ratio=ratio, loss="nmse",
                                  max_newton_steps=max_newton_steps, max_hvps=max_hvps, method=method,
-                                 solver=solver, progress=progress)
+                                 solver=solver, gauge=gauge, progress=progress)
     acc = [accuracy(teacher.model, p, x, labels) for p in path.params]
     acc.append(accuracy(teacher.model, path.permutation_point, x, labels))
     record = path.to_dict()
@@ -107,7 +109,8 @@ def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
               samples: int | None = 10_000, steps: int = 100, layer: int = 2,
               ratio: float = 1e-4, activation: str = "softplus", epochs: int = 20,
               max_newton_steps: int = 100, max_hvps: int | None = FIG3_HVP_BUDGET, pair=None, method: str = "auto",
-              solver: str = "trust-ncg", input_rtol: float = INPUT_RTOL, progress: bool = True) -> dict:
+              solver: str = "trust-ncg", input_rtol: float = INPUT_RTOL, gauge: str | None = "auto",
+              progress: bool = True) -> dict:
     """Reproduce Fig. 3: teachers, relabelled data, one permutation path per (H, seed).
 
     The inputs are first projected off the directions whose singular value
@@ -130,14 +133,15 @@ def run_mnist(out, *, data: str = "fashion-mnist", hidden=(10,), seeds: int = 2,
         bar.set_postfix_str(f"H={h} seed={seed}")
         runs.append(fig3_path(x, labels, h, seed, layer=layer, pair=pair, steps=steps, ratio=ratio,
                               activation=activation, epochs=epochs, max_newton_steps=max_newton_steps,
-                              max_hvps=max_hvps, method=method, solver=solver, progress=progress))
+                              max_hvps=max_hvps, method=method, solver=solver, gauge=gauge,
+                              progress=progress))
     bar.close()
     result = {"data": {"source": source, "n_samples": int(x.shape[0]), "n_inputs": int(x.shape[1]),
                        **projection.to_dict()},
               "setting": {"hidden": list(hidden), "seeds": seeds, "steps": steps, "ratio": ratio,
                           "layer": layer, "activation": activation, "epochs": epochs,
                           "loss": "nmse", "max_newton_steps": max_newton_steps, "max_hvps": max_hvps,
-                          "method": method, "solver": solver},
+                          "method": method, "solver": solver, "gauge": gauge},
               "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     png = plot_mnist(runs, out / "mnist.png")
@@ -174,6 +178,12 @@ def mnist_report_sections(result, png):
     for r in result["runs"]:
         means.setdefault(r["H"], []).append(r["barrier"])
     trend = ", ".join(f"H={h}: {np.mean(v):.3e}" for h, v in sorted(means.items()))
+    gauges = {r["path"].get("gauge") for r in result["runs"]}
+    gauge_text = "; ".join({None: "the paper's δ = ‖ϑ<sub>l</sub> − ϑ<sub>m</sub>‖",
+                            "balanced": "‖ϑ<sub>l</sub> − ϑ<sub>m</sub>‖ between balanced neurons",
+                            "upstream": "<code>--gauge upstream</code>: ‖d ⊙ (ϑ<sub>l</sub> − ϑ<sub>m</sub>)‖ "
+                                        "with d<sub>j</sub> the norm of neuron j of layer k − 1, invariant to "
+                                        "rescaling that layer; not the paper's δ"}[g] for g in sorted(gauges, key=str))
     partial = sum(not r["path"]["all_converged"] for r in result["runs"])
     caveat = (f" <b>{partial} of {len(result['runs'])} path(s) have steps that did not converge</b> (red "
               "crosses in the figure): their losses are not constrained minima but points above them, so "
@@ -183,7 +193,10 @@ def mnist_report_sections(result, png):
                "outgoing weights shrink divides its entry of ϑ<sub>l</sub> − ϑ<sub>m</sub> at almost no cost "
                "(softplus in its linear regime), so the distance falls without the pair moving; a matrix-free "
                f"step past {UPSTREAM_FACTOR:g}× stops, and a step that ends unconverged past it is named "
-               "<code>rescaling</code>." if s["layer"] > 1 else "")
+               "<code>rescaling</code>" + (". The distance of <code>--gauge upstream</code> does not change "
+                                            "under this rescaling." if "upstream" in gauges else
+                                            "; <code>--gauge upstream</code> measures a distance that does "
+                                            "not change under it.") if s["layer"] > 1 else "")
     flat = max((r.get("input_flat", 0) for r in result["runs"]), default=0)
     flat = (" Near-zero eigenvalues include the first-layer directions along which the loss is exactly flat "
             "because the inputs have no energy there (H per such input direction; the column says how many): "
@@ -200,7 +213,7 @@ def mnist_report_sections(result, png):
                     f"trained with Adam on the negative log-likelihood ({s['epochs']} epochs); "
                     "softmax replaced by the identity, inputs relabelled with the teacher's outputs, "
                     f"student started at the teacher with the normalised MSE. The pair of hidden layer "
-                    f"{s['layer']} with the highest cosine similarity is merged: distance decreased in "
+                    f"{s['layer']} with the highest cosine similarity is merged: distance ({gauge_text}) decreased in "
                     f"{s['steps']} log-spaced steps to {s['ratio']:g}·d₀, then 0; each step minimised "
                     "to ‖∇L‖∞ ≤ 1e-8·max(1, L) (or its status reported)"
                     + (f", with at most {s['max_hvps']} Hessian-vector products per step (matrix-free "

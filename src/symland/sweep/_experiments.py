@@ -457,7 +457,8 @@ def _mnist_job(config):
     pair = None if config["pair"] == "all" else tuple(config["pair"])
     run = fig3_path(x, labels, config["H"], config["seed"], layer=config["layer"], pair=pair,
                     steps=config["steps"], ratio=config["ratio"], epochs=config["epochs"],
-                    method=config["method"], solver=config["solver"], max_hvps=config["max_hvps"])
+                    method=config["method"], solver=config["solver"], max_hvps=config["max_hvps"],
+                    gauge=None if config["gauge"] == "paper" else config["gauge"])
     path = run["path"]
     statuses = path["status"]
     failing = sorted({s for s in statuses if s != "converged"})
@@ -497,7 +498,9 @@ register(Experiment(
           "solver": Axis("trust-ncg", choice(("trust-ncg", "trust-krylov", "trust-pcg", "trust-gn")),
                          "matrix-free δ-step solver"),
           # = symland._newton_krylov.FIG3_HVP_BUDGET (not imported: the driver process stays JAX-free)
-          "max_hvps": Axis(60, integer(lo=1), "Hessian-vector products per δ step (matrix-free)")},
+          "max_hvps": Axis(60, integer(lo=1), "Hessian-vector products per δ step (matrix-free)"),
+          "gauge": Axis("auto", choice(("auto", "paper", "balanced", "upstream")),
+                        "how δ is measured (symland.pair_distance)")},
     headline=("barrier", "teacher_accuracy", "permutation_point_accuracy", "converged_step_fraction",
               "permutation_point_loss", "permutation_point_kind"),
     figures=(Scatter(x="H", y="barrier", colour="seed", logy=True),
