@@ -189,9 +189,11 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None):
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`)."""
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
-    from symland._path import delta_schedule, effective_params, upstream_scale  # noqa: PLC0415
+    from symland._path import delta_schedule, effective_params, upstream_gauge, upstream_scale  # noqa: PLC0415
 
     teacher, y, l, m = teacher_and_pair(x, labels, H)
+    if gauge == "upstream":  # resolved once, as matrix_free_paths does: the same metric C
+        gauge = upstream_gauge(teacher.model, teacher.params, x, 2)
     deltas = float(s.pair_distance(teacher.params, 2, l, m, gauge)) * delta_schedule(1.0, steps, 1e-4)
     _, sv, vt = np.linalg.svd(np.asarray(x), full_matrices=False)
     low = vt[sv / sv[0] < 1e-3]
@@ -220,7 +222,8 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None):
         if i == first:
             raise _Enough
 
-    print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {gauge}, first {first} of {steps}:")
+    print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {'upstream' if gauge else None}, "
+          f"first {first} of {steps}:")
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
                           max_steps=300, solver=solver, gauge=gauge, on_step=on_step)

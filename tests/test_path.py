@@ -251,40 +251,49 @@ def test_failed_step_past_the_upstream_factor_is_rescaling():
                                                                           "max_steps", "escape")
 
 
-def _unit_below(params, layer):
-    """θ with every neuron of layer k − 1 rescaled to ‖ϑ_j‖ = 1 (`rescale_neurons`, one at a time)."""
-    W, b = params[layer - 2]
+def _unit_rms_below(model, params, x, layer):
+    """θ with every neuron of layer k − 1 rescaled to unit rms pre-activation on x (`rescale_neurons`)."""
+    z = np.asarray(model.preactivations(params, x)[layer - 2])
     out = params
-    for j, n in enumerate(np.sqrt(np.sum(np.asarray(W) ** 2, axis=1) + np.asarray(b) ** 2)):
-        out = s.rescale_neurons(out, layer - 1, [j], float(1.0 / n))
+    for j, r in enumerate(np.sqrt(np.mean(z ** 2, axis=0))):
+        out = s.rescale_neurons(out, layer - 1, [j], float(1.0 / r))
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_upstream_gauge_is_invariant_to_rescaling_the_layer_below(seed):
+@pytest.mark.parametrize("seed, layer", [(0, 2), (1, 2), (2, 3)])
+def test_upstream_gauge_is_invariant_to_rescaling_the_layer_below(seed, layer):
     """`pair_distance(..., "upstream")` is the paper's δ after every neuron of layer k − 1 is rescaled to
-    unit norm (an independent computation through `rescale_neurons`); rescaling any neuron of layer
-    k − 1 by c leaves it unchanged while the paper's δ changes; for layer 1 both agree."""
-    model = s.MLP((3, 5, 4, 2), "softplus")
+    unit rms pre-activation on the data (an independent computation through `rescale_neurons` and
+    `preactivations`); rescaling any neuron of layer k − 1 by c leaves it unchanged (with the metric of
+    the start) while the paper's δ changes; for layer 1 both agree."""
+    from symland._path import upstream_gauge
+
+    model = s.MLP((3, 5, 4, 4, 2), "softplus")
     p = model.init(jax.random.PRNGKey(seed))
+    x = jax.random.normal(jax.random.PRNGKey(seed + 10), (50, 3))
     l, m = 0, 2
-    up = float(s.pair_distance(p, 2, l, m, "upstream"))
-    assert up == pytest.approx(float(s.neuron_distance(_unit_below(p, 2), 2, l, m)), rel=1e-12)
+    up = float(s.pair_distance(p, layer, l, m, "upstream", model=model, x=x))
+    unit = _unit_rms_below(model, p, x, layer)
+    assert up == pytest.approx(float(s.neuron_distance(unit, layer, l, m)), rel=1e-10)
+    gauge = upstream_gauge(model, p, x, layer)
+    assert float(s.pair_distance(p, layer, l, m, gauge)) == pytest.approx(up, rel=1e-14)
     rng = np.random.default_rng(seed)
-    for j, c in zip(rng.integers(0, 5, 4), rng.uniform(0.1, 10.0, 4)):
-        q = s.rescale_neurons(p, 1, [int(j)], float(c))
-        assert float(s.pair_distance(q, 2, l, m, "upstream")) == pytest.approx(up, rel=1e-12)
-        assert float(s.pair_distance(q, 2, l, m)) != pytest.approx(float(s.neuron_distance(p, 2, l, m)),
-                                                                    rel=1e-6)
-    assert float(s.pair_distance(p, 1, l, m, "upstream")) == float(s.neuron_distance(p, 1, l, m))
-    assert float(s.pair_distance(p, 1, l, m, "balanced")) == float(s.neuron_distance(p, 1, l, m))
+    for j, c in zip(rng.integers(0, 4, 4), rng.uniform(0.1, 10.0, 4)):
+        q = s.rescale_neurons(p, layer - 1, [int(j)], float(c))
+        assert float(s.pair_distance(q, layer, l, m, gauge)) == pytest.approx(up, rel=1e-12)
+        assert float(s.pair_distance(q, layer, l, m)) != pytest.approx(float(s.neuron_distance(p, layer, l, m)),
+                                                                        rel=1e-6)
+    assert float(s.pair_distance(p, 1, l, m, "upstream", model=model, x=x)) == float(s.neuron_distance(p, 1, l, m))
+    assert upstream_gauge(model, p, x, 1) is None
+    with pytest.raises(ValueError, match="^x: gauge 'upstream'"):
+        s.pair_distance(p, layer, l, m, "upstream")
 
 
 @pytest.mark.parametrize("method", ["dense", "matrix-free"])
 def test_upstream_gauge_path_meets_its_constraint(method):
     """Every δ step of a `gauge="upstream"` path lies at pair_distance = δ in that gauge (not in the
     paper's), the free variables invert `effective_params`, and the record names the gauge."""
-    from symland._path import effective_params, free_parameters
+    from symland._path import effective_params, free_parameters, upstream_gauge
 
     model = s.MLP((3, 4, 3, 2), "softplus")
     teacher = model.init(jax.random.PRNGKey(5))
@@ -293,20 +302,21 @@ def test_upstream_gauge_path_meets_its_constraint(method):
     p = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, steps=3, method=method, loss="nmse",
                                 max_newton_steps=10, gauge="upstream")
     assert p.gauge == "upstream" and p.to_dict()["gauge"] == "upstream"
-    assert p.delta[0] == pytest.approx(float(s.pair_distance(teacher, 2, 0, 1, "upstream")), rel=1e-12)
-    got = [float(s.pair_distance(q, 2, 0, 1, "upstream")) for q in p.params]
+    gauge = upstream_gauge(model, teacher, x, 2)
+    assert p.delta[0] == pytest.approx(float(s.pair_distance(teacher, 2, 0, 1, gauge)), rel=1e-12)
+    got = [float(s.pair_distance(q, 2, 0, 1, gauge)) for q in p.params]
     np.testing.assert_allclose(got, p.delta, rtol=1e-12, atol=1e-14)
     paper = [float(s.neuron_distance(q, 2, 0, 1)) for q in p.params[1:-1]]
     assert np.all(np.abs(np.array(paper) / p.delta[1:-1] - 1.0) > 1e-3)
     theta = p.params[1]
-    back = effective_params(free_parameters(theta, 2, 0, 1, "upstream"), 2, 0, 1, p.delta[1], "upstream")
+    back = effective_params(free_parameters(theta, 2, 0, 1, gauge), 2, 0, 1, p.delta[1], gauge)
     for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(theta)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
     assert s.find_permutation_path(model, teacher, x, y, 2, 0, 1, steps=2, method=method, loss="nmse",
                                    max_newton_steps=1).gauge is None  # softplus' default: the paper's δ
 
 
-def test_upstream_gauge_refuses_a_zero_neuron_below():
+def test_upstream_gauge_refuses_a_dead_neuron_below():
     model = s.MLP((3, 4, 3, 2), "softplus")
     teacher = model.init(jax.random.PRNGKey(5))
     W, b = teacher[0]

@@ -606,7 +606,7 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
     pre-activations l and m and the direction u moves m by δ/‖u‖ (the
     reparametrisation of `symland._path.effective_params`), so Jₖ is
     multiplied by S = I + e_m e_lᵀ + (δ/‖u‖ − 1) e_m e_mᵀ; the radial
-    direction of u (a flat one) is left to the damping. With `gauge="upstream"`
+    direction of u (a flat one) is left to the damping. With an `UpstreamGauge`
     the factors are built at the gauge's θ, but S keeps the paper's
     reparametrisation (the per-entry weights d of ϑ_m are left out): an
     approximation, which costs iterations, never accuracy.
@@ -703,11 +703,12 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
     and returned in float64: the matrix is only a preconditioner, and at
     784-10-10-10 on 10,000 samples the blocks then take 5.2 s against 12.6 s
     (`benchmarks/bench_gn_apply.py`, BENCHMARKS.md).
-    With `gauge="upstream"` and split layer 2, row m also depends on the norms
-    d_j = ‖ϑ_j^(1)‖ of layer 1's neurons (ϑ_{m,j} = ϑ_{l,j} + δê_j/d_j,
-    `symland._path.pair_distance`), so layer 1's row j has a second Jacobian
-    term, (J₂,μ[:, m] h_μj) ⊗ w_j with w_j = −δ ê_j P ϑ_j / d_j³ (P ϑ_j =
-    ∂d_j/∂s_j · d_j in the whitened variables): it enters each block (j, j')
+    With an `UpstreamGauge` (`symland._path.upstream_gauge`) and split layer 2,
+    row m also depends on the scales d_j = (ϑ_jᵀCϑ_j)^½ of layer 1's neurons
+    (ϑ_{m,j} = ϑ_{l,j} + δê_j/d_j, `symland._path.pair_distance`), so layer
+    1's row j has a second Jacobian term, (J₂,μ[:, m] h_μj) ⊗ w_j with
+    w_j = −δ ê_j P C ϑ_j / d_j³ (∂d_j/∂s_j = P C ϑ_j / d_j in the whitened
+    variables): it enters each block (j, j')
     as x̃ᵀB w_j'ᵀ-type terms of rank ≤ 2 plus a multiple of w_j w_j'ᵀ, and
     row j of the cross block as w_j ⊗ (·), all from T × n₁² products, so the
     matrix stays exact. Without it the rescaling of a layer-1 neuron, nearly
@@ -719,7 +720,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
     from jax.flatten_util import ravel_pytree
 
     from ._network import ACTIVATIONS
-    from ._path import effective_params
+    from ._path import UpstreamGauge, effective_params
 
     unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))[1]
     act = ACTIVATIONS[model.activation]
@@ -753,7 +754,11 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
         v1 = v[:n1]
 
         def rest(vr):  # the outputs as a function of layers ≥ 2 (layer 1's outputs fixed)
-            th = effective_params(unravel(jnp.concatenate([v1, vr])), layer, l, m, delta, gauge)
+            z = unravel(jnp.concatenate([v1, vr]))
+            # layer 1 is a constant here: a symbolic zero tangent, not a zero matrix that XLA would
+            # constant-fold through an UpstreamGauge's C (33 s of compilation at 784-10-10-10)
+            z = [jax.tree_util.tree_map(jax.lax.stop_gradient, z[0]), *z[1:]]
+            th = effective_params(z, layer, l, m, delta, gauge)
             h = h1
             for k in range(1, d):
                 h = h @ th[k][0].T + th[k][1]
@@ -765,14 +770,15 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
         C = c * jnp.einsum("ti,tja->jia", xt, K)
         if layer == 1:
             C = C.at[m].set(c * jnp.einsum("ti,ta->ia", xm, K[:, m]))
-        if gauge == "upstream" and layer == 2:  # row m's dependence on d_j = ‖ϑ_j^(1)‖ (docstring)
+        if isinstance(gauge, UpstreamGauge) and layer == 2:  # row m's dependence on d_j (docstring)
             W1, b1 = unravel(v)[0]
             rows1 = jnp.concatenate([W1, b1[:, None]], axis=1)  # ϑ_j in v's variables, = s_j P
-            d1 = jnp.linalg.norm(rows1, axis=1)
+            CR = rows1 @ gauge.C
+            d1 = jnp.sqrt(jnp.sum(CR * rows1, axis=1))
             W2, b2 = unravel(v)[1]
             u = jnp.concatenate([W2[m], b2[m][None]])
             e = (u / jnp.linalg.norm(u))[:n_1]
-            w = (-delta * e / d1 ** 3)[:, None] * (rows1 @ P)  # (n₁, n₀ + 1); P symmetric
+            w = (-delta * e / d1 ** 3)[:, None] * (CR @ P)  # ∂d_j/∂s_j = P C ϑ_j / d_j; P symmetric
             g = Js[1][:, :, m][:, :, None] * h1[:, None, :]  # ∂f/∂ϑ_{m,j} per sample: (T, n_d, n₁)
             XB = jnp.einsum("ti,tjk->jki", xt, c * jnp.einsum("toj,tok->tjk", J1, g))
             Cg = c * jnp.einsum("toj,tok->jk", g, g)
@@ -933,8 +939,8 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
     """The fixed-δ problem of the permutation path (§4.1) as a `FlatProblem`.
 
     Variables: the free parameters of `symland._path` (row m of layer k
-    holds u, ϑ_m = ϑ_l + δ u/‖u‖, or δ (u/‖u‖) ⊘ d with `gauge="upstream"`,
-    `symland._path.pair_distance`), flat. Extra arguments: `(δ, l, m, x, y)`.
+    holds u, ϑ_m = ϑ_l + δ u/‖u‖, or δ (u/‖u‖) ⊘ d with `gauge` an
+    `UpstreamGauge`, `symland._path.pair_distance`), flat. Extra arguments: `(δ, l, m, x, y)`.
     With `precondition`, the first layer is whitened (`input_whitening`)
     and trust-pcg is preconditioned by `preconditioner`: `ekfac`
     (`kfac_preconditioner`, rebuilt every iteration) or `gauss-newton`
@@ -1042,7 +1048,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
 
     Arguments are checked by `find_permutation_paths`; `deltas` is one
     schedule per pair (rows), measured in `gauge` (None: the paper's δ, or
-    `upstream`; `symland._path.pair_distance`). `max_hvps` caps the HVPs of one δ step (a
+    `upstream`, resolved at `params` on `x`, or an `UpstreamGauge`;
+    `symland._path.pair_distance`). `max_hvps` caps the HVPs of one δ step (a
     step that runs out reports `max_steps` at its last accepted iterate),
     whichever `solver` (`minimise_matrix_free`'s `method`) is used.
     `solver="trust-gn"`: trust-pcg preconditioned by the exact Gauss–Newton
@@ -1077,11 +1084,15 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     from ._loss import mse, nmse
     from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, UPSTREAM_FACTOR, PermutationPath,
                         effective_params, equalise_output_weights, free_parameters,
-                        pair_output_weight, rescale_direction, step_status, upstream_scale)
+                        UpstreamGauge, pair_output_weight, rescale_direction, step_status,
+                        upstream_gauge, upstream_scale)
 
     check_path_solver(solver)
     x = jnp.asarray(x)
     y = jnp.asarray(y)
+    label = "upstream" if gauge == "upstream" or isinstance(gauge, UpstreamGauge) else None
+    if gauge == "upstream":
+        gauge = upstream_gauge(model, params, x, layer)
     gn = solver == "trust-gn"
     problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton" if gn else "ekfac",
                            gauge=gauge)
@@ -1180,7 +1191,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             permutation_point=point, permutation_point_report=report,
             min_abs_preactivation=np.asarray(rec["kink"]), output_weight_max=np.asarray(rec["out_w"]),
             gtol=float(gtol), max_newton_steps=int(max_steps), loss_fn=loss_fn,
-            method="matrix-free", solver=solver, factorisations=n_factorised, gauge=gauge))
+            method="matrix-free", solver=solver, factorisations=n_factorised, gauge=label))
     bar.close()
     return paths
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, classify_critical_point,
                         two_layer_mse_hessian)
 from ._loss import LOSSES, check_data, mse, nmse
-from ._network import MLP, Params, check_finite_params
+from ._network import ACTIVATIONS, MLP, Params, check_finite_params
 from ._results import CriticalPointReport, check_hvp_budget, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
@@ -228,21 +228,55 @@ def _with_row(params, layer, i, v):
     return out
 
 
-def _upstream_weights(z, layer):
-    """d = (‖ϑ_1^(k−1)‖, …, ‖ϑ_{n_{k−1}}^(k−1)‖, 1): the weights of `gauge="upstream"`'s δ.
+@dataclasses.dataclass(frozen=True, eq=False)
+class UpstreamGauge:
+    """`gauge="upstream"` resolved for a start θ* and data x (`upstream_gauge`).
+
+    `C` = mean over the data of ã ãᵀ, ã = (input of layer k − 1 at θ*, 1):
+    the metric in which d_j = (ϑ_jᵀ C ϑ_j)^½ measures neuron j of layer
+    k − 1, i.e. the rms of its pre-activation over the data (for k = 2
+    exactly; for k ≥ 3 with the layers below held at θ*). Compared by
+    identity (it is a cache key of the jitted path kernels).
+    """
+
+    C: object
+    layer: int
+
+
+def upstream_gauge(model: MLP, params: Params, x, layer: int):
+    """The `UpstreamGauge` of hidden layer `layer` at θ* = `params` on inputs `x`; None for layer 1.
+
+    For layer 1 the distance's entries are inputs, not neurons, so the
+    gauge is the paper's δ there.
+    """
+    if layer == 1:
+        return None
+    h = jnp.asarray(x)
+    if layer > 2:
+        h = ACTIVATIONS[model.activation](model.preactivations(params, h)[layer - 3])
+    if params[layer - 2][1] is not None:
+        h = jnp.concatenate([h, jnp.ones((h.shape[0], 1), h.dtype)], axis=1)
+    return UpstreamGauge(C=h.T @ h / h.shape[0], layer=int(layer))
+
+
+def _upstream_weights(z, layer, gauge):
+    """d = (d_1, …, d_{n_{k−1}}, 1), d_j = (ϑ_j^(k−1)ᵀ C ϑ_j^(k−1))^½: the weights of the upstream δ.
 
     Entry j of a layer-k row ϑ_i is W^(k)_{i,j}, which the rescaling
-    ϑ_j^(k−1) → cϑ_j^(k−1), W^(k)_{:,j} → W^(k)_{:,j}/c divides by c, so
-    d ⊙ ϑ_i is invariant to every such rescaling (bias entries weigh 1;
-    norms include the bias). For layer 1 (inputs, not neurons) d = 1.
+    ϑ_j^(k−1) → cϑ_j^(k−1), W^(k)_{:,j} → W^(k)_{:,j}/c divides by c while
+    d_j is multiplied by c, so d ⊙ ϑ_i is invariant to every such rescaling
+    (bias entries weigh 1). Why C and not the Euclidean ‖ϑ_j‖: first-layer
+    weights along input directions with almost no energy hardly change
+    the function, and the solver moves them freely; a Euclidean d_j would
+    follow them, and on the Fig. 3 path its fixed-δ steps then failed
+    (trust-region steps of ‖Δs‖ ≈ 0.05 raised L by 3e−4 where the
+    quadratic model predicted a decrease of 4e−8; docs/mnist.md).
     """
     W, b = z[layer - 1]
-    n = W.shape[1] + (0 if b is None else 1)
-    if layer == 1:
-        return jnp.ones(n, W.dtype)
     Wb, bb = z[layer - 2]
-    s = jnp.sqrt(jnp.sum(Wb ** 2, axis=1) + (0.0 if bb is None else bb ** 2))
-    return s if b is None else jnp.concatenate([s, jnp.ones(1, W.dtype)])
+    rows = Wb if bb is None else jnp.concatenate([Wb, bb[:, None]], axis=1)
+    d = jnp.sqrt(jnp.sum((rows @ gauge.C) * rows, axis=1))
+    return d if b is None else jnp.concatenate([d, jnp.ones(1, W.dtype)])
 
 
 def _effective(z, layer, l, m, delta, gauge=None):
@@ -251,7 +285,7 @@ def _effective(z, layer, l, m, delta, gauge=None):
     With `gauge="balanced"` (see `balance_neurons`) neuron l is first
     replaced by its balanced representative and a_m gets the length ‖ϑ_m‖
     (its direction is free), so δ is the distance of balanced neurons.
-    With `gauge="upstream"`, ϑ_m = ϑ_l + δ (u/‖u‖) ⊘ d (`_upstream_weights`),
+    With an `UpstreamGauge`, ϑ_m = ϑ_l + δ (u/‖u‖) ⊘ d (`_upstream_weights`),
     so that δ = ‖d ⊙ (ϑ_m − ϑ_l)‖ (`pair_distance`).
     """
     if gauge == "balanced":
@@ -259,8 +293,8 @@ def _effective(z, layer, l, m, delta, gauge=None):
     W, b = z[layer - 1]
     u = _row(W, b, m)
     e = u / jnp.linalg.norm(u)
-    if gauge == "upstream":
-        e = e / _upstream_weights(z, layer)
+    if isinstance(gauge, UpstreamGauge):
+        e = e / _upstream_weights(z, layer, gauge)
     theta = _with_row(z, layer, m, _row(W, b, l) + delta * e)
     if gauge == "balanced":
         W2, b2 = theta[layer]
@@ -284,37 +318,48 @@ def _balance(params, layer, j):
 GAUGES = (None, "balanced", "upstream")
 
 
-def pair_distance(params: Params, layer: int, l: int, m: int, gauge: str | None = None):
+def pair_distance(params: Params, layer: int, l: int, m: int, gauge=None, *, model: MLP | None = None,
+                  x=None):
     """δ of neurons l, m of hidden layer k, as the fixed-δ path measures it in `gauge`.
 
     None or `balanced`: d^(k)_{l,m} = ‖ϑ_l − ϑ_m‖ (Brea et al. 2019, §4.1;
     `neuron_distance`; the balanced gauge measures it after
-    `balance_neurons`). `upstream`: ‖d ⊙ (ϑ_l − ϑ_m)‖ with
-    d_j = ‖ϑ_j^(k−1)‖ (`_upstream_weights`), the paper's δ after every neuron
-    of layer k − 1 is rescaled to unit norm. A deviation from the paper: its δ
-    shrinks when a neuron j of layer k − 1 grows (ϑ_j → cϑ_j,
-    W^(k)_{:,j} → W^(k)_{:,j}/c), at no cost in loss for ReLU and little for
-    softplus in its linear regime, which is how the Fig. 3 path runs off
-    (docs/mnist.md); this δ does not change under that rescaling. For layer 1
-    both are the same.
+    `balance_neurons`). `upstream` (needs `model` and the inputs `x`, or an
+    `UpstreamGauge` from `upstream_gauge`): ‖d ⊙ (ϑ_l − ϑ_m)‖ with d_j the
+    rms over the data of the pre-activation of neuron j of layer k − 1
+    (`_upstream_weights`), i.e. the paper's δ after every neuron of layer
+    k − 1 is rescaled to unit rms. A deviation from the paper: its δ shrinks
+    when a neuron j of layer k − 1 grows (ϑ_j → cϑ_j, W^(k)_{:,j} →
+    W^(k)_{:,j}/c), at no cost in loss for ReLU and little for softplus in
+    its linear regime, which is how the Fig. 3 path runs off
+    (docs/mnist.md); this δ does not change under that rescaling. For layer
+    1 both are the same.
 
     Example:
         >>> import jax.numpy as jnp, symland as s
+        >>> model = s.MLP((1, 2, 2, 1), "relu")
         >>> p = [(jnp.array([[1.0], [2.0]]), jnp.zeros(2)),
         ...      (jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.zeros(2)), (jnp.ones((1, 2)), jnp.zeros(1))]
-        >>> float(s.pair_distance(p, 2, 0, 1)), float(s.pair_distance(p, 2, 0, 1, "upstream"))
+        >>> x = jnp.array([[1.0], [-1.0]])  # pre-activations ±1 and ±2: rms 1 and 2
+        >>> float(s.pair_distance(p, 2, 0, 1)), float(s.pair_distance(p, 2, 0, 1, "upstream", model=model, x=x))
         (1.4142135623730951, 2.23606797749979)
         >>> q = s.rescale_neurons(p, 1, [1], 10.0)  # neuron 1 of layer 1 grows 10×
-        >>> round(float(s.pair_distance(q, 2, 0, 1)), 6), round(float(s.pair_distance(q, 2, 0, 1, "upstream")), 6)
+        >>> d = lambda g=None: round(float(s.pair_distance(q, 2, 0, 1, g, model=model, x=x)), 6)
+        >>> d(), d("upstream")
         (1.004988, 2.236068)
     """
     check_neuron_pair(params, layer, l, m)
-    if gauge not in GAUGES:
+    if gauge not in GAUGES and not isinstance(gauge, UpstreamGauge):
         raise ValueError(f"gauge: unknown gauge {gauge!r}; choose None, 'balanced' or 'upstream'")
-    if gauge != "upstream":
+    if gauge == "upstream":
+        if model is None or x is None:
+            raise ValueError("x: gauge 'upstream' measures neurons of the layer below on the data; "
+                             "pass model= and x=")
+        gauge = upstream_gauge(model, params, x, layer)
+    if not isinstance(gauge, UpstreamGauge):
         return neuron_distance(params, layer, l, m)
     W, b = params[layer - 1]
-    return jnp.linalg.norm(_upstream_weights(params, layer) * (_row(W, b, l) - _row(W, b, m)))
+    return jnp.linalg.norm(_upstream_weights(params, layer, gauge) * (_row(W, b, l) - _row(W, b, m)))
 
 
 def balance_neurons(params, layer: int):
@@ -342,12 +387,12 @@ def balance_neurons(params, layer: int):
 def _to_free(params, layer, l, m, gauge=None):
     """Free variables at θ: row m of layer k replaced by u = ϑ_m − ϑ_l (so e = u/‖u‖).
 
-    With `gauge="upstream"`, u = d ⊙ (ϑ_m − ϑ_l) (`_upstream_weights`), the inverse of `_effective`.
+    With an `UpstreamGauge`, u = d ⊙ (ϑ_m − ϑ_l) (`_upstream_weights`), the inverse of `_effective`.
     """
     W, b = params[layer - 1]
     u = _row(W, b, m) - _row(W, b, l)
-    if gauge == "upstream":
-        u = u * _upstream_weights(params, layer)
+    if isinstance(gauge, UpstreamGauge):
+        u = u * _upstream_weights(params, layer, gauge)
     return _with_row(params, layer, m, u)
 
 
@@ -713,10 +758,11 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
     if gauge == "balanced":
         params = balance_neurons(params, layer)
     pairs = check_pairs(params, layer, pairs)
-    if gauge == "upstream" and not bool(jnp.all(_upstream_weights(params, layer) > 0)):
-        raise ValueError(f"gauge: 'upstream' weighs by the norms of layer {layer - 1}'s neurons, "
-                         "and one of them is zero")
-    delta0 = np.array([float(pair_distance(params, layer, l, m, gauge)) for l, m in pairs])
+    resolved = upstream_gauge(model, params, x, layer) if gauge == "upstream" else gauge
+    if isinstance(resolved, UpstreamGauge) and not bool(jnp.all(_upstream_weights(params, layer, resolved) > 0)):
+        raise ValueError(f"gauge: 'upstream' weighs by the rms pre-activations of layer {layer - 1}'s neurons, "
+                         "and one of them is zero on these data")
+    delta0 = np.array([float(pair_distance(params, layer, l, m, resolved)) for l, m in pairs])
     unit = delta_schedule(1.0, steps, ratio)
     if method == "matrix-free":
         from ._newton_krylov import matrix_free_paths
@@ -726,7 +772,7 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
                                  max_hvps=None if max_hvps is None else int(max_hvps),
                                  solver=solver, gauge="upstream" if gauge == "upstream" else None,
                                  progress=progress)
-    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), gauge)
+    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), resolved)
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
     rec, (pf, pl, pg, eig) = _solve_paths(
