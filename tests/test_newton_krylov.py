@@ -538,3 +538,38 @@ def test_gauss_newton_preconditioner_in_the_upstream_gauge():
             want = np.linalg.solve(G, r)
             err = np.max(np.abs(got - want)) / np.max(np.abs(want))
             assert (err < (1e-4 if single else 1e-9)) == close, (single, close, err)
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_gauss_newton_preconditioner_keeps_out_of_dark_input_directions(single):
+    """Along an input direction without energy (here a column of zeros) the loss is exactly flat and G is
+    zero: `apply` returns Π M̃⁻¹ Π r, whose layer-1 rows have no component there, and on the other
+    directions it is the damped Gauss–Newton inverse (float32 blocks: to their precision). Without Π
+    float32 blocks' rounding, not small against λ, leaks into the dark direction."""
+    from jax.flatten_util import ravel_pytree
+
+    from symland._newton_krylov import gauss_newton_preconditioner, path_problem
+    from symland._path import effective_params
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3)).at[:, 2].set(0.0)
+    y = x[:, :2] ** 2 + 0.5
+    v, unravel = ravel_pytree(model.init(jax.random.PRNGKey(1)))
+    P, _ = input_whitening(x)
+    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
+    factorise, apply = gauss_newton_preconditioner(model, 2, "mse", x, P, damping=1e-6, radial=False,
+                                                   single=single)
+    delta, l, m = 0.3, 1, 2
+    r = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (v.size,)))
+    got = apply(factorise(v, delta, l, m, x, y), r)
+    W1 = got[:12].reshape(4, 3)  # layer 1's weights in the solver's variables (P keeps e₃ dark)
+    assert np.all(W1[:, 2] == 0.0)
+    outputs = lambda sv: model.apply(effective_params(unravel(problem.to_v(sv)), 2, l, m, delta), x).ravel()
+    J = np.asarray(jax.jacfwd(outputs)(problem.to_s(v)))
+    assert np.all(J[:, [2, 5, 8, 11]] == 0.0)  # the loss is flat along W₁[:, 2]
+    G = 2.0 / x.shape[0] * J.T @ J
+    G = G + 1e-6 * np.trace(G) / G.shape[0] * np.eye(G.shape[0])
+    keep = np.setdiff1d(np.arange(v.size), [2, 5, 8, 11])
+    want = np.linalg.solve(G[np.ix_(keep, keep)], r[keep])
+    err = np.max(np.abs(got[keep] - want)) / np.max(np.abs(want))
+    assert err < (1e-2 if single else 1e-7), err  # float32 at λ = 1e−6: M̃ has condition ≈ 1e6

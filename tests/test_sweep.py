@@ -384,3 +384,7 @@ def test_mnist_job_projects_its_inputs():
     scalars0, _ = job.job({**config, "input_rtol": 0.0})
     assert scalars0["dropped_input_directions"] == 0
     assert arrays["loss"].shape == (3,) and scalars["status"] in ("converged", "max_steps")
+    # the gauge axis reaches the path: the upstream δ₀ is another number than the paper's
+    assert config["gauge"] == "auto"
+    _, upstream = job.job({**config, "gauge": "upstream"})
+    assert upstream["distance"][0] > 0 and upstream["distance"][0] != pytest.approx(arrays["distance"][0])

@@ -677,6 +677,10 @@ def kfac_preconditioner(model, layer: int, kind: str, x, P=None, *,
 # (its trust region, in the preconditioner's norm, keeps the steps short); on the toy path 1e-6 failed
 # 7 of 13 steps.
 GN_DAMPING = 0.1
+# An input direction whose eigenvalue of E[x̃x̃ᵀ] is at most this fraction of the largest has no energy:
+# the loss is exactly flat along first-layer weights in it (after `project_inputs`, 21 such directions on
+# 10,000 Fashion-MNIST images, at ≈ 1e−20 of the largest), and `gauss_newton_preconditioner` keeps out of it.
+DARK_RTOL = 1e-12
 # Near a minimum that damping hides the small eigenvalues and every inner solve runs out of its
 # CG_MAX_ITERATIONS; `matrix_free_paths(solver="trust-gn")` then refactorises once with this λ factor.
 # First Fashion-MNIST δ step: converged in 1,467 HVPs and 120 s at 1e-4 (refactorised at iteration
@@ -832,7 +836,9 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     12.3 ms) did.
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y, *, damping)` (v in
-    the original variables; `damping` overrides the λ factor) → factors (NumPy); `apply(factors, r)` → M̃⁻¹r
+    the original variables; `damping` overrides the λ factor) → factors (NumPy); `apply(factors, r)` → Π M̃⁻¹ Π r,
+    Π the projection of layer 1's rows off the input directions without energy (`DARK_RTOL`; the
+    identity when there are none), along which the loss is exactly flat
     (NumPy float64, not traceable: at 8,070 parameters and on two threads BLAS
     `strsv` solves with L or Lᵀ in ≈ 6–7 ms, `dtrsv` in ≈ 12–13 ms, NumPy's dense
     product in ≈ 15–18 ms, XLA's CPU product with Lᵀ in ≈ 280 ms; `apply`, on one
@@ -919,16 +925,32 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
 
     blas_threads = ThreadpoolController()
 
+    # Π: layer 1's rows projected off the input directions without energy (`DARK_RTOL`), where the loss
+    # is exactly flat. G is zero there, but the float32 blocks' rounding (≈ 1e−7 of their entries) is not
+    # small against λ = GN_DAMPING_NEAR × mean diagonal, so M̃⁻¹ leaked into them, and the trust region,
+    # cheap there in M̃'s norm, walked along them: on the Fig. 3 path 65–75 % of ‖ΔW₁‖² per step by step
+    # 14 (docs/mnist.md). apply returns Π M̃⁻¹ Π r, symmetric and exact on the directions that matter.
+    xt_raw = np.concatenate([np.asarray(x, dtype=np.float64), np.ones((x.shape[0], 1))], axis=1)
+    lam_x, Q_x = np.linalg.eigh(xt_raw.T @ xt_raw / x.shape[0])
+    dark = Q_x[:, lam_x <= DARK_RTOL * lam_x.max()]
+    del xt_raw
+
+    def off_dark(z):  # z in row-block order: layer 1's rows (W₁[j, :], b₁[j]) first, contiguous
+        if dark.shape[1]:
+            rows = z[:n1].reshape(n_1, n_0 + 1)
+            rows -= (rows @ dark) @ dark.T
+        return z
+
     def apply(factors, r):  # BLAS: XLA's CPU product with Lᵀ is 12× slower (BENCHMARKS.md)
         L, order = factors
         trsv = scipy.linalg.blas.strsv if L.dtype == np.float32 else scipy.linalg.blas.dtrsv
-        z = np.asarray(r, dtype=np.float64)[order].astype(L.dtype)
+        z = off_dark(np.asarray(r, dtype=np.float64)[order]).astype(L.dtype)
         # One BLAS thread: OpenBLAS's idle threads otherwise compete with the next HVP's XLA threads
         # (on 2 cores an HVP + apply took 70 ms with them, 53 ms without; BENCHMARKS.md).
         with blas_threads.limit(limits=1, user_api="blas"):
             z = trsv(L, trsv(L, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
         out = np.empty(z.shape, dtype=np.float64)
-        out[order] = z
+        out[order] = off_dark(z.astype(np.float64))
         return out
 
     return factorise, apply

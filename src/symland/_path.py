@@ -715,9 +715,10 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       balanced neurons, `balance_neurons`; the path starts at the balanced
       θ*, which for ReLU computes the same function; matrix-free paths
       start there too but then measure the paper's δ), None (the paper's
-      δ), `upstream` (entry j of ϑ_l − ϑ_m weighted by the norm of neuron j
-      of layer k − 1: invariant to rescaling the layer below, which the
-      paper's δ is not; a deviation from the paper, docs/mnist.md), or
+      δ), `upstream` (entry j of ϑ_l − ϑ_m weighted by the rms over `x` of
+      the pre-activation of neuron j of layer k − 1 at θ*: invariant to
+      rescaling the layer below, which the paper's δ is not; a deviation
+      from the paper, docs/mnist.md), or
       `auto` (`balanced` for ReLU, where the paper's fixed-δ problem is
       degenerate, None otherwise).
     - `method`: `dense` (exact-Hessian Newton, all pairs batched),

@@ -115,9 +115,9 @@ def add_parser(subparsers):
                         f"of the largest (default {INPUT_RTOL:g}; 0 keeps the raw data)")
     p.add_argument("--gauge", type=choice_arg("gauge", ("auto", "paper", "balanced", "upstream")), default="auto",
                    help="how the pair's distance is measured: paper (the paper's δ), balanced (between balanced "
-                        "neurons), upstream (each incoming weight scaled by the norm of the neuron it comes "
-                        "from: invariant to rescaling the layer below, not the paper's), auto (balanced for "
-                        "relu, else paper)")
+                        "neurons), upstream (each incoming weight scaled by the rms pre-activation of the neuron "
+                        "it comes from: invariant to rescaling the layer below, not the paper's), auto "
+                        "(balanced for relu, else paper)")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)

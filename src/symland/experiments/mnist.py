@@ -182,8 +182,9 @@ def mnist_report_sections(result, png):
     gauge_text = "; ".join({None: "the paper's δ = ‖ϑ<sub>l</sub> − ϑ<sub>m</sub>‖",
                             "balanced": "‖ϑ<sub>l</sub> − ϑ<sub>m</sub>‖ between balanced neurons",
                             "upstream": "<code>--gauge upstream</code>: ‖d ⊙ (ϑ<sub>l</sub> − ϑ<sub>m</sub>)‖ "
-                                        "with d<sub>j</sub> the norm of neuron j of layer k − 1, invariant to "
-                                        "rescaling that layer; not the paper's δ"}[g] for g in sorted(gauges, key=str))
+                                        "with d<sub>j</sub> the rms pre-activation of neuron j of layer k − 1 "
+                                        "over the data at the teacher, invariant to rescaling that layer; not "
+                                        "the paper's δ"}[g] for g in sorted(gauges, key=str))
     partial = sum(not r["path"]["all_converged"] for r in result["runs"])
     caveat = (f" <b>{partial} of {len(result['runs'])} path(s) have steps that did not converge</b> (red "
               "crosses in the figure): their losses are not constrained minima but points above them, so "
