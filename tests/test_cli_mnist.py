@@ -125,7 +125,8 @@ def test_mnist_in_the_upstream_gauge(tmp_path, capsys):
     x, labels, _, _ = fig3_data("digits", 200)
     teacher = train_teacher(x, labels, 3, activation="softplus", seed=0, epochs=2)
     l, m = run["pair"]
-    assert path["distance"][0] == pytest.approx(float(s.pair_distance(teacher.params, 2, l, m, "upstream")),
+    assert path["distance"][0] == pytest.approx(float(s.pair_distance(teacher.params, 2, l, m, "upstream",
+                                                                      model=teacher.model, x=x)),
                                                 rel=1e-10)
     assert not np.isclose(path["distance"][0], float(s.neuron_distance(teacher.params, 2, l, m)))
     report = (out / "report.html").read_text()
