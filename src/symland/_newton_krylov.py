@@ -528,6 +528,13 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
 WHITENING_RIDGE = 1e-6  # P = (C + ridge·λ_max(C)·I)^(−1/2); any invertible P is an exact change of variables
 
 
+def _input_moments(x):
+    """The eigenvalues and eigenvectors of C = x̃ᵀx̃/T, x̃ = (x, 1) (float64), ascending."""
+    x = np.asarray(x, dtype=np.float64)
+    xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    return np.linalg.eigh(xt.T @ xt / x.shape[0])
+
+
 def input_whitening(x, ridge: float = WHITENING_RIDGE):
     """(P, P⁻¹) with P = (C + ridge·λ_max I)^(−1/2), C = x̃ᵀx̃/T, x̃ = (x, 1): the preconditioner.
 
@@ -535,9 +542,7 @@ def input_whitening(x, ridge: float = WHITENING_RIDGE):
     x̃ϑᵀ = (x̃P)ϑ̃ᵀ, i.e. the solver sees whitened inputs. The loss is
     unchanged (P is invertible); only the Krylov solver's conditioning is.
     """
-    x = np.asarray(x, dtype=np.float64)
-    xt = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
-    lam, Q = np.linalg.eigh(xt.T @ xt / x.shape[0])
+    lam, Q = _input_moments(x)
     lam = np.maximum(lam, 0.0) + ridge * max(lam.max(), 1e-300)
     return (Q * lam ** -0.5) @ Q.T, (Q * lam ** 0.5) @ Q.T
 
@@ -926,14 +931,13 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     blas_threads = ThreadpoolController()
 
     # Π: layer 1's rows projected off the input directions without energy (`DARK_RTOL`), where the loss
-    # is exactly flat. G is zero there, but the float32 blocks' rounding (≈ 1e−7 of their entries) is not
-    # small against λ = GN_DAMPING_NEAR × mean diagonal, so M̃⁻¹ leaked into them, and the trust region,
-    # cheap there in M̃'s norm, walked along them: on the Fig. 3 path 65–75 % of ‖ΔW₁‖² per step by step
-    # 14 (docs/mnist.md). apply returns Π M̃⁻¹ Π r, symmetric and exact on the directions that matter.
-    xt_raw = np.concatenate([np.asarray(x, dtype=np.float64), np.ones((x.shape[0], 1))], axis=1)
-    lam_x, Q_x = np.linalg.eigh(xt_raw.T @ xt_raw / x.shape[0])
+    # is exactly flat. G is zero there, so M̃⁻¹ multiplies any component there by 1/λ (λ = GN_DAMPING_NEAR
+    # × mean diagonal), and the float32 blocks' rounding (≈ 1e−7 of their entries, not small against λ)
+    # feeds it such components. The trust region, cheap there in M̃'s norm, then walked along them: on the
+    # Fig. 3 path 65–75 % of ‖ΔW₁‖² per step by step 14 (docs/mnist.md). apply returns Π M̃⁻¹ Π r,
+    # symmetric and exact on the directions that matter.
+    lam_x, Q_x = _input_moments(x)
     dark = Q_x[:, lam_x <= DARK_RTOL * lam_x.max()]
-    del xt_raw
 
     def off_dark(z):  # z in row-block order: layer 1's rows (W₁[j, :], b₁[j]) first, contiguous
         if dark.shape[1]:
