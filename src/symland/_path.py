@@ -771,7 +771,8 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
         return matrix_free_paths(model, params, x, y, int(layer), pairs, delta0[:, None] * unit[None, :],
                                  loss=loss, gtol=float(gtol), max_steps=int(max_newton_steps),
                                  max_hvps=None if max_hvps is None else int(max_hvps),
-                                 solver=solver, gauge="upstream" if gauge == "upstream" else None,
+                                 solver=solver, gauge=(resolved if isinstance(resolved, UpstreamGauge)
+                                                       else "upstream" if gauge == "upstream" else None),
                                  progress=progress)
     kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), resolved)
     ls = jnp.array([p[0] for p in pairs])
