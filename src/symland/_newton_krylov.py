@@ -934,7 +934,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     # is exactly flat. G is zero there, so M̃⁻¹ multiplies any component there by 1/λ (λ = GN_DAMPING_NEAR
     # × mean diagonal), and the float32 blocks' rounding (≈ 1e−7 of their entries, not small against λ)
     # feeds it such components. The trust region, cheap there in M̃'s norm, then walked along them: on the
-    # Fig. 3 path 65–75 % of ‖ΔW₁‖² per step by step 14 (docs/mnist.md). apply returns Π M̃⁻¹ Π r,
+    # Fig. 3 path 64–75 % of ‖ΔW₁‖² per step at steps 14–17 (docs/mnist.md). apply returns Π M̃⁻¹ Π r,
     # symmetric and exact on the directions that matter.
     lam_x, Q_x = _input_moments(x)
     dark = Q_x[:, lam_x <= DARK_RTOL * lam_x.max()]
