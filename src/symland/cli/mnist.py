@@ -153,7 +153,7 @@ def run(args):
                            activation=args.activation, epochs=args.epochs,
                            max_newton_steps=args.max_newton, max_hvps=args.max_hvps, pair=args.pair,
                            method=args.method, solver=args.solver, input_rtol=args.input_rtol,
-                           gauge=None if args.gauge == "paper" else args.gauge,
+                           gauge=args.gauge,
                            progress=not args.no_progress)
     n_ok = sum(r["path"]["all_converged"] for r in result["runs"])
     print(f"{len(result['runs'])} paths on {result['data']['source']}, {n_ok} with every step converged")

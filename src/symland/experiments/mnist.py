@@ -65,7 +65,8 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
     The pair is the most similar one of `layer` (cosine of incoming weights)
     unless `pair` = (l, m) is given; `gauge` is `find_permutation_paths`'
     (how δ is measured; `upstream` makes it invariant to rescaling the layer
-    below, docs/mnist.md). **Returns:** the run's JSON record (`H`,
+    below, docs/mnist.md), with `paper` also naming the paper's δ (None), as
+    `symland mnist --gauge` and the sweep axis do. **Returns:** the run's JSON record (`H`,
     `seed`, `teacher`, `pair`, `cosine`, `path`, `accuracy` per step and at
     the permutation point, `barrier`: the highest loss, `input_flat`: the
     H·`input_null_dimension(x)` first-layer directions along which the loss
@@ -82,7 +83,7 @@ def fig3_path(x, labels, h: int, seed: int, *, layer: int = 2, pair=None, steps:
     path = find_permutation_path(teacher.model, teacher.params, x, y, layer, l, m,
                                  steps=steps, ratio=ratio, loss="nmse",
                                  max_newton_steps=max_newton_steps, max_hvps=max_hvps, method=method,
-                                 solver=solver, gauge=gauge, progress=progress)
+                                 solver=solver, gauge=None if gauge == "paper" else gauge, progress=progress)
     acc = [accuracy(teacher.model, p, x, labels) for p in path.params]
     acc.append(accuracy(teacher.model, path.permutation_point, x, labels))
     record = path.to_dict()

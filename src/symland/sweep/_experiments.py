@@ -458,7 +458,7 @@ def _mnist_job(config):
     run = fig3_path(x, labels, config["H"], config["seed"], layer=config["layer"], pair=pair,
                     steps=config["steps"], ratio=config["ratio"], epochs=config["epochs"],
                     method=config["method"], solver=config["solver"], max_hvps=config["max_hvps"],
-                    gauge=None if config["gauge"] == "paper" else config["gauge"])
+                    gauge=config["gauge"])
     path = run["path"]
     statuses = path["status"]
     failing = sorted({s for s in statuses if s != "converged"})
