@@ -74,6 +74,24 @@ def test_reports_non_convergence():
     np.testing.assert_allclose(full.x, 1.0, atol=1e-7)
 
 
+def test_scipy_round_off_stop_is_continued_to_gtol():
+    """scipy's trust-ncg stops where L ≫ ‖∇L‖² makes its decrease ratio round-off ("A bad
+    approximation …", status 2), short of gtol·max(1, L); minimise_matrix_free goes on with
+    its own trust region, which judges such steps by the gradient."""
+    from scipy.optimize import minimize
+
+    f = lambda v: 1e4 + 0.5 * (v[0] ** 2 + 1e-2 * v[1] ** 2) + 0.25 * jnp.sum(v ** 4) + v[0] * v[1] ** 2
+    g = jax.grad(f)
+    v0 = np.array([1.0, 2.0])
+    alone = minimize(lambda v: (float(f(v)), np.asarray(g(v))), v0, jac=True, method="trust-ncg",
+                     hessp=lambda v, t: np.asarray(jax.jvp(g, (v,), (jnp.asarray(t),))[1]),
+                     options={"gtol": 1e-300, "maxiter": 200})
+    tol = 1e-13 * 1e4
+    assert alone.status == 2 and np.max(np.abs(np.asarray(g(alone.x)))) > tol  # the stop being tested
+    r = minimise_matrix_free(FlatProblem(f), jnp.asarray(v0), gtol=1e-13)
+    assert r.status == "converged" and r.grad_norm <= tol
+
+
 def test_reports_escape_to_infinity():
     # inf over v0 is approached only as v0 → ∞: a channel at infinity.
     channel = FlatProblem(lambda v: jnp.exp(-v[0]) + (v[1] - 1.0) ** 2)
