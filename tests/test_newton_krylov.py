@@ -316,10 +316,13 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
 
 
 @pytest.mark.parametrize("layer, l, m", [(1, 0, 2), (2, 1, 2)])
-def test_gauss_newton_single_falls_back_to_float64_blocks(layer, l, m):
-    """With an exact linear dependence among the inputs G has null directions, along which the rounding
-    of float32 blocks outweighs λ = 1e-9 of the mean diagonal and potrf fails; `factorise` then forms the
-    blocks in float64: its float32 factor is the float64 factor rounded, and no LinAlgError escapes."""
+def test_gauss_newton_single_falls_back_to_float64_blocks(layer, l, m, monkeypatch):
+    """Where the rounding of float32 blocks leaves M̃ not positive definite (e.g. along G's null
+    directions at λ = 1e-9 of the mean diagonal, with inputs in an exact linear dependence),
+    `factorise` forms the blocks in float64: its float32 factor is then the float64 factor rounded,
+    and no LinAlgError escapes. Whether float32 rounding fails potrf depends on the CPU's summation
+    order, so the first potrf is made to report failure here."""
+    import scipy.linalg
     from jax.flatten_util import ravel_pytree
 
     from symland._newton_krylov import gauss_newton_preconditioner
@@ -332,8 +335,16 @@ def test_gauss_newton_single_falls_back_to_float64_blocks(layer, l, m):
     P, _ = input_whitening(x)
     args = (v, 0.3, l, m, x, y)
     L64 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=False)[0](*args)[0]
+    potrf, calls = scipy.linalg.lapack.dpotrf, []
+
+    def first_fails(*a, **k):
+        L, info = potrf(*a, **k)
+        calls.append(info)
+        return L, (1 if len(calls) == 1 else info)
+
+    monkeypatch.setattr(scipy.linalg.lapack, "dpotrf", first_fails)
     L32 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=True)[0](*args)[0]
-    assert L32.dtype == np.float32
+    assert len(calls) == 2 and L32.dtype == np.float32
     np.testing.assert_array_equal(np.tril(L32), np.tril(L64).astype(np.float32))
 
 
