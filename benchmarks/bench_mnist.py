@@ -1,7 +1,7 @@
 """Fig. 3 speed and memory (issue 10): one matrix-free path, loss+gradient vs the matmul bound, memory.
 
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
-     [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers] [--outer 30]
+     [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
      [--only steps --first 5 --solver trust-gn] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
@@ -174,6 +174,32 @@ def solvers(x, labels, H, steps, outer, methods, gn_damping, fixed_damping=False
               f"L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.status}", flush=True)
 
 
+def hvp_products(x, labels, H, steps):
+    """One HVP of the Fig. 3 fixed-δ problem (first δ step after θ*, solver variables): `FlatProblem.hvp`
+    (forward-over-reverse, the primal passes every time) against `FlatProblem.hvp_at` (the gradient
+    linearised once at the point; its cost printed separately), and one pass x·Wᵀ over the data
+    with numpy, all in one run."""
+    from symland._path import delta_schedule, free_parameters  # noqa: PLC0415
+
+    teacher, y, l, m = teacher_and_pair(x, labels, H)
+    delta = float(s.pair_distance(teacher.params, 2, l, m)) * delta_schedule(1.0, steps, 1e-4)[1]
+    problem = path_problem(teacher.model, 2, "nmse", x, preconditioner="gauss-newton")
+    v = ravel_pytree(free_parameters(teacher.params, 2, l, m))[0]
+    sv = problem.to_s(v)
+    t = jax.random.normal(jax.random.PRNGKey(3), sv.shape)
+    args = (delta, l, m, x, y)
+    t_hvp = best_of(lambda: jax.block_until_ready(problem.hvp(sv, t, *args)), 20)
+    t_lin = best_of(lambda: jax.block_until_ready(problem._linearise(sv, *args)), 5)
+    at = problem.hvp_at(sv, *args)
+    t_at = best_of(lambda: jax.block_until_ready(at(t)), 20)
+    err = float(jnp.max(jnp.abs(at(t) - problem.hvp(sv, t, *args))) / jnp.max(jnp.abs(at(t))))
+    xn, W = np.asarray(x), np.random.default_rng(0).standard_normal((H, x.shape[1]))
+    t_pass = best_of(lambda: xn @ W.T, 20)
+    print(f"HVP 784-{H}-{H}-10, T={x.shape[0]}: hvp {t_hvp * 1e3:.1f} ms, hvp_at {t_at * 1e3:.1f} ms "
+          f"({t_hvp / t_at:.2f}×; linearising once {t_lin * 1e3:.1f} ms; max relative difference {err:.1e}); "
+          f"one pass x·Wᵀ (numpy) {t_pass * 1e3:.1f} ms")
+
+
 class _Enough(Exception):
     pass
 
@@ -252,7 +278,7 @@ def main():
     ap.add_argument("--gd-steps", type=int, default=3)
     ap.add_argument("--gd-seconds", type=float, default=60.0)
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
-    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps"))
+    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps", "hvp"))
     ap.add_argument("--first", type=int, default=5, help="--only steps: how many δ steps after θ*")
     ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
     ap.add_argument("--gauge", choices=("paper", "upstream"), default="paper",
@@ -280,6 +306,8 @@ def main():
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
         converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, None if a.gauge == "paper" else a.gauge)
+    if a.only == "hvp":  # not part of the default run
+        hvp_products(xj, labels, a.H, a.steps)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
         lanczos_budgets(xj, labels, a.H, a.steps, a.max_hvps)
     if a.only in (None, "memory"):
