@@ -174,6 +174,20 @@ def solvers(x, labels, H, steps, outer, methods, gn_damping, fixed_damping=False
               f"L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.status}", flush=True)
 
 
+def interleaved(a, b, rounds=30):
+    """Median times of `a` and `b` and the median of their per-round ratio, calls alternating (after one
+    warm-up call each), so that a slow spell of a shared machine hits both."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(rounds):
+        for fn, out in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    ta, tb = np.array(ta), np.array(tb)
+    return float(np.median(ta)), float(np.median(tb)), float(np.median(ta / tb))
+
+
 def hvp_products(x, labels, H, steps):
     """One HVP of the Fig. 3 fixed-δ problem (first δ step after θ*, solver variables): `FlatProblem.hvp`
     (forward-over-reverse, the primal passes every time) against `FlatProblem.hvp_at` (the gradient
@@ -188,15 +202,26 @@ def hvp_products(x, labels, H, steps):
     sv = problem.to_s(v)
     t = jax.random.normal(jax.random.PRNGKey(3), sv.shape)
     args = (delta, l, m, x, y)
-    t_hvp = best_of(lambda: jax.block_until_ready(problem.hvp(sv, t, *args)), 20)
     t_lin = best_of(lambda: jax.block_until_ready(problem._linearise(sv, *args)), 5)
     at = problem.hvp_at(sv, *args)
-    t_at = best_of(lambda: jax.block_until_ready(at(t)), 20)
+    t_hvp, t_at, ratio = interleaved(lambda: jax.block_until_ready(problem.hvp(sv, t, *args)),
+                                     lambda: jax.block_until_ready(at(t)))
     err = float(jnp.max(jnp.abs(at(t) - problem.hvp(sv, t, *args))) / jnp.max(jnp.abs(at(t))))
+    # the same for the full loss at θ* (`hessian_vector_product`, used by Lanczos) against plain jvp-of-grad
+    loss_fn = lambda p: s.nmse(teacher.model, p, x, y)
+    theta, unravel = ravel_pytree(teacher.params)
+    grad = jax.grad(lambda th: loss_fn(unravel(th)))
+    plain = jax.jit(lambda th, u: jax.jvp(grad, (th,), (u,))[1])
+    u = jax.random.normal(jax.random.PRNGKey(4), theta.shape)
+    hv = s.hessian_vector_product(loss_fn, teacher.params)
+    t_plain, t_full, ratio_full = interleaved(lambda: jax.block_until_ready(plain(theta, u)),
+                                              lambda: jax.block_until_ready(hv(u)))
+    print(f"full loss at θ* (medians of 30 interleaved calls): jvp of grad {t_plain * 1e3:.1f} ms, "
+          f"hessian_vector_product {t_full * 1e3:.1f} ms (median ratio {ratio_full:.2f}×)")
     xn, W = np.asarray(x), np.random.default_rng(0).standard_normal((H, x.shape[1]))
     t_pass = best_of(lambda: xn @ W.T, 20)
-    print(f"HVP 784-{H}-{H}-10, T={x.shape[0]}: hvp {t_hvp * 1e3:.1f} ms, hvp_at {t_at * 1e3:.1f} ms "
-          f"({t_hvp / t_at:.2f}×; linearising once {t_lin * 1e3:.1f} ms; max relative difference {err:.1e}); "
+    print(f"HVP 784-{H}-{H}-10, T={x.shape[0]} (medians of 30 interleaved calls): hvp {t_hvp * 1e3:.1f} ms, "
+          f"hvp_at {t_at * 1e3:.1f} ms (median ratio {ratio:.2f}×; linearising once {t_lin * 1e3:.1f} ms; max relative difference {err:.1e}); "
           f"one pass x·Wᵀ (numpy) {t_pass * 1e3:.1f} ms")
 
 

@@ -170,8 +170,9 @@ class FlatProblem:
         """t ↦ ∇²_s f(s) t at a fixed `s`: the gradient linearised once (`jax.linearize`), so that each
         product repeats only the tangent passes. For a loss whose cost is its products with the data
         (x W₁ᵀ forward, Dᵀx backward) that is two passes over x per product where `hvp`'s
-        forward-over-reverse makes three (the primal forward again); on 784-10-10-10 and 10,000 samples
-        19–24 ms against 24–38 ms, plus ≈ 50 ms once per point (`benchmarks/bench_mnist.py --only hvp`).
+        forward-over-reverse makes three (the primal forward again); on the Fig. 3 problem (784-10-10-10,
+        10,000 samples) a median 24.7 ms against 34.1 ms (1.40×), plus 50 ms once per point
+        (BENCHMARKS.md, `benchmarks/bench_mnist.py --only hvp`).
         Exact: the same float64 operations as `hvp`.
 
         Example:
@@ -532,13 +533,13 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
             status = "max_steps"
             break
         steps += 1
-        s_now = jnp.asarray(s)
+        hvp_now = problem.hvp_at(jnp.asarray(s), *args)
 
-        def mv(t, s_now=s_now):
+        def mv(t, hvp_now=hvp_now):
             if counts["hvps"] >= budget:
                 raise _Stop
             counts["hvps"] += 1
-            return np.asarray(problem.hvp(s_now, jnp.asarray(np.ravel(t)), *args))
+            return np.asarray(hvp_now(jnp.asarray(np.ravel(t))))
 
         try:
             p, _ = minres(LinearOperator((n, n), matvec=mv, dtype=np.float64), -g,
