@@ -266,12 +266,18 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
             raise _Stop
         return f, gs
 
+    linear = {}  # scipy asks for all HVPs of an inner solve at one point: linearise there once
+
     def hessp(s, t):
         if counts["hvps"] >= budget:  # the step keeps the last accepted iterate
             state["status"] = "max_steps"
             raise _Stop
         counts["hvps"] += 1
-        return np.asarray(problem.hvp(jnp.asarray(s), jnp.asarray(t), *args))
+        key = s.tobytes()
+        if key not in linear:
+            linear.clear()
+            linear[key] = problem.hvp_at(jnp.asarray(s), *args)
+        return np.asarray(linear[key](jnp.asarray(t)))
 
     def done(s):
         f, _, gn = evaluate(s)
