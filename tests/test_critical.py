@@ -175,3 +175,29 @@ def test_two_layer_mse_hessian_rejects_deeper_networks():
     params = model.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="model"):
         two_layer_mse_hessian(model, params, jnp.zeros((4, 2)), jnp.zeros((4, 1)))
+
+
+def test_hessian_vector_product_linearised_above_the_dense_threshold(monkeypatch):
+    """Above DENSE_THRESHOLD the gradient is linearised once (`jax.linearize`); the product is the
+    same as forward-over-reverse's, here forced at a small size, vmapped too (as `_plateau` uses it)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.flatten_util import ravel_pytree
+
+    import symland as s
+    import symland._critical as critical
+
+    model = s.MLP((3, 4, 2), "tanh")
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (30, 3))
+    y = jnp.sin(x[:, :2])
+    loss_fn = lambda p: s.mse(model, p, x, y)
+    theta, unravel = ravel_pytree(params)
+    H = jax.hessian(lambda th: loss_fn(unravel(th)))(theta)
+    T = jax.random.normal(jax.random.PRNGKey(2), (3, theta.size))
+    plain = s.hessian_vector_product(loss_fn, params)
+    monkeypatch.setattr(critical, "DENSE_THRESHOLD", 0)
+    linear = s.hessian_vector_product(loss_fn, params)
+    for hvp in (plain, linear):
+        np.testing.assert_allclose(jax.vmap(hvp)(T), T @ H, rtol=1e-10, atol=1e-12)

@@ -107,7 +107,7 @@ def test_refine_reaches_a_saddle():
     np.testing.assert_allclose(r.x[:2], 0.0, atol=1e-12)
 
 
-def test_whitening_is_an_exact_change_of_variables():
+def test_whitening_is_an_exact_change_of_variables(monkeypatch):
     x = np.random.default_rng(0).standard_normal((50, 4)) * np.array([1.0, 1e-3, 10.0, 0.0])
     P, P_inv = input_whitening(x)
     np.testing.assert_allclose(P @ P_inv, np.eye(5), atol=1e-8)
@@ -133,6 +133,15 @@ def test_whitening_is_an_exact_change_of_variables():
     eps = 1e-6
     fd = (prob.value_grads(s_var + eps * t, *args)[1] - prob.value_grads(s_var - eps * t, *args)[1]) / (2 * eps)
     np.testing.assert_allclose(prob.hvp(s_var, t, *args), fd, rtol=1e-5, atol=1e-7)
+    # hvp_at (the gradient linearised at s_var; forced at this size) is the same product, at another
+    # point and δ too
+    import symland._newton_krylov as nk
+
+    monkeypatch.setattr(nk, "LINEARISE_THRESHOLD", 0)
+    np.testing.assert_allclose(prob.hvp_at(s_var, *args)(t), prob.hvp(s_var, t, *args), rtol=1e-12, atol=1e-12)
+    args2 = (0.2, 0, 1, jnp.asarray(x), y)
+    np.testing.assert_allclose(prob.hvp_at(1.1 * s_var, *args2)(t), prob.hvp(1.1 * s_var, t, *args2),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_krylov_outcome_to_dict():

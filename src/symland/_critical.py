@@ -122,7 +122,7 @@ def hessian_matrix(loss_fn, params):
 def hessian_vector_product(loss_fn, params):
     """v ↦ ∇²L(θ)·v on flat vectors (`ravel_pytree` order), jitted, by forward-over-reverse AD.
 
-    The gradient is linearised once at θ (`jax.linearize`), so each product runs only
+    Above `DENSE_THRESHOLD` parameters the gradient is linearised once at θ (`jax.linearize`), so each product runs only
     the tangent passes: for an MLP on many samples two passes over the data instead of three
     (as `symland._newton_krylov.FlatProblem.hvp_at`, which measures it).
 
@@ -136,6 +136,9 @@ def hessian_vector_product(loss_fn, params):
     grad = jax.grad(lambda x: loss_fn(unravel(x)))
     # θ is an argument, not a closed-over constant: XLA would constant-fold the
     # first layer's product with the data (seconds of compile time on 10⁴ samples).
+    if x0.size <= DENSE_THRESHOLD:  # small: one compilation, not two (`LINEARISE_THRESHOLD`)
+        hvp = jax.jit(lambda x, v: jax.jvp(grad, (x,), (v,))[1])
+        return lambda v: hvp(x0, v)
     linear = jax.jit(lambda x: jax.linearize(grad, x)[1])(x0)
     apply = jax.jit(lambda linear, v: linear(v))
     return lambda v: apply(linear, v)

@@ -61,6 +61,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ._critical import DENSE_THRESHOLD
 from ._results import EPS, RESULT_NAMES, check_hvp_budget, check_tolerance
 
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
@@ -120,6 +121,12 @@ class _Stop(Exception):
     pass
 
 
+# `FlatProblem.hvp_at` linearises the gradient only above this many parameters (as
+# `symland.hessian_vector_product` does above `DENSE_THRESHOLD`, where the path finders and spectra
+# switch to matrix-free work); below, one forward-over-reverse compilation serves.
+LINEARISE_THRESHOLD = DENSE_THRESHOLD
+
+
 class FlatProblem:
     """f(v; args) on flat float64 vectors with jitted value-and-gradient and HVP.
 
@@ -150,12 +157,14 @@ class FlatProblem:
             f, gv = jax.value_and_grad(loss)(v, *args)
             return f, M(gv), gv  # ∇_s = Mᵀ∇_v = M∇_v (M symmetric)
 
+        def grad_s(s, *args):
+            return M(jax.grad(loss)(M(s), *args))
+
         def hvp(s, t, *args):
-            grad_s = lambda s_: M(jax.grad(loss)(M(s_), *args))
-            return jax.jvp(grad_s, (s,), (t,))[1]
+            return jax.jvp(lambda s_: grad_s(s_, *args), (s,), (t,))[1]
 
         def linearise(s, *args):
-            return jax.linearize(lambda s_: M(jax.grad(loss)(M(s_), *args)), s)[1]
+            return jax.linearize(lambda s_: grad_s(s_, *args), s)[1]
 
         self.value_grads = jax.jit(value_grads)
         self.hvp = jax.jit(hvp)
@@ -175,6 +184,9 @@ class FlatProblem:
         (BENCHMARKS.md, `benchmarks/bench_mnist.py --only hvp`).
         Exact: the same float64 operations as `hvp`.
 
+        Up to `LINEARISE_THRESHOLD` parameters (the toy's size) it is `hvp` at `s`: there the passes
+        are cheap and the two extra compilations are not (they made `make test` slower).
+
         Example:
             >>> import jax.numpy as jnp
             >>> p = FlatProblem(lambda v, c: jnp.sum(c * v ** 4))
@@ -182,6 +194,8 @@ class FlatProblem:
             >>> H(jnp.array([1.0, 0.0]))
             Array([24.,  0.], dtype=float64)
         """
+        if jnp.size(s) <= LINEARISE_THRESHOLD:
+            return lambda t: self.hvp(s, t, *args)
         return functools.partial(self._apply_linear, self._linearise(s, *args))
 
 
@@ -907,8 +921,6 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     import scipy.linalg
     from jax.flatten_util import ravel_pytree
     from threadpoolctl import ThreadpoolController
-
-    from ._critical import DENSE_THRESHOLD
 
     check_tolerance(damping, "damping")
     if single not in (None, True, False):
