@@ -221,7 +221,8 @@ def hvp_products(x, labels, H, steps):
     xn, W = np.asarray(x), np.random.default_rng(0).standard_normal((H, x.shape[1]))
     t_pass = best_of(lambda: xn @ W.T, 20)
     print(f"HVP 784-{H}-{H}-10, T={x.shape[0]} (medians of 30 interleaved calls): hvp {t_hvp * 1e3:.1f} ms, "
-          f"hvp_at {t_at * 1e3:.1f} ms (median ratio {ratio:.2f}×; linearising once {t_lin * 1e3:.1f} ms; max relative difference {err:.1e}); "
+          f"hvp_at {t_at * 1e3:.1f} ms (median ratio {ratio:.2f}×; linearising once {t_lin * 1e3:.1f} ms; "
+          f"max relative difference {err:.1e}); "
           f"one pass x·Wᵀ (numpy) {t_pass * 1e3:.1f} ms")
 
 

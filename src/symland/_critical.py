@@ -122,9 +122,10 @@ def hessian_matrix(loss_fn, params):
 def hessian_vector_product(loss_fn, params):
     """v ↦ ∇²L(θ)·v on flat vectors (`ravel_pytree` order), jitted, by forward-over-reverse AD.
 
-    Above `DENSE_THRESHOLD` parameters the gradient is linearised once at θ (`jax.linearize`), so each product runs only
-    the tangent passes: for an MLP on many samples two passes over the data instead of three
-    (as `symland._newton_krylov.FlatProblem.hvp_at`, which measures it).
+    Above `DENSE_THRESHOLD` parameters the gradient is linearised once at θ
+    (`jax.linearize`), so each product runs only the tangent passes: for an MLP on many
+    samples two passes over the data instead of three (as
+    `symland._newton_krylov.FlatProblem.hvp_at`, which measures it).
 
     Example:
         >>> import jax.numpy as jnp
