@@ -185,7 +185,7 @@ class FlatProblem:
         Exact: the same float64 operations as `hvp`.
 
         Up to `LINEARISE_THRESHOLD` parameters (the toy's size) it is `hvp` at `s`: there the passes
-        are cheap and the two extra compilations are not (they made `make test` slower).
+        are cheap, and one compilation serves instead of two.
 
         Example:
             >>> import jax.numpy as jnp
