@@ -178,7 +178,7 @@ def test_two_layer_mse_hessian_rejects_deeper_networks():
 
 
 def test_hessian_vector_product_linearised_above_the_dense_threshold(monkeypatch):
-    """Above DENSE_THRESHOLD the gradient is linearised once (`jax.linearize`); the product is the
+    """Above LINEARISE_THRESHOLD (= DENSE_THRESHOLD) the gradient is linearised once (`jax.linearize`); the product is the
     same as forward-over-reverse's, here forced at a small size, vmapped too (as `_plateau` uses it)."""
     import jax
     import jax.numpy as jnp
@@ -197,7 +197,7 @@ def test_hessian_vector_product_linearised_above_the_dense_threshold(monkeypatch
     H = jax.hessian(lambda th: loss_fn(unravel(th)))(theta)
     T = jax.random.normal(jax.random.PRNGKey(2), (3, theta.size))
     plain = s.hessian_vector_product(loss_fn, params)
-    monkeypatch.setattr(critical, "DENSE_THRESHOLD", 0)
+    monkeypatch.setattr(critical, "LINEARISE_THRESHOLD", 0)
     linear = s.hessian_vector_product(loss_fn, params)
     for hvp in (plain, linear):
         np.testing.assert_allclose(jax.vmap(hvp)(T), T @ H, rtol=1e-10, atol=1e-12)

@@ -21,6 +21,10 @@ from ._network import ACTIVATIONS, check_finite_params
 from ._results import CriticalPointReport, check_hvp_budget, check_tolerance, zero_tolerance
 
 DENSE_THRESHOLD = 4000
+# `hessian_vector_product` and `symland._newton_krylov.FlatProblem.hvp_at` linearise the gradient once
+# per point only above this many parameters (where the path finders and spectra work matrix-free);
+# below, one forward-over-reverse compilation serves.
+LINEARISE_THRESHOLD = DENSE_THRESHOLD
 # HVPs per Lanczos run where a spectrum is reported beside a matrix-free path (its permutation point,
 # its highest point): ≈ 25 s at 8,070 parameters. At a merged point that is not critical (‖∇L‖∞ ≈ 1e-3
 # on 784-10-10-10) the 30 smallest eigenvalues sit in a cluster near zero: 821 HVPs converged none of
@@ -122,7 +126,7 @@ def hessian_matrix(loss_fn, params):
 def hessian_vector_product(loss_fn, params):
     """v ↦ ∇²L(θ)·v on flat vectors (`ravel_pytree` order), jitted, by forward-over-reverse AD.
 
-    Above `DENSE_THRESHOLD` parameters the gradient is linearised once at θ
+    Above `LINEARISE_THRESHOLD` parameters the gradient is linearised once at θ
     (`jax.linearize`), so each product runs only the tangent passes: for an MLP on many
     samples two passes over the data instead of three (as
     `symland._newton_krylov.FlatProblem.hvp_at`, which measures it).
@@ -137,7 +141,7 @@ def hessian_vector_product(loss_fn, params):
     grad = jax.grad(lambda x: loss_fn(unravel(x)))
     # θ is an argument, not a closed-over constant: XLA would constant-fold the
     # first layer's product with the data (seconds of compile time on 10⁴ samples).
-    if x0.size <= DENSE_THRESHOLD:  # small: one compilation, not two (`LINEARISE_THRESHOLD`)
+    if x0.size <= LINEARISE_THRESHOLD:  # small: one compilation, not two
         hvp = jax.jit(lambda x, v: jax.jvp(grad, (x,), (v,))[1])
         return lambda v: hvp(x0, v)
     linear = jax.jit(lambda x: jax.linearize(grad, x)[1])(x0)

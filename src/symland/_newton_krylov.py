@@ -61,7 +61,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ._critical import DENSE_THRESHOLD
+from ._critical import DENSE_THRESHOLD, LINEARISE_THRESHOLD
 from ._results import EPS, RESULT_NAMES, check_hvp_budget, check_tolerance
 
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
@@ -119,12 +119,6 @@ class KrylovOutcome:
 
 class _Stop(Exception):
     pass
-
-
-# `FlatProblem.hvp_at` linearises the gradient only above this many parameters (as
-# `symland.hessian_vector_product` does above `DENSE_THRESHOLD`, where the path finders and spectra
-# switch to matrix-free work); below, one forward-over-reverse compilation serves.
-LINEARISE_THRESHOLD = DENSE_THRESHOLD
 
 
 class FlatProblem:
