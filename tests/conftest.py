@@ -1,6 +1,18 @@
 import os
+import pathlib
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One persistent XLA compilation cache for the whole run, shared by the xdist workers and by the
+# processes the tests start (CLI subprocesses, Dask workers), which inherit the environment. The
+# library builds its jitted closures per call, so the same computation on the same shapes is
+# otherwise compiled again in every test that runs it: compilation was 28.5 of the 49 s of one
+# `permutation_saddle` on the tanh toy, which the saddle tests and their doctest each repeat
+# (BENCHMARKS.md, "Test-suite time"). The key covers the HLO, the compile options and JAX's
+# version, so a hit is the same executable. `make clean` removes it with .pytest_cache.
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax-compilation"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
