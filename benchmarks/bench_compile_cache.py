@@ -24,7 +24,8 @@ toy = s.toy_problem("tanh", seed=2)
 for label in {labels!r}:
     t = time.perf_counter()
     r = s.permutation_saddle(toy.model, toy.teacher, toy.x, toy.y, 1, 2, 3)
-    print(f"  {{label}}: {{time.perf_counter() - t:.1f}} s ({{r.status}}, certified {{r.certified}})", flush=True)
+    print(f"  {{label}}: {{time.perf_counter() - t:.1f}} s ({{r.status}}, certified {{r.certified}})",
+          flush=True)
 """
 
 

@@ -178,8 +178,9 @@ def test_two_layer_mse_hessian_rejects_deeper_networks():
 
 
 def test_hessian_vector_product_linearised_above_the_dense_threshold(monkeypatch):
-    """Above LINEARISE_THRESHOLD (= DENSE_THRESHOLD) the gradient is linearised once (`jax.linearize`); the product is the
-    same as forward-over-reverse's, here forced at a small size, vmapped too (as `_plateau` uses it)."""
+    """Above LINEARISE_THRESHOLD (= DENSE_THRESHOLD) the gradient is linearised once (`jax.linearize`);
+    the product is the same as forward-over-reverse's, here forced at a small size, vmapped too (as
+    `_plateau` uses it)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
