@@ -100,3 +100,34 @@ def test_non_integer_neuron_index_is_refused(call, word):
     p = model.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=rf"^{word}: .*must be .*integer"):  # not "out of range"
         call(p)
+
+
+def test_neuron_log_scales_straighten_rescaling_orbits():
+    """(θ̂, σ) round-trips exactly, with every neuron of the chosen layers at unit norm; rescaling a
+    neuron by c moves only its σ, by log c (the orbit is a straight line); a zero neuron has σ = −∞."""
+    from symland._symmetry import from_neuron_log_scales, neuron_log_scales
+
+    for layers in (None, [1], [2]):
+        hat, sigma = neuron_log_scales(PARAMS, layers)
+        back = from_neuron_log_scales(hat, sigma, layers)
+        for a, b in zip(jax.tree_util.tree_leaves(PARAMS), jax.tree_util.tree_leaves(back)):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+        for k, sig in zip([1, 2] if layers is None else layers, sigma):
+            W, b = hat[k - 1]
+            np.testing.assert_allclose(jnp.sum(W * W, axis=1) + b * b, 1.0, rtol=1e-14)
+            if k == 1 or layers == [2]:  # layer 2's σ with layer 1 normalised first is another number
+                norms = jnp.linalg.norm(neuron_vectors_of(PARAMS, k), axis=1)
+                np.testing.assert_allclose(sig, jnp.log(norms), rtol=1e-14)
+    hat, sigma = neuron_log_scales(PARAMS, [1])
+    hat2, sigma2 = neuron_log_scales(rescale_neurons(PARAMS, 1, [3], 7.0), [1])
+    np.testing.assert_allclose(sigma2[0] - sigma[0], np.log(7.0) * (np.arange(5) == 3), atol=1e-13)
+    for a, b in zip(jax.tree_util.tree_leaves(hat), jax.tree_util.tree_leaves(hat2)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+    (W, b), *rest = PARAMS
+    dead = [(W.at[0].set(0.0), b.at[0].set(0.0)), *rest]
+    assert neuron_log_scales(dead, [1])[1][0][0] == -np.inf
+
+
+def neuron_vectors_of(params, k):
+    W, b = params[k - 1]
+    return jnp.concatenate([W, b[:, None]], axis=1)

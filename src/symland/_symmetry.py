@@ -113,6 +113,61 @@ def rescale_neurons(params: Params, layer: int, neurons, c: float) -> Params:
     return out
 
 
+def neuron_log_scales(params: Params, layers=None):
+    """θ in rescaling coordinates: (θ̂, σ) with σ^(k)_j = log ‖ϑ_j^(k)‖ and those hidden neurons of unit norm.
+
+    Layer by layer, from k = 1 up, each neuron j of hidden layer k in
+    `layers` (default: every hidden layer; σ has one entry per layer in it) is
+    rescaled (`rescale_neurons`) by c = 1/‖ϑ_j^(k)‖ (ϑ_j^(k) = (W^(k)_{j,:},
+    b^(k)_j), taken after the layers below were normalised), so
+    ‖ϑ̂_j^(k)‖ = 1, and σ^(k)_j = log ‖ϑ_j^(k)‖. `from_neuron_log_scales`
+    inverts it exactly. A rescaling orbit ϑ_j → cϑ_j, W^(k+1)_{:,j} →
+    W^(k+1)_{:,j}/c, a hyperbola in θ, is the straight line σ^(k)_j + log c
+    here, with θ̂ fixed. Along the Fig. 3 path the constrained minimum runs off
+    along such an orbit of the layer below the pair (`upstream_scale`,
+    docs/mnist.md), so the matrix-free path's trust region takes its steps
+    linearly in these coordinates (`path_problem`'s `retract`). Needs
+    ϑ_j ≠ 0 (a zero neuron gets σ = −∞).
+
+    Example:
+        >>> import jax, symland as s
+        >>> p = s.MLP((3, 4, 2, 1), "softplus").init(jax.random.PRNGKey(0))
+        >>> hat, sigma = s.neuron_log_scales(p)
+        >>> [t.shape for t in sigma]
+        [(4,), (2,)]
+        >>> q = s.from_neuron_log_scales(hat, sigma)
+        >>> max(float(abs(a - b).max()) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q))) < 1e-12
+        True
+        >>> hat2, sigma2 = s.neuron_log_scales(s.rescale_neurons(p, 1, [3], 5.0))
+        >>> import numpy as np; d = np.asarray(sigma2[0] - sigma[0]); bool(np.allclose(d, [0, 0, 0, np.log(5.0)]))
+        True
+    """
+    out = [tuple(t) for t in params]
+    layers = range(1, len(out)) if layers is None else layers
+    sigma = []
+    for k in (k - 1 for k in sorted(layers)):
+        (W, b), (W_next, b_next) = out[k], out[k + 1]
+        sq = jnp.sum(W * W, axis=1) + (0.0 if b is None else b * b)
+        c = jnp.sqrt(sq)
+        out[k] = (W / c[:, None], None if b is None else b / c)
+        out[k + 1] = (W_next * c[None, :], b_next)
+        sigma.append(jnp.log(c))
+    return out, sigma
+
+
+def from_neuron_log_scales(hat: Params, sigma, layers=None) -> Params:
+    """θ from its rescaling coordinates (θ̂, σ), the inverse of `neuron_log_scales(θ, layers)`."""
+    out = [tuple(t) for t in hat]
+    layers = sorted(range(1, len(out)) if layers is None else layers)
+    for i in reversed(range(len(layers))):
+        k = layers[i] - 1
+        (W, b), (W_next, b_next) = out[k], out[k + 1]
+        c = jnp.exp(sigma[i])
+        out[k] = (W * c[:, None], None if b is None else b * c)
+        out[k + 1] = (W_next / c[None, :], b_next)
+    return out
+
+
 def neuron_vector(params: Params, layer: int, m: int):
     """ϑ_m^(k) = (W^(k)_{m,:}, b^(k)_m), the incoming parameter vector of neuron m."""
     check_neuron_index(m, check_hidden_layer(params, layer), "m", layer)
