@@ -168,6 +168,8 @@ class FlatProblem:
         self._apply_linear = jax.jit(lambda lin, t: lin(t))
         self.to_s = jax.jit(M_inv)
         self.to_v = jax.jit(M)
+        # s, p ↦ the trial point of a step p from s (`_trust_region_pcg`); None: s + p
+        self.retract = None
 
     def hvp_at(self, s, *args):
         """t ↦ ∇²_s f(s) t at a fixed `s`: the gradient linearised once (`jax.linearize`), so that each
@@ -432,6 +434,9 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     region is measured in its norm, so the radius is scale-free.
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
     with η₁ = 1e−4, η₂ = 0.75; the forcing term is η = min(0.5, √‖g‖_{M⁻¹}).
+    The trial point of a step p is s + p, or `problem.retract(s, p)` where
+    the problem has one (`path_problem(retract=True)`); the model's
+    predicted decrease is that of p either way.
     """
     s = np.asarray(s0)
     f, g, gn = evaluate(s)
@@ -470,7 +475,11 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
         Hp = hvp(p)  # the model's predicted decrease needs pᵀHp (one more HVP, exact)
         counts["hvps"] += 1
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
-        f_new, g_new, gn_new = evaluate(s + p)
+        s_new = s + p
+        if problem.retract is not None:  # a curved trial point (`path_problem(retract=True)`)
+            curved = np.asarray(problem.retract(s_now, jnp.asarray(p)))
+            s_new = curved if np.all(np.isfinite(curved)) else s_new  # a zero neuron has no log-scale
+        f_new, g_new, gn_new = evaluate(s_new)
         actual = f - f_new
         if not np.isfinite(f_new):
             rho = -np.inf
@@ -484,7 +493,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
         elif rho > 0.75 and reason in ("boundary", "negative"):
             radius = min(2.0 * radius, 1e6)
         if rho > 1e-4:
-            s, f, g, gn = s + p, f_new, g_new, gn_new
+            s, f, g, gn = s_new, f_new, g_new, gn_new
         elif radius < 1e-14 * max(1.0, np.linalg.norm(s)):
             return s, "stalled"
         if reason == "max_iter" and used == max_cg and refactorise is not None and lagged is not None:
@@ -1010,7 +1019,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
 
 
 def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
-                 preconditioner: str = "ekfac", gn_damping: float = GN_DAMPING, gauge=None) -> FlatProblem:
+                 preconditioner: str = "ekfac", gn_damping: float = GN_DAMPING, gauge=None,
+                 retract: bool = False) -> FlatProblem:
     """The fixed-δ problem of the permutation path (§4.1) as a `FlatProblem`.
 
     Variables: the free parameters of `symland._path` (row m of layer k
@@ -1022,6 +1032,12 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
     (`gauss_newton_preconditioner`; the problem then has a method
     `factorise(v, δ, l, m, x, y)` whose factors are passed to
     `minimise_matrix_free(factors=...)`; λ factor `gn_damping`).
+    With `retract` (layer ≥ 2), trust-pcg's trial point of a step p from s
+    is not s + p but the point whose coordinates (θ̂, σ) of
+    `neuron_log_scales` for layer k − 1 are those of s plus their first-order
+    change along p: the same to first order, but a step along a
+    rescaling orbit of the layer below (ϑ_j → cϑ_j, W^(k)_{:,j} →
+    W^(k)_{:,j}/c), a hyperbola in θ, follows it exactly.
     """
     from jax.flatten_util import ravel_pytree
 
@@ -1057,6 +1073,18 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
     problem.factorise = factorise
     if factorise is not None:  # NumPy, not jitted (`gauss_newton_preconditioner`)
         problem.apply_preconditioner = apply
+    if retract and layer >= 2:  # trust-region steps linear in the layer below's log-scales
+        from ._symmetry import from_neuron_log_scales, neuron_log_scales
+
+        def to_z(s):
+            hat, sigma = neuron_log_scales(unravel(s), [layer - 1])
+            return ravel_pytree(hat)[0], sigma[0]
+
+        def retract_at(s, p):
+            (z, sigma), (dz, dsigma) = jax.jvp(to_z, (s,), (p,))
+            return ravel_pytree(from_neuron_log_scales(unravel(z + dz), [sigma + dsigma], [layer - 1]))[0]
+
+        problem.retract = jax.jit(retract_at)
     return problem
 
 
@@ -1101,7 +1129,7 @@ def extrapolate(points, s: float):
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
-                      solver: str = "trust-ncg", gauge=None,
+                      solver: str = "trust-ncg", gauge=None, retract: bool = True,
                       progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
@@ -1134,7 +1162,11 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     within a step, once more with the smaller
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
     after which the path keeps that damping (all counted in the path's
-    `factorisations`).
+    `factorisations`). With `retract` (the default) its trust region takes
+    each trial point along the rescaling orbits of layer k − 1
+    (`path_problem(retract=True)`), the channel along which the Fig. 3 minima
+    run off; `retract=False` takes s + p (BENCHMARKS.md, "Trust-region steps
+    along the rescaling orbits").
     A δ step stops with `escape` once the pair's output weights pass
     `ESCAPE_FACTOR` × their start, or a neuron of layer k − 1 passes
     `UPSTREAM_FACTOR` × its scale at θ* (`upstream_scale`; `step_status`
@@ -1170,7 +1202,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         gauge = upstream_gauge(model, params, x, layer)
     gn = solver == "trust-gn"
     problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton" if gn else "ekfac",
-                           gauge=gauge)
+                           gauge=gauge, retract=gn and bool(retract))
     method = "trust-pcg" if gn else solver
     theta_star, unravel = ravel_pytree(params)
     loss_of = mse if loss == "mse" else nmse
