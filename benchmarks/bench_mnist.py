@@ -313,7 +313,8 @@ def main():
     ap.add_argument("--gauge", choices=("paper", "upstream"), default="paper",
                     help="--only steps: how δ is measured (symland.pair_distance)")
     ap.add_argument("--retract", choices=("on", "off", "both"), default="on",
-                    help="--only steps: trust-gn's trial points along the rescaling orbits (both: on, then off; the second run reuses compilations)")
+                    help="--only steps: trust-gn's trial points along the rescaling orbits "
+                         "(both: on, then off; the second run reuses compilations)")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")

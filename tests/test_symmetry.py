@@ -116,7 +116,7 @@ def test_neuron_log_scales_straighten_rescaling_orbits():
             W, b = hat[k - 1]
             np.testing.assert_allclose(jnp.sum(W * W, axis=1) + b * b, 1.0, rtol=1e-14)
             if k == 1 or layers == [2]:  # layer 2's σ with layer 1 normalised first is another number
-                norms = jnp.linalg.norm(neuron_vectors_of(PARAMS, k), axis=1)
+                norms = jnp.linalg.norm(s.neuron_vectors(PARAMS, k), axis=1)
                 np.testing.assert_allclose(sig, jnp.log(norms), rtol=1e-14)
     hat, sigma = neuron_log_scales(PARAMS, [1])
     hat2, sigma2 = neuron_log_scales(rescale_neurons(PARAMS, 1, [3], 7.0), [1])
@@ -126,8 +126,3 @@ def test_neuron_log_scales_straighten_rescaling_orbits():
     (W, b), *rest = PARAMS
     dead = [(W.at[0].set(0.0), b.at[0].set(0.0)), *rest]
     assert neuron_log_scales(dead, [1])[1][0][0] == -np.inf
-
-
-def neuron_vectors_of(params, k):
-    W, b = params[k - 1]
-    return jnp.concatenate([W, b[:, None]], axis=1)

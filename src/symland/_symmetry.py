@@ -145,13 +145,10 @@ def neuron_log_scales(params: Params, layers=None):
     out = [tuple(t) for t in params]
     layers = range(1, len(out)) if layers is None else layers
     sigma = []
-    for k in (k - 1 for k in sorted(layers)):
-        (W, b), (W_next, b_next) = out[k], out[k + 1]
-        sq = jnp.sum(W * W, axis=1) + (0.0 if b is None else b * b)
-        c = jnp.sqrt(sq)
-        out[k] = (W / c[:, None], None if b is None else b / c)
-        out[k + 1] = (W_next * c[None, :], b_next)
-        sigma.append(jnp.log(c))
+    for k in sorted(layers):
+        norm = jnp.linalg.norm(neuron_vectors(out, k), axis=1)
+        _scale_layer(out, k, 1.0 / norm)
+        sigma.append(jnp.log(norm))
     return out, sigma
 
 
@@ -159,13 +156,17 @@ def from_neuron_log_scales(hat: Params, sigma, layers=None) -> Params:
     """θ from its rescaling coordinates (θ̂, σ), the inverse of `neuron_log_scales(θ, layers)`."""
     out = [tuple(t) for t in hat]
     layers = sorted(range(1, len(out)) if layers is None else layers)
-    for i in reversed(range(len(layers))):
-        k = layers[i] - 1
-        (W, b), (W_next, b_next) = out[k], out[k + 1]
-        c = jnp.exp(sigma[i])
-        out[k] = (W * c[:, None], None if b is None else b * c)
-        out[k + 1] = (W_next / c[None, :], b_next)
+    for k, sig in reversed(list(zip(layers, sigma))):
+        _scale_layer(out, k, jnp.exp(sig))
     return out
+
+
+def _scale_layer(out: list, layer: int, c) -> None:
+    """In place: neuron j of hidden layer `layer` scaled by c_j and its output weights by 1/c_j
+    (`rescale_neurons` with one c per neuron)."""
+    (W, b), (W_next, b_next) = out[layer - 1], out[layer]
+    out[layer - 1] = (W * c[:, None], None if b is None else b * c)
+    out[layer] = (W_next / c[None, :], b_next)
 
 
 def neuron_vector(params: Params, layer: int, m: int):
