@@ -210,9 +210,9 @@ def test_relation_below_needs_a_real_height_difference():
 
 
 def test_plateau_links_join_theta_star_to_a_plateau_below_its_loss(network):
-    """The lowest plateau of the tanh toy (first of a tie): a link from it to g⁻¹·θ* starts at a certified point of its line,
-    ends exactly at g⁻¹·θ* and stays below L_p·(1 + LINK_RISE) on a sampling 8 times denser than its own;
-    its mirror image ends at σg⁻¹·θ*."""
+    """The lowest plateau of the tanh toy (first of a tie): a link from it to g⁻¹·θ* starts at a certified
+    point of its line, ends exactly at g⁻¹·θ* and stays below L_p·(1 + LINK_RISE) on a sampling 8 times
+    denser than its own; its mirror image ends at σg⁻¹·θ*."""
     net, unravel = network
     P = PROBLEM
     x0 = net.minima[0]
