@@ -321,6 +321,7 @@ SUBLEVEL_IMAGES = 24  # interior images of a `sublevel_path`
 SUBLEVEL_BETA = 30.0  # sharpness of the smoothed maximum, in units of the level
 SUBLEVEL_SPRING = 1e-4  # weight of the discrete path length Σ‖R_{i+1} − R_i‖², scaled by the image count
 SUBLEVEL_STEPS = 3_000  # L-BFGS iterations
+SUBLEVEL_SAMPLES = 3  # loss samples inside each segment, at its quarters (`plateau_links` measures those)
 
 
 @functools.lru_cache(maxsize=16)
@@ -330,9 +331,10 @@ def _sublevel_objective(loss_of, images: int):
     def objective(r, a, b, level, data):
         R = r.reshape(images, a.size)
         full = jnp.concatenate([a[None], R, b[None]])
-        mids = 0.5 * (full[1:] + full[:-1])
+        w = (jnp.arange(1, SUBLEVEL_SAMPLES + 1) / (SUBLEVEL_SAMPLES + 1))[None, :, None]
+        inside = (full[:-1, None] * (1.0 - w) + full[1:, None] * w).reshape(-1, a.size)
         f = lambda x: loss_of(x, data)
-        ell = jnp.concatenate([jax.vmap(f)(R), jax.vmap(f)(mids)]) / level
+        ell = jnp.concatenate([jax.vmap(f)(R), jax.vmap(f)(inside)]) / level
         length = jnp.sum((full[1:] - full[:-1]) ** 2) * (images + 1)
         return jax.scipy.special.logsumexp(SUBLEVEL_BETA * ell) / SUBLEVEL_BETA + SUBLEVEL_SPRING * length
 
@@ -345,7 +347,8 @@ def sublevel_path(loss_of, start, end, level: float, data=None, *, images: int =
 
     Minimises over the interior images R_1 … R_N of a polyline with fixed
     ends the smoothed maximum (1/β) log Σ exp(β L(·)/`level`) of the loss at
-    the images and the segment midpoints, plus a small multiple of the
+    the images and at `SUBLEVEL_SAMPLES` points inside each segment (its
+    quarters: a rise near a saddle end can miss the midpoint), plus a small multiple of the
     discrete path length Σ‖R_{i+1} − R_i‖² that keeps the images spread
     along the path (β = `SUBLEVEL_BETA`, weight `SUBLEVEL_SPRING`·(N + 1)),
     by scipy's L-BFGS-B from the straight segment. The result answers whether

@@ -78,7 +78,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
-from ._mep import SAME_POINT, MinimumEnergyPath, descent_trail, segment_losses, sublevel_path
+from ._mep import SAME_POINT, SUBLEVEL_SAMPLES, MinimumEnergyPath, descent_trail, segment_losses, sublevel_path
 from ._results import CriticalPointReport, result_code, result_name
 from ._solver import hessian_eigh, minimise_flat
 from ._symmetry import permute_layer
@@ -525,7 +525,7 @@ def transition_network(pair_loss, x0, data, *, layer: int, n_neurons: int, unrav
 
 LINK_LAMBDAS = tuple(np.linspace(-4.0, 5.0, 91))  # output-weight splits tried as the link's plateau end
 LINK_RISE = 0.01  # a link may rise above its plateau's loss by this fraction (measured, then reported)
-LINK_SUBDIVIDE = 4  # each link segment is cut in 4 (the same polyline): 16 loss samples per segment
+LINK_SUBDIVIDE = SUBLEVEL_SAMPLES + 1  # each link segment is cut in 4 (the same polyline): 16 loss samples per segment
 
 
 def plateau_links(pair_loss, kernels, x0, data, plateaus, *, act, blocks, out_cols, signed: bool, batch: int):
