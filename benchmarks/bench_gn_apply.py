@@ -3,13 +3,14 @@
 Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070]
 `gauss_newton_preconditioner` applies M̃⁻¹r = L⁻ᵀ(L⁻¹r) with the dense Cholesky factor L of n × n
 (n = 8,070 for 784-10-10-10), here of M̃ = AAᵀ/n + I (A standard normal). Prints the time of LAPACK
-`potrf` (the factorisation) and of `trtri` (L⁻¹, which the library formed until commit ae96fd6 so as to
-multiply by it with `trmv`; it now solves with L by `trsv`), then the best of 5 times for each
-product, and for the library's `apply` (float32 `strsv`, the default, and float64 `dtrsv`), in one
+`potrf` (the factorisation) and of `trtri` (L⁻¹), then the best of 5 times for each
+BLAS and XLA product and solve, and for the library's `apply` (`cholesky_panel_solve` on
+`cholesky_panels`: float32, the default, and float64; until the panels it was two BLAS `strsv` on
+one thread), and the panel solve with panels of 512, 1,024 (`GN_PANEL`) and 2,048 rows, in one
 run. Then the cost of one
 preconditioned CG iteration, an HVP of the 784-10-10-10 fixed-δ problem (10,000 Fashion-MNIST
-samples, random network) followed by `apply`, with `apply`'s BLAS limited to one thread (the library)
-and with OpenBLAS's default threads (mean of 20 pairs each), and one factorisation of that problem
+samples, random network; linearised, as the solver's) followed by the library's `apply`, and
+followed by two `strsv` on one BLAS thread (mean of 20 pairs each), and one factorisation of that problem
 (`factorise`, after a first call that compiles) with layer 1's Gauss–Newton blocks multiplied in float32
 (`single`, the default at this size) and in float64, each with the time of the blocks alone.
 """
@@ -24,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 import symland as s
-from symland._newton_krylov import _gauss_newton_blocks, gauss_newton_preconditioner, input_whitening, path_problem
+from symland._newton_krylov import (GN_PANEL, _gauss_newton_blocks, cholesky_panel_solve, cholesky_panels,
+                                    gauss_newton_preconditioner, input_whitening, path_problem)
 from bench_mnist import best_of  # benchmarks/ is on sys.path when this script runs
 
 jax.config.update("jax_enable_x64", True)
@@ -75,18 +77,25 @@ def main():
     # changes r: "relative error 2.2e-01")
     x_full = np.random.default_rng(2).standard_normal((10, 2))
     _, apply = gauss_newton_preconditioner(s.MLP((2, 2, 1), "softplus"), 1, "mse", x_full, np.eye(3))
-    order = np.arange(n)
     want = np.linalg.solve(M, r)
-    err = np.max(np.abs(apply((L32, order), r) - want)) / np.max(np.abs(want))
-    print(f"  apply M̃⁻¹r: float32 (default) {best_ms(lambda: apply((L32, order), r)):.1f} ms, "
-          f"relative error {err:.1e}; float64 {best_ms(lambda: apply((L, order), r)):.1f} ms; "
+    F32, F64 = cholesky_panels(L, dtype=np.float32), cholesky_panels(L)
+    err = np.max(np.abs(apply(F32, r) - want)) / np.max(np.abs(want))
+    lib = lambda F: jax.block_until_ready(apply(F, r))
+    print(f"  apply M̃⁻¹r (cholesky_panel_solve, panels of {GN_PANEL} rows): float32 (default) "
+          f"{best_ms(lambda: lib(F32)):.1f} ms, relative error {err:.1e}; float64 {best_ms(lambda: lib(F64)):.1f} ms; "
           f"numpy L⁻ᵀ(L⁻¹r) {best_ms(lambda: L_inv.T @ (L_inv @ r)):.1f} ms")
+    panels = {b: cholesky_panels(L, dtype=np.float32, panel=b) for b in (512, 1024, 2048)}
+    r32j = jnp.asarray(r32)
+    print("  float32 panels of " + ", ".join(
+        f"{b} rows {best_ms(lambda F=F: jax.block_until_ready(cholesky_panel_solve(F, r32j))):.1f} ms"
+        for b, F in panels.items()))
     if n == 8070:
-        hvp_then_apply(L32, r)
+        hvp_then_apply(L32, F32, r)
 
 
-def hvp_then_apply(L32, r, pairs=20):
-    """One CG iteration's HVP + M̃⁻¹r, with apply's BLAS on one thread against OpenBLAS's default."""
+def hvp_then_apply(L32, F32, r, pairs=20):
+    """One CG iteration's HVP (linearised, as the solver's) + M̃⁻¹r: the library's `apply` against two
+    BLAS `strsv` on one thread, as the library applied it until the panels."""
     import time  # noqa: PLC0415
 
     from jax.flatten_util import ravel_pytree  # noqa: PLC0415
@@ -97,11 +106,16 @@ def hvp_then_apply(L32, r, pairs=20):
     y = model.apply(p, x) + 0.1
     prob = path_problem(model, 2, "nmse", x, preconditioner="gauss-newton")
     sv, args = prob.to_s(ravel_pytree(p)[0]), (1.0, 2, 6, x, y)
-    factors = (L32, np.arange(r.size))
-    hvp = lambda: np.asarray(prob.hvp(sv, jnp.asarray(r), *args))
-    limited = lambda: prob.apply_preconditioner(factors, r)
+    from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+    H = prob.hvp_at(sv, *args)
+    hvp = lambda: np.asarray(H(jnp.asarray(r)))
+    panels = lambda: np.asarray(prob.apply_preconditioner(F32, r))
     r32 = r.astype(np.float32)
-    default = lambda: blas.strsv(L32, blas.strsv(L32, r32, lower=1), lower=1, trans=1)
+
+    def strsv():
+        with ThreadpoolController().limit(limits=1, user_api="blas"):
+            return blas.strsv(L32, blas.strsv(L32, r32, lower=1), lower=1, trans=1)
 
     def mean_ms(fn):
         fn()
@@ -110,9 +124,9 @@ def hvp_then_apply(L32, r, pairs=20):
             fn()
         return 1e3 * (time.perf_counter() - t) / pairs
 
-    print(f"  HVP alone {mean_ms(hvp):.1f} ms; HVP + apply: BLAS on one thread (library) "
-          f"{mean_ms(lambda: (hvp(), limited())):.1f} ms, OpenBLAS's default threads "
-          f"{mean_ms(lambda: (hvp(), default())):.1f} ms")
+    print(f"  HVP alone {mean_ms(hvp):.1f} ms; HVP + apply: panels (library) "
+          f"{mean_ms(lambda: (hvp(), panels())):.1f} ms, two strsv on one BLAS thread "
+          f"{mean_ms(lambda: (hvp(), strsv())):.1f} ms")
     v = ravel_pytree(p)[0]
     P, _ = input_whitening(x)
     xt = jnp.asarray(np.concatenate([np.asarray(x), np.ones((x.shape[0], 1))], axis=1) @ np.asarray(P))

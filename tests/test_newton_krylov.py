@@ -278,14 +278,20 @@ def test_permutation_point_spectrum_within_budget(monkeypatch):
         json.dumps(path.to_dict())
 
 
+@pytest.mark.parametrize("panel", [None, 7])
 @pytest.mark.parametrize("layer, l, m, kind", [(1, 0, 2, "mse"), (1, 3, 1, "nmse"), (2, 1, 2, "mse")])
-def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l, m, kind):
+def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l, m, kind, panel, monkeypatch):
     """apply(factorise(v, …), r) = (c JᵀJ + λI)⁻¹ r with J = ∂(outputs)/∂s by jacfwd, for either split
-    layer; with `radial`, plus (mean diagonal)·eeᵀ for e the null direction of J (only ‖u‖ changes)."""
+    layer; with `radial`, plus (mean diagonal)·eeᵀ for e the null direction of J (only ‖u‖ changes).
+    The factor in one panel (39 parameters < `GN_PANEL`) and in panels of 7 rows (6 panels, the last of 4)."""
     from jax.flatten_util import ravel_pytree
 
+    import symland._newton_krylov as nk
     from symland._newton_krylov import gauss_newton_preconditioner, path_problem
     from symland._path import effective_params
+
+    if panel is not None:
+        monkeypatch.setattr(nk, "GN_PANEL", panel)
 
     model = s.MLP((3, 4, 3, 2), "softplus")
     x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
@@ -313,15 +319,55 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     # `single` forms layer 1's blocks and keeps L in float32 (the default above DENSE_THRESHOLD parameters;
     # this network is below it, so the default here is float64): the same operator to float32's precision
     # times M̃'s condition number, returned in float64
-    assert factorise(v, delta, l, m, x, y)[0].dtype == np.float64
+    assert factorise(v, delta, l, m, x, y).dtype == np.float64
+    assert len(factorise(v, delta, l, m, x, y).panels) == (1 if panel is None else 6)
     factorise_32, apply_32 = gauss_newton_preconditioner(model, layer, kind, x, P, damping=1e-3, single=True)
     factors = factorise_32(v, delta, l, m, x, y)
     got = apply_32(factors, r)
-    assert factors[0].dtype == np.float32 and got.dtype == np.float64
+    assert factors.dtype == np.float32 and got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
     assert np.max(np.abs(got - want)) > 0  # so float32 is in fact used
     # and problem.factorise is the same construction with the default damping
     assert np.all(np.isfinite(apply(problem.factorise(v, delta, l, m, x, y), r)))
+
+
+@pytest.mark.parametrize("n, panel", [(1, 1), (9, 1), (9, 4), (9, 9), (9, 20), (40, 16)])
+def test_cholesky_panel_solve_is_the_inverse(n, panel):
+    """cholesky_panel_solve(cholesky_panels(L), r) = M⁻¹r for M = LLᵀ, whatever the panels (one row each,
+    a last short one, one panel, wider than M), and symmetric to round-off; in float32 to float32's
+    precision times M's condition number (≈ 1e2 here)."""
+    from symland._newton_krylov import cholesky_panel_solve, cholesky_panels
+
+    rng = np.random.default_rng(n + panel)
+    A = rng.standard_normal((n, n))
+    M = A @ A.T + 0.5 * np.eye(n)
+    L = np.linalg.cholesky(M)
+    L_dirty = L + np.triu(rng.standard_normal((n, n)), 1)  # what potrf leaves above the diagonal is ignored
+    F = cholesky_panels(L_dirty, panel=panel)
+    assert len(F.panels) == -(-n // panel) and F.dtype == np.float64
+    r, t = rng.standard_normal(n), rng.standard_normal(n)
+    want = np.linalg.solve(M, r)
+    np.testing.assert_allclose(cholesky_panel_solve(F, r), want, rtol=1e-10, atol=1e-12)
+    assert abs(t @ cholesky_panel_solve(F, r) - r @ cholesky_panel_solve(F, t)) < 1e-12 * np.linalg.norm(want) * n
+    F32 = cholesky_panels(L_dirty, dtype=np.float32, panel=panel)
+    got = np.asarray(cholesky_panel_solve(F32, r.astype(np.float32)), dtype=np.float64)
+    assert F32.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("panel", [0, -3, 2.5])
+def test_cholesky_panels_refuses_bad_panel(panel):
+    from symland._newton_krylov import cholesky_panels
+
+    with pytest.raises(ValueError, match="panel"):
+        cholesky_panels(np.eye(3), panel=panel)
+
+
+def test_cholesky_panels_refuses_a_singular_factor():
+    from symland._newton_krylov import cholesky_panels
+
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        cholesky_panels(np.diag([1.0, 0.0, 2.0]), panel=2)
 
 
 @pytest.mark.parametrize("layer, l, m", [(1, 0, 2), (2, 1, 2)])
@@ -343,7 +389,7 @@ def test_gauss_newton_single_falls_back_to_float64_blocks(layer, l, m, monkeypat
     v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
     P, _ = input_whitening(x)
     args = (v, 0.3, l, m, x, y)
-    L64 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=False)[0](*args)[0]
+    F64 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=False)[0](*args)
     potrf, calls = scipy.linalg.lapack.dpotrf, []
 
     def first_fails(*a, **k):
@@ -352,9 +398,10 @@ def test_gauss_newton_single_falls_back_to_float64_blocks(layer, l, m, monkeypat
         return L, (1 if len(calls) == 1 else info)
 
     monkeypatch.setattr(scipy.linalg.lapack, "dpotrf", first_fails)
-    L32 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=True)[0](*args)[0]
-    assert len(calls) == 2 and L32.dtype == np.float32
-    np.testing.assert_array_equal(np.tril(L32), np.tril(L64).astype(np.float32))
+    F32 = gauss_newton_preconditioner(model, layer, "mse", x, P, damping=1e-9, single=True)[0](*args)
+    assert len(calls) == 2 and F32.dtype == np.float32
+    for a, b in zip(F32.panels + F32.inverses, F64.panels + F64.inverses):
+        np.testing.assert_array_equal(a, np.asarray(b).astype(np.float32))
 
 
 def test_refactorise_once_when_inner_solve_runs_out():

@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import typing
 import warnings
 
 import numpy as np
@@ -754,6 +755,99 @@ DARK_RTOL = 1e-12
 GN_DAMPING_NEAR = 1e-6
 
 
+# Rows per panel of `cholesky_panels`. `python benchmarks/bench_gn_apply.py` (n = 8,070, float32, Intel
+# Xeon, 2 cores): M̃⁻¹r in 11.0 ms with panels of 1,024 rows, 15.6 ms with 512, 15.0 ms with 2,048,
+# against 23.8 ms for two BLAS `strsv` (BENCHMARKS.md, issue 10).
+GN_PANEL = 1024
+
+
+class CholeskyPanels(typing.NamedTuple):
+    """A Cholesky factor L (M̃ = LLᵀ) cut into row panels, for `cholesky_panel_solve` (a pytree).
+
+    Panel k holds rows i₀:i₁ of L: `panels[k]` = L[i₀:i₁, :i₀], the part left
+    of its diagonal block, and `inverses[k]` = L[i₀:i₁, i₀:i₁]⁻¹. `order`
+    maps `gauss_newton_preconditioner`'s row-block coordinates to the flat
+    parameters (the identity elsewhere).
+    """
+
+    panels: tuple
+    inverses: tuple
+    order: jax.Array
+
+    @property
+    def dtype(self):
+        return self.inverses[0].dtype
+
+
+def cholesky_panels(L, order=None, dtype=np.float64, panel: int | None = None) -> CholeskyPanels:
+    """Cut the lower-triangular Cholesky factor `L` (n × n, float64) into `CholeskyPanels` of `dtype`.
+
+    Only L's lower triangle is read (what LAPACK `potrf` leaves above the
+    diagonal may stay). Each diagonal block is inverted in float64 (LAPACK
+    `trtri`) before the cast, so that in float32 the inverse carries one
+    rounding of its entries. `order` defaults to the identity, `panel` (rows
+    per panel) to `GN_PANEL`.
+
+    Example (M̃⁻¹r against a dense solve):
+        >>> import numpy as np
+        >>> A = np.random.default_rng(0).standard_normal((7, 7)); M = A @ A.T + np.eye(7)
+        >>> F = cholesky_panels(np.linalg.cholesky(M), panel=3)
+        >>> [p.shape for p in F.panels]
+        [(3, 0), (3, 3), (1, 6)]
+        >>> r = np.arange(7.0)
+        >>> bool(np.allclose(cholesky_panel_solve(F, r), np.linalg.solve(M, r), rtol=1e-12, atol=0))
+        True
+    """
+    import scipy.linalg
+
+    n = L.shape[0]
+    panel = GN_PANEL if panel is None else panel
+    if not (isinstance(panel, (int, np.integer)) and panel >= 1):
+        raise ValueError(f"panel: must be a positive number of rows, got {panel}")
+    panels, inverses = [], []
+    for i0 in range(0, n, panel):
+        i1 = min(i0 + panel, n)
+        D, info = scipy.linalg.lapack.dtrtri(np.tril(L[i0:i1, i0:i1]), lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"cholesky_panels: L is singular (trtri info {info})")
+        panels.append(jnp.asarray(np.ascontiguousarray(L[i0:i1, :i0], dtype=dtype)))
+        inverses.append(jnp.asarray(D, dtype=dtype))
+    return CholeskyPanels(tuple(panels), tuple(inverses),
+                          jnp.arange(n) if order is None else jnp.asarray(order))
+
+
+@jax.jit
+def cholesky_panel_solve(factors: CholeskyPanels, r):
+    """M̃⁻¹r = L⁻ᵀ(L⁻¹r) by panels: each step one product with a panel and one with a block inverse.
+
+    Forward, y_k = L_kk⁻¹ (r_k − L_k,<k y_<k); backward, x_k = L_kk⁻ᵀ (y_k −
+    Σ_{j>k} L_jkᵀ x_j), the sum gathered as each x_j is found (a product
+    xⱼᵀ L_j,<j). So M̃⁻¹ is applied by matrix–vector products in XLA,
+    on all its threads, reading L's lower triangle twice: a triangular
+    solve is sequential (BLAS `trsv` runs on one thread, XLA's own
+    triangular solve took 5.7 ms for one block of 1,024), while the products
+    are bound only by memory bandwidth. In float32 they read half the bytes.
+    The operator is L̃⁻ᵀL̃⁻¹ for the L̃ whose diagonal blocks are the
+    inverses' inverses, so it stays symmetric positive definite
+    whatever their rounding. Example: `cholesky_panels`.
+    """
+    ys, start = [], 0
+    for P, D in zip(factors.panels, factors.inverses):
+        rk = r[start:start + D.shape[0]]
+        if start:
+            rk = rk - P @ jnp.concatenate(ys)
+        ys.append(D @ rk)
+        start += D.shape[0]
+    xs, acc = [None] * len(ys), jnp.zeros_like(r)
+    for k in reversed(range(len(ys))):
+        P, D = factors.panels[k], factors.inverses[k]
+        i0 = P.shape[1]
+        xs[k] = (ys[k] - acc[i0:i0 + D.shape[0]]) @ D
+        if i0:
+            acc = acc.at[:i0].add(xs[k] @ P)
+    return jnp.concatenate(xs)
+
+
 def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gauge=None):
     """A jitted function (v, δ, l, m, x, y, x̃P, P) → the blocks of the exact Gauss–Newton matrix.
 
@@ -877,37 +971,32 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     120 s with one refactorisation at `GN_DAMPING_NEAR`; BENCHMARKS.md, issue 10). G is dense: 8,070 parameters (784-10-10-10)
     take 0.5 GB. Only its upper triangle is written, and BLAS `syr` and
     LAPACK `potrf` then work in place on its transpose (column-major, lower
-    triangle), so that one copy is all there is until the float32 factor
-    (0.26 GB) is cut from it. So it is built
-    and factorised (LAPACK Cholesky `potrf`, M̃ = LLᵀ, so that applying M̃⁻¹ is
-    two triangular solves) once per δ step and reused across its
+    triangle), so that one copy is all there is until the float32 panels
+    (0.13 GB, `cholesky_panels`) are cut from it. So it is built
+    and factorised (LAPACK Cholesky `potrf`, M̃ = LLᵀ) once per δ step and
+    reused across its
     trust-region iterations (`matrix_free_paths`, `solver="trust-gn"`;
     factors kept for the next δ step cost it more HVPs than a new
     factorisation takes time): the solver's stopping test does not involve the
     preconditioner, so a stale one costs iterations, never accuracy. For the
     same reason, with `single`, layer 1's blocks are multiplied in float32
     and L is kept in float32 (relative error of M̃⁻¹r
-    1.2e−6 for a well-conditioned M̃ of 8,070 parameters, growing with M̃'s
+    6e−7 for a well-conditioned M̃ of 8,070 parameters, growing with M̃'s
     condition number; default: above `DENSE_THRESHOLD` parameters; where the
     float32 blocks' rounding leaves M̃ not positive definite, as along G's null
     directions at λ ≤ 1e−9, they are formed again in float64): applying it is
-    memory-bound, and BLAS `strsv` reads a quarter of the bytes that a
-    float64 `gemv` over the square does. Below that size the float64 factor
+    bound by memory bandwidth, and float32 reads half the bytes. Below that size the float64 factor
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
     5,740 HVPs against 4,162 (`benchmarks/bench_path_solvers.py`).
-    L⁻¹ itself is not formed: LAPACK `trtri` took 3.1 s at 8,070
-    parameters (`potrf` 2.5 s), and on one BLAS thread the two solves with L
-    (`strsv`, 12.6 ms) cost what the two products with L⁻¹ (`strmv`,
-    12.3 ms) did.
+    M̃⁻¹r is applied by `cholesky_panel_solve`: products with L's row panels
+    and with the inverses of its diagonal blocks, in XLA on all threads (11.0 ms
+    at 8,070 parameters on an Intel Xeon with 2 cores, against 23.8 ms for two
+    BLAS `strsv`, which run on one thread; `benchmarks/bench_gn_apply.py`).
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y, *, damping)` (v in
-    the original variables; `damping` overrides the λ factor) → factors (NumPy); `apply(factors, r)` → Π M̃⁻¹ Π r,
-    Π the projection of layer 1's rows off the input directions without energy (`DARK_RTOL`; the
-    identity when there are none), along which the loss is exactly flat
-    (NumPy float64, not traceable: at 8,070 parameters and on two threads BLAS
-    `strsv` solves with L or Lᵀ in ≈ 6–7 ms, `dtrsv` in ≈ 12–13 ms, NumPy's dense
-    product in ≈ 15–18 ms, XLA's CPU product with Lᵀ in ≈ 280 ms; `apply`, on one
-    thread, takes ≈ 15 ms for both solves; `benchmarks/bench_gn_apply.py`).
+    the original variables; `damping` overrides the λ factor) → `CholeskyPanels`; `apply(factors, r)` → Π M̃⁻¹ Π r
+    (jitted, float64), Π the projection of layer 1's rows off the input directions without energy
+    (`DARK_RTOL`; the identity when there are none), along which the loss is exactly flat.
 
     Example (tests/test_newton_krylov.py checks M̃⁻¹ against a Jacobian built by `jax.jacfwd`):
         >>> import jax, jax.numpy as jnp, numpy as np, symland as s
@@ -923,7 +1012,6 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     """
     import scipy.linalg
     from jax.flatten_util import ravel_pytree
-    from threadpoolctl import ThreadpoolController
 
     check_tolerance(damping, "damping")
     if single not in (None, True, False):
@@ -953,9 +1041,9 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     def cholesky(blocks_of, v, delta, l, m, x, y, damping):  # → (L in G's memory, potrf's info)
         B1, C, Gr = blocks_of(jnp.asarray(v), delta, l, m, x, y, xt, P)
         # Only G's upper triangle is written (contiguous row-major copies): Gᵀ, G's memory read in
-        # column-major order, then holds the lower triangle, which is all that LAPACK potrf and BLAS
-        # syr and trsv read. No transposed copy, no n × n temporary.
-        G = np.zeros((n, n))  # zeros, not empty: factorise's float32 cast reads the unwritten triangle too
+        # column-major order, then holds the lower triangle, which is all that LAPACK potrf, BLAS syr
+        # and cholesky_panels read. No transposed copy, no n × n temporary.
+        G = np.zeros((n, n))  # zeros, not empty: no garbage in the unwritten triangle, whoever reads it
         w = n_0 + 1
         for (j, k), b in zip(pairs, np.asarray(B1)):
             G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
@@ -983,10 +1071,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
             L, info = cholesky(blocks_64(), v, delta, l, m, x, y, damping)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: M̃ is not positive definite (potrf info {info})")
-        # trsv reads the lower triangle only, so what potrf left in the upper one may stay
-        return (L.astype(np.float32, order="F") if single else L), order
-
-    blas_threads = ThreadpoolController()
+        # potrf left the upper triangle as it was; cholesky_panels reads the lower one only
+        return cholesky_panels(L, order, np.float32 if single else np.float64)
 
     # Π: layer 1's rows projected off the input directions without energy (`DARK_RTOL`), where the loss
     # is exactly flat. G is zero there, so M̃⁻¹ multiplies any component there by 1/λ (λ = GN_DAMPING_NEAR
@@ -995,25 +1081,19 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     # Fig. 3 path 64–75 % of ‖ΔW₁‖² per step at steps 14–17 (docs/mnist.md). apply returns Π M̃⁻¹ Π r,
     # symmetric and exact on the directions that matter.
     lam_x, Q_x = _input_moments(x)
-    dark = Q_x[:, lam_x <= DARK_RTOL * lam_x.max()]
+    dark = jnp.asarray(Q_x[:, lam_x <= DARK_RTOL * lam_x.max()])
 
     def off_dark(z):  # z in row-block order: layer 1's rows (W₁[j, :], b₁[j]) first, contiguous
         if dark.shape[1]:
             rows = z[:n1].reshape(n_1, n_0 + 1)
-            rows -= (rows @ dark) @ dark.T
+            z = z.at[:n1].add(-((rows @ dark) @ dark.T).ravel())
         return z
 
-    def apply(factors, r):  # BLAS: XLA's CPU product with Lᵀ is 12× slower (BENCHMARKS.md)
-        L, order = factors
-        trsv = scipy.linalg.blas.strsv if L.dtype == np.float32 else scipy.linalg.blas.dtrsv
-        z = off_dark(np.asarray(r, dtype=np.float64)[order]).astype(L.dtype)
-        # One BLAS thread: OpenBLAS's idle threads otherwise compete with the next HVP's XLA threads
-        # (on 2 cores an HVP + apply took 70 ms with them, 53 ms without; BENCHMARKS.md).
-        with blas_threads.limit(limits=1, user_api="blas"):
-            z = trsv(L, trsv(L, z, lower=1, overwrite_x=1), lower=1, trans=1, overwrite_x=1)
-        out = np.empty(z.shape, dtype=np.float64)
-        out[order] = off_dark(z.astype(np.float64))
-        return out
+    @jax.jit
+    def apply(factors, r):
+        z = off_dark(jnp.asarray(r, dtype=jnp.float64)[factors.order])
+        z = cholesky_panel_solve(factors, z.astype(factors.inverses[0].dtype)).astype(jnp.float64)
+        return jnp.zeros_like(z).at[factors.order].set(off_dark(z))
 
     return factorise, apply
 
