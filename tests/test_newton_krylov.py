@@ -439,42 +439,6 @@ def test_refactorise_once_when_inner_solve_runs_out():
     assert plain.factorisations == 0
 
 
-def test_refactorise_once_when_carried_over_factors_spend_stale_hvps():
-    """minimise_matrix_free(stale_hvps=k) calls `refactorise` once, at the first iterate by which the solve
-    has spent k HVPs in all, even where no inner solve runs out; not at all when it converges first."""
-    from jax.flatten_util import ravel_pytree
-
-    from symland._newton_krylov import path_problem
-
-    model = s.MLP((3, 4, 3, 2), "softplus")
-    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
-    y = x[:, :2] ** 2 + 0.5
-    v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
-    args = (0.3, 1, 2, x, y)
-    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
-    factors = problem.factorise(v, *args)
-    calls = []
-
-    def again(w):
-        calls.append(np.asarray(w))
-        return problem.factorise(w, *args)
-
-    roomy = dict(method="trust-pcg", factors=factors, refactorise=again, max_cg=v.size + 10, max_steps=20)
-    free = minimise_matrix_free(problem, v, args, **roomy)
-    assert free.factorisations == 0 and not calls and free.hvps > 30  # no inner solve runs out
-    r = minimise_matrix_free(problem, v, args, stale_hvps=30, **roomy)
-    assert r.factorisations == 1 == len(calls) and not np.allclose(calls[0], v)
-    lenient = minimise_matrix_free(problem, v, args, stale_hvps=10 ** 6, **dict(roomy, max_steps=3))
-    assert lenient.factorisations == 0 and len(calls) == 1  # the budget was not reached: no new call
-
-
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_stale_hvps_must_be_a_positive_integer(bad):
-    p = FlatProblem(lambda v: jnp.sum(v ** 2))
-    with pytest.raises(ValueError, match="stale_hvps"):
-        minimise_matrix_free(p, jnp.ones(2), method="trust-pcg", stale_hvps=bad)
-
-
 def test_factors_given_as_a_function_are_built_on_first_need():
     """factors=callable: not called at a start that already meets gtol; otherwise called once, at the
     first iteration, counted in `factorisations`, and its factors used (the loss falls)."""
@@ -539,38 +503,6 @@ def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     record = gn.to_dict()
     assert record["solver"] == "trust-gn" and record["factorisations"] == gn.factorisations
     assert dense.to_dict()["solver"] == "newton"
-
-
-def test_trust_gn_path_carries_factors_over_easy_steps(toy_paths, monkeypatch):
-    """Once the path's damping is `GN_DAMPING_NEAR` (here made the problem's own, so from the start), a
-    δ step after one that spent at most `GN_REUSE_HVPS` HVPs starts with that step's factors: fewer
-    factorisations than iterating steps, the same converged losses; a step that spends `GN_REUSE_HVPS` with
-    carried-over factors builds new ones. With `GN_REUSE_HVPS` = 0 every
-    iterating step builds its own, as before."""
-    import symland._newton_krylov as nk
-
-    prob, dense, _ = toy_paths
-    monkeypatch.setattr(nk, "GN_DAMPING_NEAR", None)  # None: the problem's λ factor
-    monkeypatch.setattr(nk, "GN_REUSE_HVPS", 1000)  # the toy's steps spend 36–834 HVPs
-    logged = []
-    gn = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :],
-                              loss="mse", gtol=1e-10, solver="trust-gn",
-                              on_step=lambda i, d, r: logged.append(r))[0]
-    assert gn.all_converged, gn.status
-    np.testing.assert_allclose(gn.loss, dense.loss, atol=1e-20, rtol=1e-6)
-    carried = [i for i, r in enumerate(logged) if r.steps > 0 and r.factorisations == 0]
-    first = next(i for i, r in enumerate(logged) if r.steps > 0)
-    for i in range(first + 1, len(logged)):  # carried over exactly after cheap steps, renewed once stale
-        if logged[i].steps > 0:
-            expected = 1 if logged[i - 1].hvps > nk.GN_REUSE_HVPS else int(logged[i].hvps >= nk.GN_REUSE_HVPS)
-            assert logged[i].factorisations == expected, (i, logged[i - 1].hvps, logged[i].hvps)
-    assert len(carried) >= 5 and gn.factorisations < np.count_nonzero(gn.steps)
-    assert any(r.factorisations and logged[i - 1].hvps <= nk.GN_REUSE_HVPS for i, r in enumerate(logged)
-               if i > first)  # a carried-over factor went stale and was renewed within its step
-    monkeypatch.setattr(nk, "GN_REUSE_HVPS", 0)
-    fresh = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :],
-                                 loss="mse", gtol=1e-10, solver="trust-gn")[0]
-    assert fresh.all_converged and fresh.factorisations == np.count_nonzero(fresh.steps)
 
 
 def test_bad_path_solver_is_refused_before_work(monkeypatch):

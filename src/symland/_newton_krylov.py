@@ -201,7 +201,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
                          initial_radius: float | None = None,
                          method: str = "trust-ncg", max_hvps: int | None = None,
                          max_cg: int = CG_MAX_ITERATIONS, factors=None,
-                         refactorise=None, stale_hvps: int | None = None) -> KrylovOutcome:
+                         refactorise=None) -> KrylovOutcome:
     """Minimise `problem` from v0 by trust-region Newton on HVPs.
 
     `method="trust-pcg"`: `_trust_region_pcg`, preconditioned by
@@ -236,9 +236,6 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       of its `max_cg` HVPs; its factors replace `factors` for the rest of
       the solve (`matrix_free_paths` passes the Gauss–Newton matrix with the
       smaller damping `GN_DAMPING_NEAR`).
-    - `stale_hvps` (with `factors` and `refactorise`): also call `refactorise`,
-      once, as soon as this solve has spent `stale_hvps` HVPs (for `factors`
-      carried over from an earlier solve, which may have gone stale).
 
     **Returns:** a `KrylovOutcome`.
 
@@ -255,9 +252,6 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")
     check_hvp_budget(max_hvps)
-    if stale_hvps is not None and (isinstance(stale_hvps, bool) or not isinstance(stale_hvps, (int, np.integer))
-                                   or stale_hvps < 1):
-        raise ValueError(f"stale_hvps: must be a positive integer or None, got {stale_hvps!r}")
     if method not in KRYLOV_METHODS:
         raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(KRYLOV_METHODS)}")
     t0 = time.perf_counter()
@@ -318,7 +312,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
         s, status = _trust_region_pcg(problem, s0, args, evaluate, gtol=gtol, max_steps=int(max_steps),
                                       escape=escape, max_hvps=budget, max_cg=int(max_cg),
                                       initial_radius=initial_radius, counts=counts, factors=factors,
-                                      refactorise=refactorise, stale_hvps=stale_hvps)
+                                      refactorise=refactorise)
         f, _, gn = evaluate(s)  # a cache hit when the loop evaluated s recently
         return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status,
                              counts["steps"], counts["hvps"], counts["gradients"],
@@ -421,7 +415,7 @@ def _steihaug_pcg(hvp, g, precond, radius, eta, max_iter):
 
 
 def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, max_hvps, max_cg,
-                      initial_radius, counts, factors=None, refactorise=None, stale_hvps=None):
+                      initial_radius, counts, factors=None, refactorise=None):
     """Trust-region Newton with preconditioned Steihaug–Toint CG steps; returns (s, status).
 
     `evaluate(s)` → (L, ∇_s L, ‖∇_v L‖∞) is `minimise_matrix_free`'s cached,
@@ -436,8 +430,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     e.g. `kfac_preconditioner`) is rebuilt at every outer iteration unless
     `factors` are given (then those are used throughout, built by the first
     iteration if `factors` is a function, until the first
-    inner solve that runs out of `max_cg` HVPs, or the first iteration that
-    ends with `stale_hvps` or more HVPs spent in all, where `refactorise(v)`, if
+    inner solve that runs out of `max_cg` HVPs, where `refactorise(v)`, if
     given, replaces them once at the current iterate); the trust
     region is measured in its norm, so the radius is scale-free.
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
@@ -504,12 +497,9 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             s, f, g, gn = s_new, f_new, g_new, gn_new
         elif radius < 1e-14 * max(1.0, np.linalg.norm(s)):
             return s, "stalled"
-        ran_out = reason == "max_iter" and used == max_cg
-        stale = stale_hvps is not None and counts["hvps"] >= stale_hvps
-        if (ran_out or stale) and refactorise is not None and lagged is not None:
+        if reason == "max_iter" and used == max_cg and refactorise is not None and lagged is not None:
             # The preconditioner no longer resolves the curvature: near a minimum of the fixed-δ
-            # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10);
-            # or factors carried over from an earlier solve have gone stale.
+            # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10).
             lagged = refactorise(problem.to_v(jnp.asarray(s)))
             refactorise = None
             counts["factorisations"] += 1
@@ -763,13 +753,6 @@ DARK_RTOL = 1e-12
 # 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 2–4 of the path: 235–310 HVPs each at
 # 1e-6 against 501–701 at 1e-4 (BENCHMARKS.md, issue 10).
 GN_DAMPING_NEAR = 1e-6
-# `matrix_free_paths(solver="trust-gn")` carries a δ step's Gauss–Newton factors over to the next step
-# when that step spent at most this many HVPs (and the path's damping is GN_DAMPING_NEAR); a step that
-# spends as many with carried-over factors builds new ones at its current iterate. A factorisation
-# costs what ≈ 210 preconditioned CG iterations do at 784-10-10-10 (8.2 s against 39 ms on an Intel
-# Xeon, `benchmarks/bench_gn_apply.py`), so a carried-over factor that fails wastes at most about half
-# of what one that serves saves.
-GN_REUSE_HVPS = 100
 
 
 # Rows per panel of `cholesky_panels`. `python benchmarks/bench_gn_apply.py` (n = 8,070, float32, Intel
@@ -1259,9 +1242,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     within a step, once more with the smaller
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
     after which the path keeps that damping (all counted in the path's
-    `factorisations`). With that damping, a step after one that spent at most
-    `GN_REUSE_HVPS` HVPs starts with that step's last factors instead, and
-    builds new ones at its current iterate only if it spends as many itself. With `retract` (the default) its trust region takes
+    `factorisations`). With `retract` (the default) its trust region takes
     each trial point along the rescaling orbits of layer k − 1
     (`path_problem(retract=True)`), the channel along which the Fig. 3 minima
     run off; `retract=False` takes s + p (BENCHMARKS.md, "Trust-region steps
@@ -1330,9 +1311,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         solved = [(np.log(schedule[0]), theta_star, True)]  # (log δ, θ, converged) of the last steps
         norm = schedule[0]
         # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
-        # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping,
-        # and a step after one that spent at most GN_REUSE_HVPS HVPs starts with that step's last factors.
-        n_factorised, damping, kept, kept_hvps = 0, None, None, None
+        # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping.
+        n_factorised, damping = 0, None
         for delta in schedule:
             s_next = np.log(delta) if delta > 0 else solved[-1][0]
             points = [(s, th) for s, th, _ in solved]
@@ -1349,25 +1329,20 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                     v0 = to_free(points[-1][1], l, m, norm)
             else:
                 v0 = to_free(points[-1][1], l, m, norm)
-            used = {}  # the λ factor of the last factors this step built, and those factors
+            used = {}  # the λ factor of the last factors this step built
 
             def build(v, damping, delta=delta, l=l, m=m):
-                kw = {} if damping is None else {"damping": damping}  # None: the problem's λ factor
-                used["factors"] = problem.factorise(v, delta, l, m, x, y, **kw)
                 used["damping"] = damping
-                return used["factors"]
+                kw = {} if damping is None else {"damping": damping}  # None: the problem's λ factor
+                return problem.factorise(v, delta, l, m, x, y, **kw)
 
-            reuse = gn and damping == GN_DAMPING_NEAR and kept is not None and kept_hvps <= GN_REUSE_HVPS
-            factors = kept if reuse else (lambda: build(v0, damping))
-            near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn and (damping != GN_DAMPING_NEAR or reuse) else None
+            near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn and damping != GN_DAMPING_NEAR else None
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
-                                       method=method, factors=factors if gn else None,
-                                       refactorise=near, stale_hvps=GN_REUSE_HVPS if reuse else None)
+                                       method=method, factors=(lambda: build(v0, damping)) if gn else None,
+                                       refactorise=near)
             n_factorised += sol.factorisations
             damping = used.get("damping", damping)
-            if gn:
-                kept, kept_hvps = used.get("factors", kept if reuse else None), sol.hvps
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
