@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
-     [--only steps --first 5 --solver trust-gn --retract on|off|both --single-hvp on|off|both] [--input-rtol 1e-3]
+     [--only steps --first 5 --solver trust-gn --retract on|off|both] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -230,7 +230,7 @@ class _Enough(Exception):
     pass
 
 
-def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, single_hvp=False):
+def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -240,8 +240,7 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     the input directions whose singular value is below 1e-3 of the largest (the data's
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`). `retract`: matrix_free_paths' trial points along the rescaling
-    orbits of layer 1 (trust-gn only). `single_hvp`: float32 HVPs in the inner solves (trust-gn and
-    trust-pcg only). Returns the seconds taken."""
+    orbits of layer 1 (trust-gn only). Returns the seconds taken."""
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
     from symland._path import delta_schedule, effective_params, upstream_gauge, upstream_scale  # noqa: PLC0415
 
@@ -277,11 +276,10 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
             raise _Enough
 
     print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {'upstream' if gauge else None}, "
-          f"retract {retract}, single_hvp {single_hvp}, first {first} of {steps}:")
+          f"retract {retract}, first {first} of {steps}:")
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
-                          max_steps=300, solver=solver, gauge=gauge, retract=retract, single_hvp=single_hvp,
-                          on_step=on_step)
+                          max_steps=300, solver=solver, gauge=gauge, retract=retract, on_step=on_step)
     except _Enough:
         pass
     seconds = time.perf_counter() - t0
@@ -314,8 +312,6 @@ def main():
     ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
     ap.add_argument("--gauge", choices=("paper", "upstream"), default="paper",
                     help="--only steps: how δ is measured (symland.pair_distance)")
-    ap.add_argument("--single-hvp", choices=("on", "off", "both"), default="off",
-                    help="--only steps: float32 HVPs in trust-gn's inner solves (both: on, then off)")
     ap.add_argument("--retract", choices=("on", "off", "both"), default="on",
                     help="--only steps: trust-gn's trial points along the rescaling orbits "
                          "(both: on, then off; the second run reuses compilations)")
@@ -342,17 +338,11 @@ def main():
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
         gauge = None if a.gauge == "paper" else a.gauge
-        both = ("on", "off")
-        runs = [(r, h) for r in (both if a.retract == "both" else (a.retract,))
-                for h in (both if a.single_hvp == "both" else (a.single_hvp,))]
-        seconds = {(r, h): converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
-                                           h == "on") for r, h in runs}
-        for name, i in (("retract", 0), ("single_hvp", 1)):
-            for key in seconds:
-                other = tuple("off" if j == i else key[j] for j in range(2))
-                if key[i] == "on" and other in seconds:
-                    print(f"{name} on / off: {seconds[key]:.0f} s / {seconds[other]:.0f} s = "
-                          f"{seconds[other] / seconds[key]:.2f}× faster")
+        seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on")
+                   for r in (("on", "off") if a.retract == "both" else (a.retract,))}
+        if len(seconds) == 2:
+            print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
+                  f"{seconds['off'] / seconds['on']:.2f}× faster")
     if a.only == "hvp":  # not part of the default run
         hvp_products(xj, labels, a.H, a.steps)
     if a.only == "lanczos":  # not part of the default run: it repeats the path

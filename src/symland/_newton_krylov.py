@@ -161,26 +161,18 @@ class FlatProblem:
         def linearise(s, *args):
             return jax.linearize(lambda s_: grad_s(s_, *args), s)[1]
 
-        def linearise_single(s, *args):  # the same in float32: s, δ and the data cast, integers kept
-            low = lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a
-            return linearise(low(s), *(low(jnp.asarray(a)) for a in args))
-
         self.value_grads = jax.jit(value_grads)
         self.hvp = jax.jit(hvp)
         # jit returns the linearised gradient as a `Partial` whose function is the one of the first trace,
         # so `_apply_linear` compiles once for every point and δ (same shapes).
         self._linearise = jax.jit(linearise)
         self._apply_linear = jax.jit(lambda lin, t: lin(t))
-        self._linearise_single = jax.jit(linearise_single)
-        self._apply_linear_single = jax.jit(lambda lin, t: lin(t.astype(jnp.float32)).astype(jnp.float64))
-        # True: `_trust_region_pcg`'s inner solves use float32 HVPs (`hvp_at(single=True)`)
-        self.single_hvp = False
         self.to_s = jax.jit(M_inv)
         self.to_v = jax.jit(M)
         # s, p ↦ the trial point of a step p from s (`_trust_region_pcg`); None: s + p
         self.retract = None
 
-    def hvp_at(self, s, *args, single: bool = False):
+    def hvp_at(self, s, *args):
         """t ↦ ∇²_s f(s) t at a fixed `s`: the gradient linearised once (`jax.linearize`), so that each
         product repeats only the tangent passes. For a loss whose cost is its products with the data
         (x W₁ᵀ forward, Dᵀx backward) that is two passes over x per product where `hvp`'s
@@ -192,11 +184,6 @@ class FlatProblem:
         Up to `LINEARISE_THRESHOLD` parameters (the toy's size) it is `hvp` at `s`: there the passes
         are cheap, and one compilation serves instead of two.
 
-        With `single` (above that size) the gradient is linearised in float32: `s`, δ and the data
-        are cast, so the passes over x read half the bytes; t and the product stay float64 outside.
-        An approximation (relative error ≈ 1e−6 on the Fig. 3 problem), for inner solves only:
-        the loss, the gradient and every stopping test stay float64.
-
         Example:
             >>> import jax.numpy as jnp
             >>> p = FlatProblem(lambda v, c: jnp.sum(c * v ** 4))
@@ -206,8 +193,6 @@ class FlatProblem:
         """
         if jnp.size(s) <= LINEARISE_THRESHOLD:
             return lambda t: self.hvp(s, t, *args)
-        if single:
-            return functools.partial(self._apply_linear_single, self._linearise_single(s, *args))
         return functools.partial(self._apply_linear, self._linearise(s, *args))
 
 
@@ -474,8 +459,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             counts["factorisations"] += 1
         factors = problem.build_preconditioner(s_now, *args) if lagged is None else lagged
         precond = lambda r: np.asarray(problem.apply_preconditioner(factors, jnp.asarray(r)))
-        # the primal passes once, then two data passes per HVP (in float32 where the problem asks)
-        hvp_now = problem.hvp_at(s_now, *args, single=problem.single_hvp)
+        hvp_now = problem.hvp_at(s_now, *args)  # the primal passes once, then two data passes per HVP
         hvp = lambda t: np.asarray(hvp_now(jnp.asarray(t)))
         if radius is None:  # the Cauchy step length in the M-norm, at most 1
             z = precond(g)
@@ -631,10 +615,9 @@ def _first_layer_map(model, P):
     P = jnp.asarray(P)
 
     def M(v):
-        Pv = P.astype(v.dtype)  # keeps a float32 v in float32 (`FlatProblem.hvp_at(single=True)`)
         if not model.bias:
-            return jnp.concatenate([(v[:nw].reshape(n1, n0) @ Pv).ravel(), v[nw:]])
-        rows = jnp.concatenate([v[:nw].reshape(n1, n0), v[nw:nw + n1, None]], axis=1) @ Pv
+            return jnp.concatenate([(v[:nw].reshape(n1, n0) @ P).ravel(), v[nw:]])
+        rows = jnp.concatenate([v[:nw].reshape(n1, n0), v[nw:nw + n1, None]], axis=1) @ P
         return jnp.concatenate([rows[:, :n0].ravel(), rows[:, n0], v[nw + n1:]])
 
     return M
@@ -1227,7 +1210,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
                       solver: str = "trust-ncg", gauge=None, retract: bool = True,
-                      single_hvp: bool = False, progress: bool = False, on_step=None):
+                      progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
@@ -1301,7 +1284,6 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton" if gn else "ekfac",
                            gauge=gauge, retract=gn and bool(retract))
     method = "trust-pcg" if gn else solver
-    problem.single_hvp = bool(single_hvp) and method == "trust-pcg"
     theta_star, unravel = ravel_pytree(params)
     loss_of = mse if loss == "mse" else nmse
     loss_fn = lambda p: loss_of(model, p, x, y)
