@@ -756,8 +756,8 @@ GN_DAMPING_NEAR = 1e-6
 
 
 # Rows per panel of `cholesky_panels`. `python benchmarks/bench_gn_apply.py` (n = 8,070, float32, Intel
-# Xeon, 2 cores): M̃⁻¹r in 11.0 ms with panels of 1,024 rows, 15.6 ms with 512, 15.0 ms with 2,048,
-# against 23.8 ms for two BLAS `strsv` (BENCHMARKS.md, issue 10).
+# Xeon, 2 cores): the panel solve in 12.3 ms with panels of 512 or 1,024 rows, 13.5 ms with 2,048;
+# the library's `apply` 11.7 ms against 24.1 ms for two BLAS `strsv` (BENCHMARKS.md, issue 10).
 GN_PANEL = 1024
 
 
@@ -824,8 +824,8 @@ def cholesky_panel_solve(factors: CholeskyPanels, r):
     Σ_{j>k} L_jkᵀ x_j), the sum gathered as each x_j is found (a product
     xⱼᵀ L_j,<j). So M̃⁻¹ is applied by matrix–vector products in XLA,
     on all its threads, reading L's lower triangle twice: a triangular
-    solve is sequential (BLAS `trsv` runs on one thread, XLA's own
-    triangular solve took 5.7 ms for one block of 1,024), while the products
+    solve is sequential (BLAS `trsv` runs on one thread, and XLA's own
+    triangular solve is slower still), while the products
     are bound only by memory bandwidth. In float32 they read half the bytes.
     The operator is L̃⁻ᵀL̃⁻¹ for the L̃ whose diagonal blocks are the
     inverses' inverses, so it stays symmetric positive definite
@@ -989,8 +989,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
     5,740 HVPs against 4,162 (`benchmarks/bench_path_solvers.py`).
     M̃⁻¹r is applied by `cholesky_panel_solve`: products with L's row panels
-    and with the inverses of its diagonal blocks, in XLA on all threads (11.0 ms
-    at 8,070 parameters on an Intel Xeon with 2 cores, against 23.8 ms for two
+    and with the inverses of its diagonal blocks, in XLA on all threads (11.7 ms
+    at 8,070 parameters on an Intel Xeon with 2 cores, against 24.1 ms for two
     BLAS `strsv`, which run on one thread; `benchmarks/bench_gn_apply.py`).
 
     **Returns:** `(factorise, apply)`: `factorise(v, δ, l, m, x, y, *, damping)` (v in
@@ -1092,7 +1092,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     @jax.jit
     def apply(factors, r):
         z = off_dark(jnp.asarray(r, dtype=jnp.float64)[factors.order])
-        z = cholesky_panel_solve(factors, z.astype(factors.inverses[0].dtype)).astype(jnp.float64)
+        z = cholesky_panel_solve(factors, z.astype(factors.dtype)).astype(jnp.float64)
         return jnp.zeros_like(z).at[factors.order].set(off_dark(z))
 
     return factorise, apply
