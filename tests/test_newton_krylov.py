@@ -505,6 +505,37 @@ def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     assert dense.to_dict()["solver"] == "newton"
 
 
+def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monkeypatch):
+    """With inner solves capped at 2 CG iterations the δ steps run out: the first such step
+    refactorises with `GN_DAMPING_NEAR`, and a later one, already at that damping, refactorises with
+    it again at its iterate (before, it kept its factors to the end of the step)."""
+    import symland._newton_krylov as nk
+
+    prob, dense, _ = toy_paths
+    monkeypatch.setattr(nk, "CG_MAX_ITERATIONS", 2)
+    built = []
+    real = nk.gauss_newton_preconditioner
+
+    def counting(*args, **kw):
+        factorise, apply = real(*args, **kw)
+
+        def logged(*a, damping=None, **k):
+            built.append(damping)
+            return factorise(*a, **k) if damping is None else factorise(*a, damping=damping, **k)
+        return logged, apply
+
+    monkeypatch.setattr(nk, "gauss_newton_preconditioner", counting)
+    logged = []
+    path = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :4],
+                                loss="mse", gtol=1e-10, solver="trust-gn", max_steps=8,
+                                on_step=lambda i, d, r: logged.append(r))[0]
+    counts = [r.factorisations for r in logged if r.steps > 0]
+    assert len(counts) == 3 and set(counts) <= {1, 2}, counts
+    assert counts.count(2) >= 2, counts  # the steps after the switch to GN_DAMPING_NEAR refactorise too
+    assert path.factorisations == sum(counts) == len(built)
+    assert built == [None] + [nk.GN_DAMPING_NEAR] * (len(built) - 1)
+
+
 def test_bad_path_solver_is_refused_before_work(monkeypatch):
     import symland._newton_krylov as nk
     from symland._newton_krylov import path_problem

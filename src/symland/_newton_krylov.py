@@ -748,7 +748,9 @@ GN_DAMPING = 0.1
 # 10,000 Fashion-MNIST images, at ≈ 1e−20 of the largest), and `gauss_newton_preconditioner` keeps out of it.
 DARK_RTOL = 1e-12
 # Near a minimum that damping hides the small eigenvalues and every inner solve runs out of its
-# CG_MAX_ITERATIONS; `matrix_free_paths(solver="trust-gn")` then refactorises once with this λ factor.
+# CG_MAX_ITERATIONS; `matrix_free_paths(solver="trust-gn")` then refactorises once with this λ factor
+# (and, once the path has it, refactorises with it again, at the iterate, when a step's inner solve
+# runs out).
 # First Fashion-MNIST δ step: converged in 1,467 HVPs and 120 s at 1e-4 (refactorised at iteration
 # 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 2–4 of the path: 235–310 HVPs each at
 # 1e-6 against 501–701 at 1e-4 (BENCHMARKS.md, issue 10).
@@ -1242,7 +1244,10 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     within a step, once more with the smaller
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
     after which the path keeps that damping (all counted in the path's
-    `factorisations`). With `retract` (the default) its trust region takes
+    `factorisations`); with that damping already, once more at the current
+    iterate in the same case (on the Fig. 3 path step 18 moves ‖Δθ‖ 13.7
+    from where its factors were built, and then took 2,271 HVPs against
+    2,914; BENCHMARKS.md). With `retract` (the default) its trust region takes
     each trial point along the rescaling orbits of layer k − 1
     (`path_problem(retract=True)`), the channel along which the Fig. 3 minima
     run off; `retract=False` takes s + p (BENCHMARKS.md, "Trust-region steps
@@ -1336,9 +1341,10 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 kw = {} if damping is None else {"damping": damping}  # None: the problem's λ factor
                 return problem.factorise(v, delta, l, m, x, y, **kw)
 
-            near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn and damping != GN_DAMPING_NEAR else None
+            near = (lambda v: build(v, GN_DAMPING_NEAR)) if gn else None
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
+                                       max_cg=CG_MAX_ITERATIONS,
                                        method=method, factors=(lambda: build(v0, damping)) if gn else None,
                                        refactorise=near)
             n_factorised += sol.factorisations
