@@ -355,7 +355,7 @@ def test_cholesky_panel_solve_is_the_inverse(n, panel):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
 
 
-@pytest.mark.parametrize("panel", [0, -3, 2.5])
+@pytest.mark.parametrize("panel", [0, -3, 2.5, True])
 def test_cholesky_panels_refuses_bad_panel(panel):
     from symland._newton_krylov import cholesky_panels
 

@@ -804,7 +804,7 @@ def cholesky_panels(L, order=None, dtype=np.float64, panel: int | None = None) -
 
     n = L.shape[0]
     panel = GN_PANEL if panel is None else panel
-    if not (isinstance(panel, (int, np.integer)) and panel >= 1):
+    if isinstance(panel, bool) or not (isinstance(panel, (int, np.integer)) and panel >= 1):
         raise ValueError(f"panel: must be a positive number of rows, got {panel}")
     panels, inverses = [], []
     for i0 in range(0, n, panel):
