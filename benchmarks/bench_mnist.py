@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
-     [--only steps --first 5 --solver trust-gn --retract on|off|both] [--input-rtol 1e-3]
+     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -230,7 +230,7 @@ class _Enough(Exception):
     pass
 
 
-def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True):
+def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto"):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -267,7 +267,7 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
         share = float(np.sum((dw @ low.T) ** 2) / max(np.sum(dw ** 2), 1e-300))
         prev = theta
         print(f"  step {i} δ={delta:.3e}: {r.status}, L {r.loss:.3e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
-              f"{r.steps} iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), "
+              f"{r.steps} iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), {r.substeps} sub-step(s), "
               f"{now - last:.1f} s (total {now - t0:.0f} s); upstream scale {up:.2f}×, ‖Δθ‖ {moved:.2f}, "
               + (f"{share:.1%} of ‖ΔW₁‖² in the {low.shape[0]} near-null input directions" if moved > 1e-12
                  else "no move"), flush=True)
@@ -276,10 +276,11 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
             raise _Enough
 
     print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {'upstream' if gauge else None}, "
-          f"retract {retract}, first {first} of {steps}:")
+          f"retract {retract}, split {split}, first {first} of {steps}:")
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
-                          max_steps=300, solver=solver, gauge=gauge, retract=retract, on_step=on_step)
+                          max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split,
+                          on_step=on_step)
     except _Enough:
         pass
     seconds = time.perf_counter() - t0
@@ -315,6 +316,8 @@ def main():
     ap.add_argument("--retract", choices=("on", "off", "both"), default="on",
                     help="--only steps: trust-gn's trial points along the rescaling orbits "
                          "(both: on, then off; the second run reuses compilations)")
+    ap.add_argument("--split", choices=("auto", "off", "both"), default="auto",
+                    help="--only steps: matrix_free_paths' continuation sub-steps (both: auto, then off)")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")
@@ -338,9 +341,16 @@ def main():
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
         gauge = None if a.gauge == "paper" else a.gauge
-        seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on")
-                   for r in (("on", "off") if a.retract == "both" else (a.retract,))}
-        if len(seconds) == 2:
+        if a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
+            seconds = {sp: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
+                                           {"auto": "auto", "off": None}[sp]) for sp in ("auto", "off")}
+            print(f"split auto / off: {seconds['auto']:.0f} s / {seconds['off']:.0f} s = "
+                  f"{seconds['off'] / seconds['auto']:.2f}× faster")
+        else:
+            seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
+                                          {"auto": "auto", "off": None}[a.split])
+                       for r in (("on", "off") if a.retract == "both" else (a.retract,))}
+        if len(seconds) == 2 and a.split != "both":
             print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['on']:.2f}× faster")
     if a.only == "hvp":  # not part of the default run

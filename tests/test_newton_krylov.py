@@ -152,7 +152,7 @@ def test_krylov_outcome_to_dict():
     out = KrylovOutcome(np.zeros(3), np.float64(0.5), 1e-12, "converged", 4, 120, 9, 0.25)
     d = out.to_dict()
     assert d == {"status": "converged", "loss": 0.5, "grad_norm": 1e-12, "steps": 4, "hvps": 120,
-                 "gradients": 9, "seconds": 0.25, "factorisations": 0}
+                 "gradients": 9, "seconds": 0.25, "factorisations": 0, "substeps": 0}
     json.dumps(d)
     assert KrylovOutcome(np.zeros(3), 0.5, 1e-12, "converged", 4, 120, 9, 0.25, 2).to_dict()["factorisations"] == 2
 
@@ -498,11 +498,50 @@ def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     assert gn.all_converged, gn.status
     np.testing.assert_allclose(gn.loss, dense.loss, atol=1e-20, rtol=1e-6)
     assert np.all(gn.grad_norm <= 1e-10 * np.maximum(1.0, gn.loss))
-    assert [r.factorisations for _, _, r in logged] == [int(n > 0) for n in again.steps]
-    assert gn.steps[0] == 0 and gn.factorisations == np.count_nonzero(gn.steps) >= 1
+    # one factorisation per solve that iterates, continuation sub-steps (split="auto") included
+    assert [r.factorisations for _, _, r in logged] == [int(n > 0) * (1 + r.substeps)
+                                                        for n, (_, _, r) in zip(again.steps, logged)]
+    assert gn.steps[0] == 0 and gn.factorisations == again.factorisations >= np.count_nonzero(gn.steps) >= 1
     record = gn.to_dict()
     assert record["solver"] == "trust-gn" and record["factorisations"] == gn.factorisations
     assert dense.to_dict()["solver"] == "newton"
+
+
+def test_trust_gn_path_splits_steps_whose_prediction_starts_high(toy_paths):
+    """split: a δ step whose prediction starts above `split` × the last loss is reached through
+    unrecorded sub-steps, whose work its counts include; the recorded δ and losses are those of the
+    unsplit path. With split=None no step splits; a huge ratio splits none either."""
+    from symland._newton_krylov import SPLIT_DEPTH, matrix_free_paths
+
+    prob, dense, _ = toy_paths
+    run = {}
+    for split in (None, "auto", 1.5, 1e300):
+        logged = []
+        path, = matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :],
+                                  loss="mse", gtol=1e-10, solver="trust-gn", split=split,
+                                  on_step=lambda i, d, r, logged=logged: logged.append(r))
+        assert path.all_converged, (split, path.status)
+        np.testing.assert_allclose(path.loss, dense.loss, atol=1e-20, rtol=1e-6)
+        np.testing.assert_array_equal(path.hessians, [r.hvps for r in logged])
+        run[split] = [r.substeps for r in logged]
+    assert run[None] == run[1e300] == [0] * dense.delta.size
+    assert sum(run["auto"]) > 0 and sum(run[1.5]) > 0
+    assert max(run[1.5]) <= 2 ** (SPLIT_DEPTH + 1) - 1  # each sub-step advances > 2^−(depth+1) of the step
+    # trust-ncg does not split by default
+    ncg = []
+    matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :3],
+                      loss="mse", gtol=1e-10, solver="trust-ncg", on_step=lambda i, d, r: ncg.append(r.substeps))
+    assert ncg == [0, 0, 0]
+
+
+@pytest.mark.parametrize("split", [1, 0.5, -2.0, True, "yes", float("nan")])
+def test_matrix_free_paths_refuses_bad_split(toy_paths, split):
+    from symland._newton_krylov import matrix_free_paths
+
+    prob, dense, _ = toy_paths
+    with pytest.raises(ValueError, match="split"):
+        matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :2],
+                          loss="mse", solver="trust-gn", split=split)
 
 
 def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monkeypatch):

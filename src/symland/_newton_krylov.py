@@ -94,7 +94,9 @@ class KrylovOutcome:
     (Hessian-vector products), `gradients` (loss-and-gradient evaluations),
     `seconds` (wall time), `factorisations` (preconditioner factorisations
     within the solve: `factors` given as a function, and
-    `minimise_matrix_free(refactorise=...)`).
+    `minimise_matrix_free(refactorise=...)`), `substeps` (the unrecorded
+    continuation sub-steps by which `matrix_free_paths(split=...)` reached
+    this δ step; the other counts include theirs).
     """
 
     x: np.ndarray
@@ -106,6 +108,7 @@ class KrylovOutcome:
     gradients: int
     seconds: float
     factorisations: int = 0
+    substeps: int = 0
 
     @property
     def converged(self) -> bool:
@@ -115,7 +118,8 @@ class KrylovOutcome:
         """Scalars of the outcome (not `x`), for JSON."""
         return {"status": self.status, "loss": float(self.loss), "grad_norm": float(self.grad_norm),
                 "steps": int(self.steps), "hvps": int(self.hvps), "gradients": int(self.gradients),
-                "seconds": float(self.seconds), "factorisations": int(self.factorisations)}
+                "seconds": float(self.seconds), "factorisations": int(self.factorisations),
+                "substeps": int(self.substeps)}
 
 
 class _Stop(Exception):
@@ -1181,6 +1185,15 @@ def path_problem(model, layer: int, kind: str, x, *, precondition: bool = True,
 # steps (the default `symland mnist` run's 60-HVP budget) the quadratic amplified their errors: seed 1's
 # barrier rose from 4.2e-2 to 0.37; so there the secant alone is used.
 PREDICTOR_ORDER = 2
+# Continuation sub-steps (`matrix_free_paths(split=...)`): where the prediction of a δ step starts above
+# SPLIT_RATIO × the loss of the last solve, the step is reached through sub-steps that are solved but not
+# recorded, each halving the remaining interval in log δ, down to 2^−SPLIT_DEPTH of the schedule's step.
+# On the Fig. 3 path (trust-gn) the predictions of steps 3–15 start within 4.1× the last loss, and those
+# of steps 16–18, where a layer-1 neuron runs off along its rescaling orbit, at 8.6×, 20× and 56× (step 2,
+# the secant through θ*, at 90×; step 1, θ* itself, is never split; BENCHMARKS.md, "Continuation
+# sub-steps").
+SPLIT_RATIO = 5.0
+SPLIT_DEPTH = 3
 
 
 def extrapolate(points, s: float):
@@ -1212,7 +1225,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
                       solver: str = "trust-ncg", gauge=None, retract: bool = True,
-                      progress: bool = False, on_step=None):
+                      split="auto", progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
@@ -1252,6 +1265,21 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     (`path_problem(retract=True)`), the channel along which the Fig. 3 minima
     run off; `retract=False` takes s + p (BENCHMARKS.md, "Trust-region steps
     along the rescaling orbits").
+    `split` (a number > 1, None for never; "auto": `SPLIT_RATIO` with
+    `trust-gn`, None otherwise): continuation step-size control. Where the
+    prediction of a δ step starts above `split` × the loss of the last
+    solve, and the points it extrapolates all converged, the step is reached
+    through sub-steps at intermediate δ, solved but not recorded, each
+    halving the remaining interval in log δ (down to 2^−`SPLIT_DEPTH` of it)
+    and joining the predictor's points. The recorded δ are the schedule's;
+    the step's `steps`, `hvps` and `factorisations` include its sub-steps,
+    whose number `on_step` sees in `KrylovOutcome.substeps`. On the Fig. 3
+    path a neuron running off along its rescaling orbit makes the last
+    converged steps' predictions start 20–56× above the last loss, and a
+    trust region started there crawls along the curved valley (BENCHMARKS.md,
+    "Continuation sub-steps"). Without `trust-gn` the default run's steps
+    are capped at `FIG3_HVP_BUDGET` HVPs, and sub-steps were not measured
+    there, so "auto" leaves the other solvers unsplit.
     A δ step stops with `escape` once the pair's output weights pass
     `ESCAPE_FACTOR` × their start, or a neuron of layer k − 1 passes
     `UPSTREAM_FACTOR` × its scale at θ* (`upstream_scale`; `step_status`
@@ -1280,6 +1308,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                         upstream_gauge, upstream_scale)
 
     check_path_solver(solver)
+    if split == "auto":
+        ratio = SPLIT_RATIO if solver == "trust-gn" else None
+    elif split is None or (isinstance(split, (int, float)) and not isinstance(split, bool) and split > 1):
+        ratio = None if split is None else float(split)
+    else:
+        raise ValueError(f"split: must be 'auto', None or a number > 1, got {split!r}")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     label = "upstream" if gauge == "upstream" or isinstance(gauge, UpstreamGauge) else None
@@ -1317,26 +1351,25 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         norm = schedule[0]
         # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
         # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping.
-        n_factorised, damping = 0, None
-        for delta in schedule:
-            s_next = np.log(delta) if delta > 0 else solved[-1][0]
+        n_factorised, state = 0, {"damping": None, "loss": 0.0}  # loss: of the last solve, sub-steps included
+        def predict(s_to, delta):  # → (v0, its loss or None): the start of the solve at δ = exp(s_to)
             points = [(s, th) for s, th, _ in solved]
-            norm = delta if delta > 0 else norm
-            if delta > 0 and s_next != solved[-1][0]:  # degrees len(solved) − 1 down to 1 (0 from θ* alone)
-                # the secant only, once an unconverged step is among the points (it would amplify its error)
-                top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
-                starts = [to_free(extrapolate(points[-k:], s_next), l, m, norm)
-                          for k in range(top, min(2, len(solved)) - 1, -1)]
-                start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0])
-                              for v in starts] if len(starts) > 1 else [0.0]
-                v0 = starts[int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))]
-                if escape(v0):  # the prediction alone crossed an escape test: start where the last step ended
-                    v0 = to_free(points[-1][1], l, m, norm)
-            else:
-                v0 = to_free(points[-1][1], l, m, norm)
-            used = {}  # the λ factor of the last factors this step built
+            norm = delta
+            # degrees len(solved) − 1 down to 1 (0 from θ* alone); the secant only, once an unconverged
+            # step is among the points (it would amplify its error)
+            top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
+            starts = [to_free(extrapolate(points[-k:], s_to), l, m, norm)
+                      for k in range(top, min(2, len(solved)) - 1, -1)]
+            start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
+            i = int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))
+            if escape(starts[i]):  # the prediction alone crossed an escape test: start where the last step ended
+                return to_free(points[-1][1], l, m, norm), None
+            return starts[i], start_loss[i]
 
-            def build(v, damping, delta=delta, l=l, m=m):
+        def solve(delta, v0):
+            used = {}  # the λ factor of the last factors this solve built
+
+            def build(v, damping):
                 used["damping"] = damping
                 kw = {} if damping is None else {"damping": damping}  # None: the problem's λ factor
                 return problem.factorise(v, delta, l, m, x, y, **kw)
@@ -1345,10 +1378,39 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             sol = minimise_matrix_free(problem, v0, (delta, l, m, x, y), gtol=gtol,
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
                                        max_cg=CG_MAX_ITERATIONS,
-                                       method=method, factors=(lambda: build(v0, damping)) if gn else None,
+                                       method=method, factors=(lambda: build(v0, state["damping"])) if gn else None,
                                        refactorise=near)
+            state["damping"] = used.get("damping", state["damping"])
+            state["loss"] = sol.loss
+            return sol
+
+        for delta in schedule:
+            s_next = np.log(delta) if delta > 0 else solved[-1][0]
+            norm = delta if delta > 0 else norm
+            if delta > 0 and s_next != solved[-1][0]:
+                # Sub-steps (not recorded) while the prediction starts > split × the last loss, each
+                # halving the interval in log δ, down to 2^−SPLIT_DEPTH of it (docstring)
+                width, s_to, parts = s_next - solved[-1][0], s_next, []
+                while True:
+                    d_to = float(delta) if s_to == s_next else float(np.exp(s_to))
+                    v0, f0 = predict(s_to, d_to)
+                    ok = all(c for _, _, c in solved) and len(solved) > 1 and state["loss"] > 0
+                    if (ratio is not None and f0 is not None and ok and f0 > ratio * state["loss"]
+                            and abs(s_to - solved[-1][0]) > abs(width) * 2.0 ** -SPLIT_DEPTH):
+                        s_to = 0.5 * (solved[-1][0] + s_to)
+                        continue
+                    sol = solve(d_to, v0)
+                    parts.append(sol)
+                    if s_to == s_next:
+                        break
+                    theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, d_to))
+                    solved = (solved + [(s_to, theta, sol.converged)])[-(PREDICTOR_ORDER + 1):]
+                    s_to = s_next
+                sol = dataclasses.replace(sol, **{k: sum(getattr(p, k) for p in parts) for k in (
+                    "steps", "hvps", "gradients", "seconds", "factorisations")}, substeps=len(parts) - 1)
+            else:
+                sol = solve(float(delta), to_free(solved[-1][1], l, m, norm))
             n_factorised += sol.factorisations
-            damping = used.get("damping", damping)
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
             theta = np.asarray(to_theta(jnp.asarray(sol.x), l, m, delta))
