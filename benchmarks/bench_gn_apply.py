@@ -1,6 +1,6 @@
 """Applying the Gauss–Newton preconditioner's factor (issue 10): BLAS (NumPy, trmv, trsv) against XLA.
 
-Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070]
+Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070] [--blocks]
 `gauss_newton_preconditioner` applies M̃⁻¹r = L⁻ᵀ(L⁻¹r) with the dense Cholesky factor L of n × n
 (n = 8,070 for 784-10-10-10), here of M̃ = AAᵀ/n + I (A standard normal). Prints the time of LAPACK
 `potrf` (the factorisation) and of `trtri` (L⁻¹), then the best of 5 times for each
@@ -13,6 +13,8 @@ samples, random network; linearised, as the solver's) followed by the library's 
 followed by two `strsv` on one BLAS thread (mean of 20 pairs each), and one factorisation of that problem
 (`factorise`, after a first call that compiles) with layer 1's Gauss–Newton blocks multiplied in float32
 (`single`, the default at this size) and in float64, each with the time of the blocks alone.
+With `--blocks`, only the blocks, with layer 1's symmetric blocks multiplied whole and by their upper
+block triangle (`symmetric_weighted_gram`), interleaved in one run.
 """
 
 from __future__ import annotations
@@ -36,10 +38,50 @@ def best_ms(fn, repeat=5):
     return 1e3 * best_of(fn, repeat)
 
 
+def gram_blocks(repeat=3):
+    """The float32 Gauss–Newton blocks of the 784-10-10-10 problem (split layer 2, 10,000 Fashion-MNIST
+    samples) with layer 1's symmetric blocks multiplied whole (`GRAM_PARTS` = 1, the library until
+    `symmetric_weighted_gram`) and by their upper block triangle (the default), interleaved, best of
+    `repeat` each after a call that compiles; and the largest difference between the two."""
+    import time  # noqa: PLC0415
+
+    import symland._newton_krylov as nk  # noqa: PLC0415
+    from jax.flatten_util import ravel_pytree  # noqa: PLC0415
+
+    x = jnp.asarray(s.load_image_data("fashion-mnist", n_samples=10_000)[0])
+    model = s.MLP((784, 10, 10, 10), "softplus")
+    p = model.init(jax.random.PRNGKey(0))
+    y = model.apply(p, x) + 0.1
+    v = ravel_pytree(p)[0]
+    P, _ = input_whitening(x)
+    xt = jnp.asarray(np.concatenate([np.asarray(x), np.ones((x.shape[0], 1))], axis=1) @ np.asarray(P))
+    args = (v, 1.0, 2, 6, x, y, xt, P)
+    default, fns, out, best = nk.GRAM_PARTS, {}, {}, {}
+    for parts in (1, default):  # GRAM_PARTS is read when the blocks are traced: one compilation each
+        nk.GRAM_PARTS = parts
+        fns[parts] = _gauss_newton_blocks(model, 2, "nmse", True)[1]
+        out[parts] = jax.block_until_ready(fns[parts](*args))
+    nk.GRAM_PARTS = default
+    for _ in range(repeat):
+        for parts, f in fns.items():
+            t = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            best[parts] = min(best.get(parts, np.inf), time.perf_counter() - t)
+    diff = float(np.max(np.abs(np.asarray(out[1][0]) - np.asarray(out[default][0]))) / np.max(np.abs(np.asarray(out[1][0]))))
+    print(f"Gauss–Newton blocks, 784-10-10-10, 10,000 samples, float32 layer-1 blocks (best of {repeat}, "
+          f"interleaved): whole products {best[1]:.2f} s, upper block triangle of {default} parts "
+          f"{best[default]:.2f} s ({best[1] / best[default]:.2f}×); largest difference {diff:.1e} of the largest entry")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8070)
-    n = ap.parse_args().n
+    ap.add_argument("--blocks", action="store_true", help="only the Gauss–Newton blocks, GRAM_PARTS 1 against the default")
+    a = ap.parse_args()
+    if a.blocks:
+        gram_blocks(5)
+        return
+    n = a.n
     import time  # noqa: PLC0415
 
     import scipy.linalg  # noqa: PLC0415

@@ -792,3 +792,28 @@ def test_trust_gn_takes_the_retracted_trial_points():
     curved_gap, flat_gap = min(gaps)
     assert curved_gap < 1e-10 < 1e-6 < flat_gap, (curved_gap, flat_gap)
     assert out.loss < start_loss
+
+
+@pytest.mark.parametrize("parts", [None, 1, 2, 3, 4, 7, 9])
+def test_symmetric_weighted_gram_is_the_weighted_gram(parts):
+    """The upper block triangle, mirrored, is Xᵀ diag(a) X for any cut of the columns (7 columns: 3
+    parts are uneven, 9 are capped at 7); symmetric (the diagonal blocks to round-off, the mirrored
+    ones exactly); float32 stays float32."""
+    from symland._newton_krylov import symmetric_weighted_gram
+
+    rng = np.random.default_rng(3)
+    X, a = rng.standard_normal((40, 7)), rng.standard_normal(40)
+    G = np.asarray(symmetric_weighted_gram(jnp.asarray(X), jnp.asarray(a), parts))
+    np.testing.assert_allclose(G, X.T @ (a[:, None] * X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(G, G.T, rtol=1e-14, atol=1e-14)
+    G32 = symmetric_weighted_gram(jnp.asarray(X, dtype=jnp.float32), jnp.asarray(a, dtype=jnp.float32), parts)
+    assert G32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(G32), G, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("parts", [0, -1, 2.5, True, "4"])
+def test_symmetric_weighted_gram_refuses_bad_parts(parts):
+    from symland._newton_krylov import symmetric_weighted_gram
+
+    with pytest.raises(ValueError, match="parts"):
+        symmetric_weighted_gram(jnp.ones((3, 2)), jnp.ones(3), parts)
