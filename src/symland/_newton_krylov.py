@@ -1390,6 +1390,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
         # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping.
         n_factorised, state = 0, {"damping": None, "loss": 0.0}  # loss: of the last solve, sub-steps included
+
         def predict(s_to, delta):  # → (v0, its loss or None): the start of the solve at δ = exp(s_to)
             points = [(s, th) for s, th, _ in solved]
             norm = delta
