@@ -575,6 +575,46 @@ def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monk
     assert built == [None] + [nk.GN_DAMPING_NEAR] * (len(built) - 1)
 
 
+def test_trust_gn_path_switches_damping_after_a_long_inner_solve(toy_paths, monkeypatch):
+    """With factors at GN_DAMPING, an inner solve of GN_SWITCH_HVPS HVPs or more switches to
+    GN_DAMPING_NEAR before any solve runs out: with the threshold at 1 HVP the first step that
+    iterates builds its factors twice, the second with GN_DAMPING_NEAR, which the path then keeps."""
+    import symland._newton_krylov as nk
+
+    prob, dense, _ = toy_paths
+    monkeypatch.setattr(nk, "GN_SWITCH_HVPS", 1)
+    built = []
+    real = nk.gauss_newton_preconditioner
+
+    def counting(*args, **kw):
+        factorise, apply = real(*args, **kw)
+
+        def logged(*a, damping=None, **k):
+            built.append(damping)
+            return factorise(*a, **k) if damping is None else factorise(*a, damping=damping, **k)
+        return logged, apply
+
+    monkeypatch.setattr(nk, "gauss_newton_preconditioner", counting)
+    logged = []
+    path = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :4],
+                                loss="mse", gtol=1e-10, solver="trust-gn", split=None,
+                                on_step=lambda i, d, r: logged.append(r))[0]
+    first = next(r for r in logged if r.steps > 0)
+    assert first.factorisations == 2
+    assert built[0] is None and built[1:] == [nk.GN_DAMPING_NEAR] * (len(built) - 1) and len(built) >= 2
+    assert path.factorisations == len(built)
+    assert path.all_converged, path.status
+
+
+@pytest.mark.parametrize("after", [0, -1, 2.5, True])
+def test_minimise_matrix_free_refuses_bad_refactorise_after(after):
+    from symland._newton_krylov import FlatProblem, minimise_matrix_free
+
+    p = FlatProblem(lambda v: jnp.sum((v - 1.0) ** 2))
+    with pytest.raises(ValueError, match="refactorise_after"):
+        minimise_matrix_free(p, jnp.zeros(3), method="trust-pcg", refactorise_after=after)
+
+
 def test_bad_path_solver_is_refused_before_work(monkeypatch):
     import symland._newton_krylov as nk
     from symland._newton_krylov import path_problem

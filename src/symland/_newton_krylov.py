@@ -205,7 +205,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
                          initial_radius: float | None = None,
                          method: str = "trust-ncg", max_hvps: int | None = None,
                          max_cg: int = CG_MAX_ITERATIONS, factors=None,
-                         refactorise=None) -> KrylovOutcome:
+                         refactorise=None, refactorise_after: int | None = None) -> KrylovOutcome:
     """Minimise `problem` from v0 by trust-region Newton on HVPs.
 
     `method="trust-pcg"`: `_trust_region_pcg`, preconditioned by
@@ -239,7 +239,9 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       once, at the current iterate, the first time an inner solve runs out
       of its `max_cg` HVPs; its factors replace `factors` for the rest of
       the solve (`matrix_free_paths` passes the Gauss–Newton matrix with the
-      smaller damping `GN_DAMPING_NEAR`).
+      smaller damping `GN_DAMPING_NEAR`). With `refactorise_after`, also
+      the first time an inner solve spends that many HVPs or more, whatever
+      ends it.
 
     **Returns:** a `KrylovOutcome`.
 
@@ -256,6 +258,9 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")
     check_hvp_budget(max_hvps)
+    if refactorise_after is not None and (isinstance(refactorise_after, bool) or not isinstance(
+            refactorise_after, (int, np.integer)) or refactorise_after < 1):
+        raise ValueError(f"refactorise_after: must be a positive integer or None, got {refactorise_after!r}")
     if method not in KRYLOV_METHODS:
         raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(KRYLOV_METHODS)}")
     t0 = time.perf_counter()
@@ -316,7 +321,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
         s, status = _trust_region_pcg(problem, s0, args, evaluate, gtol=gtol, max_steps=int(max_steps),
                                       escape=escape, max_hvps=budget, max_cg=int(max_cg),
                                       initial_radius=initial_radius, counts=counts, factors=factors,
-                                      refactorise=refactorise)
+                                      refactorise=refactorise, refactorise_after=refactorise_after)
         f, _, gn = evaluate(s)  # a cache hit when the loop evaluated s recently
         return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status,
                              counts["steps"], counts["hvps"], counts["gradients"],
@@ -419,7 +424,7 @@ def _steihaug_pcg(hvp, g, precond, radius, eta, max_iter):
 
 
 def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, max_hvps, max_cg,
-                      initial_radius, counts, factors=None, refactorise=None):
+                      initial_radius, counts, factors=None, refactorise=None, refactorise_after=None):
     """Trust-region Newton with preconditioned Steihaug–Toint CG steps; returns (s, status).
 
     `evaluate(s)` → (L, ∇_s L, ‖∇_v L‖∞) is `minimise_matrix_free`'s cached,
@@ -434,7 +439,8 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     e.g. `kfac_preconditioner`) is rebuilt at every outer iteration unless
     `factors` are given (then those are used throughout, built by the first
     iteration if `factors` is a function, until the first
-    inner solve that runs out of `max_cg` HVPs, where `refactorise(v)`, if
+    inner solve that runs out of `max_cg` HVPs, or that spends
+    `refactorise_after` or more, where `refactorise(v)`, if
     given, replaces them once at the current iterate); the trust
     region is measured in its norm, so the radius is scale-free.
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
@@ -501,7 +507,8 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             s, f, g, gn = s_new, f_new, g_new, gn_new
         elif radius < 1e-14 * max(1.0, np.linalg.norm(s)):
             return s, "stalled"
-        if reason == "max_iter" and used == max_cg and refactorise is not None and lagged is not None:
+        long = (reason == "max_iter" and used == max_cg) or (refactorise_after is not None and used >= refactorise_after)
+        if long and refactorise is not None and lagged is not None:
             # The preconditioner no longer resolves the curvature: near a minimum of the fixed-δ
             # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10).
             lagged = refactorise(problem.to_v(jnp.asarray(s)))
@@ -759,6 +766,11 @@ DARK_RTOL = 1e-12
 # 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 2–4 of the path: 235–310 HVPs each at
 # 1e-6 against 501–701 at 1e-4 (BENCHMARKS.md, issue 10).
 GN_DAMPING_NEAR = 1e-6
+# ... and with factors at GN_DAMPING, an inner solve of this many HVPs already switches to
+# GN_DAMPING_NEAR (`minimise_matrix_free(refactorise_after=...)`): on the Fig. 3 path step 1's last
+# inner solves at 0.1 spent 220, 179, 77, 246 and 250 HVPs before the switch, after which it converged
+# in 8 (BENCHMARKS.md, "Continuation sub-steps").
+GN_SWITCH_HVPS = 125
 
 
 # Rows per panel of `cholesky_panels`. `python benchmarks/bench_gn_apply.py` (n = 8,070, float32, Intel
@@ -1293,8 +1305,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     iterates, at its start (factors kept from the step before cost the
     next step more HVPs than a factorisation takes time; BENCHMARKS.md);
     within a step, once more with the smaller
-    damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations,
-    after which the path keeps that damping (all counted in the path's
+    damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations
+    or spends `GN_SWITCH_HVPS` of them (`refactorise_after`), after which the path keeps that damping (all counted in the path's
     `factorisations`); with that damping already, once more at the current
     iterate in the same case (on the Fig. 3 path step 18 moves ‖Δθ‖ 13.7
     from where its factors were built, and then took 2,271 HVPs against
@@ -1418,7 +1430,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                                        max_steps=max_steps, escape=escape, max_hvps=max_hvps,
                                        max_cg=CG_MAX_ITERATIONS,
                                        method=method, factors=(lambda: build(v0, state["damping"])) if gn else None,
-                                       refactorise=near)
+                                       refactorise=near,
+                                       refactorise_after=GN_SWITCH_HVPS if gn and state["damping"] is None else None)
             state["damping"] = used.get("damping", state["damping"])
             state["loss"] = sol.loss
             return sol
