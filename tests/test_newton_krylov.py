@@ -544,14 +544,10 @@ def test_matrix_free_paths_refuses_bad_split(toy_paths, split):
                           loss="mse", solver="trust-gn", split=split)
 
 
-def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monkeypatch):
-    """With inner solves capped at 2 CG iterations the δ steps run out: the first such step
-    refactorises with `GN_DAMPING_NEAR`, and a later one, already at that damping, refactorises with
-    it again at its iterate (before, it kept its factors to the end of the step)."""
+def _log_factorisations(monkeypatch):
+    """The λ factor (None: the problem's) of every Gauss–Newton factorisation the path builds, in order."""
     import symland._newton_krylov as nk
 
-    prob, dense, _ = toy_paths
-    monkeypatch.setattr(nk, "CG_MAX_ITERATIONS", 2)
     built = []
     real = nk.gauss_newton_preconditioner
 
@@ -564,6 +560,18 @@ def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monk
         return logged, apply
 
     monkeypatch.setattr(nk, "gauss_newton_preconditioner", counting)
+    return built
+
+
+def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monkeypatch):
+    """With inner solves capped at 2 CG iterations the δ steps run out: the first such step
+    refactorises with `GN_DAMPING_NEAR`, and a later one, already at that damping, refactorises with
+    it again at its iterate (before, it kept its factors to the end of the step)."""
+    import symland._newton_krylov as nk
+
+    prob, dense, _ = toy_paths
+    monkeypatch.setattr(nk, "CG_MAX_ITERATIONS", 2)
+    built = _log_factorisations(monkeypatch)
     logged = []
     path = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :4],
                                 loss="mse", gtol=1e-10, solver="trust-gn", max_steps=8,
@@ -583,18 +591,7 @@ def test_trust_gn_path_switches_damping_after_a_long_inner_solve(toy_paths, monk
 
     prob, dense, _ = toy_paths
     monkeypatch.setattr(nk, "GN_SWITCH_HVPS", 1)
-    built = []
-    real = nk.gauss_newton_preconditioner
-
-    def counting(*args, **kw):
-        factorise, apply = real(*args, **kw)
-
-        def logged(*a, damping=None, **k):
-            built.append(damping)
-            return factorise(*a, **k) if damping is None else factorise(*a, damping=damping, **k)
-        return logged, apply
-
-    monkeypatch.setattr(nk, "gauss_newton_preconditioner", counting)
+    built = _log_factorisations(monkeypatch)
     logged = []
     path = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :4],
                                 loss="mse", gtol=1e-10, solver="trust-gn", split=None,
