@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
-     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both] [--input-rtol 1e-3]
+     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -230,7 +230,7 @@ class _Enough(Exception):
     pass
 
 
-def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto"):
+def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto", starts=False):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -277,12 +277,29 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
 
     print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {'upstream' if gauge else None}, "
           f"retract {retract}, split {split}, first {first} of {steps}:")
+    import symland._newton_krylov as nk  # noqa: PLC0415
+
+    solve, prev_loss = nk.minimise_matrix_free, [0.0]
+
+    def logged(problem, v0, args, **kw):  # --starts: each solve's start against the last solve's loss
+        f0 = float(problem.value_grads(problem.to_s(jnp.asarray(v0)), *args)[0])
+        print(f"    solve at δ={float(args[0]):.4e} starts at L {f0:.3e}, {f0 / prev_loss[0]:.3g}× the last solve's "
+              f"{prev_loss[0]:.3e}" if prev_loss[0] > 0 else f"    solve at δ={float(args[0]):.4e} starts at L {f0:.3e}",
+              flush=True)
+        r = solve(problem, v0, args, **kw)
+        prev_loss[0] = r.loss
+        return r
+
+    if starts:
+        nk.minimise_matrix_free = logged
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
                           max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split,
                           on_step=on_step)
     except _Enough:
         pass
+    finally:
+        nk.minimise_matrix_free = solve
     seconds = time.perf_counter() - t0
     print(f"  steps 0–{first}: {seconds:.0f} s, {totals['hvps']} HVPs, "
           f"{totals['factorisations']} factorisation(s)")
@@ -318,6 +335,8 @@ def main():
                          "(both: on, then off; the second run reuses compilations)")
     ap.add_argument("--split", choices=("auto", "off", "both"), default="auto",
                     help="--only steps: matrix_free_paths' continuation sub-steps (both: auto, then off)")
+    ap.add_argument("--starts", action="store_true",
+                    help="--only steps: print each solve's starting loss against the last solve's (one more loss each)")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
     ap.add_argument("--solvers", default="trust-ncg,trust-pcg,trust-gn",
                     help="--only solvers: which, comma-separated")
@@ -343,12 +362,12 @@ def main():
         gauge = None if a.gauge == "paper" else a.gauge
         if a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
             seconds = {sp: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[sp]) for sp in ("auto", "off")}
+                                           {"auto": "auto", "off": None}[sp], a.starts) for sp in ("auto", "off")}
             print(f"split auto / off: {seconds['auto']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['auto']:.2f}× faster")
         else:
             seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
-                                          {"auto": "auto", "off": None}[a.split])
+                                          {"auto": "auto", "off": None}[a.split], a.starts)
                        for r in (("on", "off") if a.retract == "both" else (a.retract,))}
         if len(seconds) == 2 and a.split != "both":
             print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "

@@ -1238,10 +1238,10 @@ PREDICTOR_ORDER = 2
 # Continuation sub-steps (`matrix_free_paths(split=...)`): where the prediction of a δ step starts above
 # SPLIT_RATIO × the loss of the last solve, the step is reached through sub-steps that are solved but not
 # recorded, each halving the remaining interval in log δ, down to 2^−SPLIT_DEPTH of the schedule's step.
-# On the Fig. 3 path (trust-gn) the predictions of steps 3–15 start within 4.1× the last loss, and those
-# of steps 16–18, where a layer-1 neuron runs off along its rescaling orbit, at 8.6×, 20× and 56× (step 2,
-# the secant through θ*, at 90×; step 1, θ* itself, is never split; BENCHMARKS.md, "Continuation
-# sub-steps").
+# On the Fig. 3 path (trust-gn, split=None) the predictions of steps 4–15 start within 4.5× the last
+# loss, and those of steps 16–18, where a layer-1 neuron runs off along its rescaling orbit, at 9.4×, 22×
+# and 56× (step 2, the secant through θ*, at 371×, step 3 at 6.3×; step 1 starts from θ*, whose loss is
+# ≈ 0, and is never split; `benchmarks/bench_mnist.py --starts`, BENCHMARKS.md, "Continuation sub-steps").
 SPLIT_RATIO = 5.0
 SPLIT_DEPTH = 3
 
@@ -1325,7 +1325,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     the step's `steps`, `hvps` and `factorisations` include its sub-steps,
     whose number `on_step` sees in `KrylovOutcome.substeps`. On the Fig. 3
     path a neuron running off along its rescaling orbit makes the last
-    converged steps' predictions start 20–56× above the last loss, and a
+    converged steps' predictions start 22–56× above the last loss, and a
     trust region started there crawls along the curved valley (BENCHMARKS.md,
     "Continuation sub-steps"). Without `trust-gn` the default run's steps
     are capped at `FIG3_HVP_BUDGET` HVPs, and sub-steps were not measured
