@@ -1411,7 +1411,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
             starts = [to_free(extrapolate(points[-k:], s_to), l, m, norm)
                       for k in range(top, min(2, len(solved)) - 1, -1)]
-            start_loss = [float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
+            # the loss picks among several starts, and is the split test's f0; otherwise not evaluated
+            start_loss = ([float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
+                          if len(starts) > 1 or ratio is not None else [0.0])
             i = int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))
             if escape(starts[i]):  # the prediction alone crossed an escape test: start where the last step ended
                 return to_free(points[-1][1], l, m, norm), None
