@@ -110,3 +110,43 @@ def test_apply_checks_hold_under_jit():
     p = model.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="params"):
         jax.jit(lambda q: model.apply(q, jnp.ones((4, 2))))(p[:1])
+
+
+CHUNK = 2048  # symland._network.CHUNK_MIN_SAMPLES
+
+
+@pytest.mark.parametrize("T", [7, CHUNK, CHUNK + 5, 3 * CHUNK])
+def test_layer_product_is_the_plain_product_with_its_derivatives(T):
+    # chunked above CHUNK_MIN_SAMPLES (with a remainder at CHUNK + 5), plain below: values, the
+    # gradient with respect to both factors and a forward-over-reverse HVP all agree with h @ W.T
+    from symland._network import CHUNK_MIN_SAMPLES, SAMPLE_CHUNKS, layer_product
+    assert CHUNK_MIN_SAMPLES == CHUNK and SAMPLE_CHUNKS > 1
+    h = jax.random.normal(jax.random.PRNGKey(0), (T, 6))
+    W = jax.random.normal(jax.random.PRNGKey(1), (3, 6))
+    np.testing.assert_allclose(layer_product(h, W), h @ W.T, rtol=1e-12, atol=1e-12)
+    f = lambda h, W, fn: jnp.sum(jnp.tanh(fn(h, W)) ** 2)
+    for argnums in (0, 1):
+        g = jax.grad(f, argnums)(h, W, layer_product)
+        np.testing.assert_allclose(g, jax.grad(f, argnums)(h, W, lambda h, W: h @ W.T), rtol=1e-11, atol=1e-12)
+    hvp = lambda fn: jax.jvp(lambda W: jax.grad(f, 1)(h, W, fn), (W,), (jnp.ones_like(W),))[1]
+    np.testing.assert_allclose(hvp(layer_product), hvp(lambda h, W: h @ W.T), rtol=1e-11, atol=1e-12)
+    chunked = "reshape" in str(jax.make_jaxpr(layer_product)(h, W))
+    assert chunked == (T >= CHUNK_MIN_SAMPLES)
+    assert ("concatenate" in str(jax.make_jaxpr(layer_product)(h, W))) == (T == CHUNK + 5)
+
+
+def test_layer_product_of_one_sample_and_under_vmap(monkeypatch):
+    from symland import _network
+    from symland._network import layer_product
+    W = jax.random.normal(jax.random.PRNGKey(1), (3, 6))
+    x = jax.random.normal(jax.random.PRNGKey(0), (6,))
+    np.testing.assert_allclose(layer_product(x, W), W @ x, rtol=1e-14)
+    monkeypatch.setattr(_network, "CHUNK_MIN_SAMPLES", 8)  # vmap over batches of chunked products
+    h = jax.random.normal(jax.random.PRNGKey(2), (4, 20, 6))
+    out = jax.vmap(lambda h: layer_product(h, W))(h)
+    np.testing.assert_allclose(out, h @ W.T, rtol=1e-12, atol=1e-12)
+    model = s.MLP((6, 5, 2), "softplus")
+    p = model.init(jax.random.PRNGKey(3))
+    (W1, b1), (W2, b2) = p
+    expected = s.ACTIVATIONS["softplus"](h[0] @ W1.T + b1) @ W2.T + b2
+    np.testing.assert_allclose(model.apply(p, h[0]), expected, rtol=1e-12, atol=1e-12)

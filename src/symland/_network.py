@@ -48,6 +48,44 @@ def activation_function(name: str) -> Callable:
     return ACTIVATIONS[name]
 
 
+# `layer_product`: above CHUNK_MIN_SAMPLES samples, h·Wᵀ is one batched product over SAMPLE_CHUNKS row
+# blocks of h (the rows that do not divide evenly go through a plain product of their own).
+SAMPLE_CHUNKS = 8
+CHUNK_MIN_SAMPLES = 2048
+
+
+def layer_product(h, W):
+    """h Wᵀ for a batch h of shape (T, n_{k−1}) and W^(k) of shape (n_k, n_{k−1}) (eq. 1's W^(k) h).
+
+    The same product, written so that XLA on a CPU differentiates it well.
+    With T ≥ `CHUNK_MIN_SAMPLES`, h's rows are cut into `SAMPLE_CHUNKS`
+    blocks and multiplied as one batched product. Reverse mode then forms
+    the first layer's gradient Dᵀh as a batched product plus a sum over
+    the blocks, instead of one product that contracts over all T samples,
+    which XLA's CPU backend runs at about half the speed of the forward
+    product (10,000 × 785 float64 data: 6.7–8.8 ms against 4.1–4.8 ms by
+    blocks, on an Intel Xeon with 2 cores). For the 784-10-10-10 fixed-δ
+    problem on 10,000 samples an HVP (`FlatProblem.hvp_at`) then takes 19.3 ms
+    against 22.3 ms, and the loss and gradient 18.9 ms against 22.4 ms
+    (1.18× each; `benchmarks/bench_mnist.py --only hvp`, BENCHMARKS.md). The
+    sums are ordered differently, so the result can differ from h @ W.T by
+    rounding. A 1-D h, or fewer samples, takes the plain product.
+
+    Example:
+        >>> import numpy as np
+        >>> h = np.random.default_rng(0).standard_normal((5000, 7)); W = np.ones((3, 7))
+        >>> bool(np.allclose(layer_product(h, W), h @ W.T, rtol=1e-13))
+        True
+    """
+    T = h.shape[0] if jnp.ndim(h) == 2 else 0
+    c = SAMPLE_CHUNKS
+    if c < 2 or T < max(CHUNK_MIN_SAMPLES, c):
+        return h @ W.T
+    q = T // c
+    z = jnp.einsum("cti,ji->ctj", h[:c * q].reshape(c, q, h.shape[1]), W).reshape(c * q, W.shape[0])
+    return z if c * q == T else jnp.concatenate([z, h[c * q:] @ W.T])
+
+
 @dataclasses.dataclass(frozen=True)
 class MLP:
     """A fully connected network with linear output layer (Brea et al. 2019, eq. 1).
@@ -122,7 +160,7 @@ class MLP:
         g = ACTIVATIONS[self.activation]
         h = x
         for k, (W, b) in enumerate(params, start=1):
-            h = h @ W.T
+            h = layer_product(h, W)
             if b is not None:
                 h = h + b
             if offset is not None and k == offset[0]:
@@ -136,7 +174,7 @@ class MLP:
         g = ACTIVATIONS[self.activation]
         h = x
         for W, b in params[:layer]:
-            h = h @ W.T
+            h = layer_product(h, W)
             if b is not None:
                 h = h + b
             h = g(h)
@@ -147,7 +185,7 @@ class MLP:
         g = ACTIVATIONS[self.activation]
         h, out = x, []
         for W, b in params[:-1]:
-            h = h @ W.T
+            h = layer_product(h, W)
             if b is not None:
                 h = h + b
             out.append(h)
