@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
-     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts] [--input-rtol 1e-3]
+     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -22,7 +22,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import symland as s
+import symland._network as network
 from symland._data import INPUT_RTOL
+from symland._network import SAMPLE_CHUNKS
 from symland._newton_krylov import FIG3_HVP_BUDGET, GN_DAMPING, GN_DAMPING_NEAR, path_problem
 
 jax.config.update("jax_enable_x64", True)
@@ -56,12 +58,18 @@ def grad_vs_matmul(x, H):
     D = np.random.default_rng(1).standard_normal((x.shape[0], H))
     t_np = best_of(lambda: (xn @ W.T, D.T @ xn))
     mm = jax.jit(lambda x, W, D: (x @ W.T, D.T @ x))
+    c = SAMPLE_CHUNKS  # Dᵀx as `layer_product`'s reverse pass forms it: over sample blocks, then summed
+    q = x.shape[0] // c
+    mm_blocks = jax.jit(lambda x, W, D: (x @ W.T, jnp.einsum("ctj,cti->ji", D[:c * q].reshape(c, q, -1),
+                                                             x[:c * q].reshape(c, q, -1)) + D[c * q:].T @ x[c * q:]))
     Wj, Dj = jnp.asarray(W), jnp.asarray(D)
     t_xla = best_of(lambda: jax.block_until_ready(mm(x, Wj, Dj)))
-    t_mm = min(t_np, t_xla)
+    t_blocks = best_of(lambda: jax.block_until_ready(mm_blocks(x, Wj, Dj)))
+    t_mm = min(t_np, t_xla, t_blocks)
     flops = 2 * 2 * x.shape[0] * x.shape[1] * H
     print(f"loss+grad 784-{H}-{H}-10, T={x.shape[0]}: {t_grad * 1e3:.1f} ms; the two big products "
-          f"({flops / 1e9:.2f} GFLOP): numpy {t_np * 1e3:.1f} ms, XLA {t_xla * 1e3:.1f} ms "
+          f"({flops / 1e9:.2f} GFLOP): numpy {t_np * 1e3:.1f} ms, XLA {t_xla * 1e3:.1f} ms, XLA by "
+          f"{c} sample blocks {t_blocks * 1e3:.1f} ms "
           f"({flops / t_mm / 1e9:.1f} GFLOP/s at best); ratio bound/actual = {t_mm / t_grad:.2f}")
 
 
@@ -220,6 +228,25 @@ def hvp_products(x, labels, H, steps):
           f"hessian_vector_product {t_full * 1e3:.1f} ms (median ratio {ratio_full:.2f}×)")
     xn, W = np.asarray(x), np.random.default_rng(0).standard_normal((H, x.shape[1]))
     t_pass = best_of(lambda: xn @ W.T, 20)
+    # `layer_product` by SAMPLE_CHUNKS sample blocks against the plain h @ W.T (SAMPLE_CHUNKS = 1), one run
+    fns = {}
+    for c in (network.SAMPLE_CHUNKS, 1):
+        old, network.SAMPLE_CHUNKS = network.SAMPLE_CHUNKS, c
+        try:  # traced (and compiled) now, under this setting
+            p = path_problem(teacher.model, 2, "nmse", x, preconditioner="gauss-newton")
+            hv = p.hvp_at(sv, *args)
+            vg = jax.jit(lambda sv, p=p: p.value_grads(sv, *args))
+            jax.block_until_ready((hv(t), vg(sv)))
+            fns[c] = (hv, vg)
+        finally:
+            network.SAMPLE_CHUNKS = old
+    (hv_b, vg_b), (hv_1, vg_1) = fns[network.SAMPLE_CHUNKS], fns[1]
+    t_b, t_1, r_hvp = interleaved(lambda: jax.block_until_ready(hv_b(t)), lambda: jax.block_until_ready(hv_1(t)))
+    g_b, g_1, r_vg = interleaved(lambda: jax.block_until_ready(vg_b(sv)), lambda: jax.block_until_ready(vg_1(sv)))
+    diff = float(jnp.max(jnp.abs(hv_b(t) - hv_1(t))) / jnp.max(jnp.abs(hv_1(t))))
+    print(f"layer_product by {network.SAMPLE_CHUNKS} sample blocks / plain (medians of 30 interleaved calls): "
+          f"hvp_at {t_b * 1e3:.1f} / {t_1 * 1e3:.1f} ms ({1 / r_hvp:.2f}× faster), loss and gradient "
+          f"{g_b * 1e3:.1f} / {g_1 * 1e3:.1f} ms ({1 / r_vg:.2f}× faster); max relative difference {diff:.1e}")
     print(f"HVP 784-{H}-{H}-10, T={x.shape[0]} (medians of 30 interleaved calls): hvp {t_hvp * 1e3:.1f} ms, "
           f"hvp_at {t_at * 1e3:.1f} ms (median ratio {ratio:.2f}×; linearising once {t_lin * 1e3:.1f} ms; "
           f"max relative difference {err:.1e}); "
@@ -230,7 +257,8 @@ class _Enough(Exception):
     pass
 
 
-def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto", starts=False):
+def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto", starts=False,
+                    predictor="auto"):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -240,7 +268,9 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     the input directions whose singular value is below 1e-3 of the largest (the data's
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`). `retract`: matrix_free_paths' trial points along the rescaling
-    orbits of layer 1 (trust-gn only). Returns the seconds taken."""
+    orbits of layer 1 (trust-gn only). `predictor`: matrix_free_paths' predictor ("auto": also in the
+    rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). Returns the seconds
+    taken."""
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
     from symland._path import delta_schedule, effective_params, upstream_gauge, upstream_scale  # noqa: PLC0415
 
@@ -276,7 +306,7 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
             raise _Enough
 
     print(f"converged δ steps, H={H}, pair {l}&{m}, {solver}, gauge {'upstream' if gauge else None}, "
-          f"retract {retract}, split {split}, first {first} of {steps}:")
+          f"retract {retract}, split {split}, predictor {predictor}, first {first} of {steps}:")
     import symland._newton_krylov as nk  # noqa: PLC0415
 
     solve, prev_loss = nk.minimise_matrix_free, [0.0]
@@ -294,7 +324,7 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
         nk.minimise_matrix_free = logged
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
-                          max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split,
+                          max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split, predictor=predictor,
                           on_step=on_step)
     except _Enough:
         pass
@@ -335,6 +365,8 @@ def main():
                          "(both: on, then off; the second run reuses compilations)")
     ap.add_argument("--split", choices=("auto", "off", "both"), default="auto",
                     help="--only steps: matrix_free_paths' continuation sub-steps (both: auto, then off)")
+    ap.add_argument("--predictor", choices=("auto", "theta", "both"), default="auto",
+                    help="--only steps: matrix_free_paths' predictor; both: auto, then theta, in one run")
     ap.add_argument("--starts", action="store_true",
                     help="--only steps: print each solve's starting loss against the last solve's (one more loss each)")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
@@ -360,16 +392,23 @@ def main():
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
         gauge = None if a.gauge == "paper" else a.gauge
-        if a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
+        if a.predictor == "both":  # predictions also along the rescaling orbits, then in θ only, one run
+            seconds = {pr: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
+                                           {"auto": "auto", "off": None}[a.split], a.starts, pr)
+                       for pr in ("auto", "theta")}
+            print(f"predictor auto / theta: {seconds['auto']:.0f} s / {seconds['theta']:.0f} s = "
+                  f"{seconds['theta'] / seconds['auto']:.2f}× faster")
+        elif a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
             seconds = {sp: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[sp], a.starts) for sp in ("auto", "off")}
+                                           {"auto": "auto", "off": None}[sp], a.starts, a.predictor)
+                       for sp in ("auto", "off")}
             print(f"split auto / off: {seconds['auto']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['auto']:.2f}× faster")
         else:
             seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
-                                          {"auto": "auto", "off": None}[a.split], a.starts)
+                                          {"auto": "auto", "off": None}[a.split], a.starts, a.predictor)
                        for r in (("on", "off") if a.retract == "both" else (a.retract,))}
-        if len(seconds) == 2 and a.split != "both":
+        if len(seconds) == 2 and a.split != "both" and a.predictor != "both":
             print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['on']:.2f}× faster")
     if a.only == "hvp":  # not part of the default run

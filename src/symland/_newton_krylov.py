@@ -766,10 +766,12 @@ DARK_RTOL = 1e-12
 # 30), against 9,649 HVPs and 534 s at 0.1 throughout. Steps 2–4 of the path: 235–310 HVPs each at
 # 1e-6 against 501–701 at 1e-4 (BENCHMARKS.md, issue 10).
 GN_DAMPING_NEAR = 1e-6
-# ... and with factors at GN_DAMPING, an inner solve of this many HVPs already switches to
-# GN_DAMPING_NEAR (`minimise_matrix_free(refactorise_after=...)`): on the Fig. 3 path step 1's last
-# inner solves at 0.1 spent 220, 179, 77, 246 and 250 HVPs before the switch, after which it converged
-# in 8 (BENCHMARKS.md, "Continuation sub-steps").
+# ... and an inner solve of this many HVPs already refactorises (`minimise_matrix_free(refactorise_after=...)`),
+# once per δ step: with factors at GN_DAMPING it switches to GN_DAMPING_NEAR (on the Fig. 3 path step 1's
+# last inner solves at 0.1 spent 220, 179, 77, 246 and 250 HVPs before the switch, after which it
+# converged in 8; BENCHMARKS.md, "Continuation sub-steps"); with GN_DAMPING_NEAR already, it builds
+# them again at the current iterate (steps 16–18: 1,583 HVPs against 2,627 when only a solve that
+# ran out did; BENCHMARKS.md, "Predictions along the rescaling orbits").
 GN_SWITCH_HVPS = 125
 
 
@@ -1271,11 +1273,44 @@ def extrapolate(points, s: float):
     return out
 
 
+def extrapolate_rescaled(points, s: float, unravel, layer: int):
+    """`extrapolate` in the rescaling coordinates of hidden layer `layer`: θ at `s` from [(sᵢ, θᵢ)].
+
+    Each flat θᵢ (`unravel` → parameters) is taken to (θ̂, σ) by
+    `neuron_log_scales(·, [layer])`, the Lagrange polynomial through those
+    points is evaluated at `s` and mapped back (`from_neuron_log_scales`). A
+    rescaling orbit of a neuron of `layer` (ϑ_j → cϑ_j, W^(layer+1)_{:,j} →
+    W^(layer+1)_{:,j}/c), a hyperbola in θ, is a straight line in these
+    coordinates, so a minimum that runs off along it with log c linear (quadratic)
+    in s is predicted exactly by the secant (quadratic). `matrix_free_paths`
+    uses it with `layer` = k − 1 (`predictor`).
+
+    Example:
+        >>> import jax, numpy as np, symland as s
+        >>> from jax.flatten_util import ravel_pytree
+        >>> p = s.MLP((3, 4, 2, 1), "softplus").init(jax.random.PRNGKey(0))
+        >>> flat, unravel = ravel_pytree(p)
+        >>> orbit = lambda t: ravel_pytree(s.rescale_neurons(p, 1, [2], float(np.exp(t))))[0]
+        >>> pts = [(t, orbit(t)) for t in (0.0, 1.0)]
+        >>> bool(np.allclose(extrapolate_rescaled(pts, 3.0, unravel, 1), orbit(3.0), rtol=1e-12))
+        True
+        >>> bool(np.allclose(extrapolate(pts, 3.0), orbit(3.0), rtol=1e-2))  # the secant in θ
+        False
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from ._symmetry import from_neuron_log_scales, neuron_log_scales
+
+    coords = [ravel_pytree(neuron_log_scales(unravel(jnp.asarray(t)), [layer])) for _, t in points]
+    z = extrapolate([(si, c[0]) for (si, _), c in zip(points, coords)], s)
+    return np.asarray(ravel_pytree(from_neuron_log_scales(*coords[0][1](jnp.asarray(z)), [layer]))[0])
+
+
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
                       solver: str = "trust-ncg", gauge=None, retract: bool = True,
-                      split="auto", progress: bool = False, on_step=None):
+                      split="auto", predictor: str = "auto", progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
@@ -1283,7 +1318,16 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     of the quadratic and secant predictions (`extrapolate` through the last
     three and two solved steps; `PREDICTOR_ORDER`), the one with the lower
     loss; the secant alone at the second step and whenever one of those three
-    steps did not converge; none at the first step and at δ = 0. At
+    steps did not converge; none at the first step and at δ = 0.
+    `predictor="rescaling"` adds the same predictions made in the rescaling
+    coordinates of layer k − 1 (`neuron_log_scales`; layer ≥ 2), in which a
+    run-off along a rescaling orbit, a hyperbola in θ, is a straight line;
+    the lowest loss still picks one. `"theta"`: θ only. `"auto"` (default):
+    "rescaling" where the trust region retracts (`trust-gn` with
+    `retract`), "theta" otherwise. On the Fig. 3 path (trust-gn) the
+    predictions of steps 16–18 then start at 1.08–1.09× the last loss
+    instead of 9.4–56× (BENCHMARKS.md, "Predictions along the rescaling
+    orbits"). At
     δ = 0 the output weights of l and m are equalised (the permutation
     point), the point is polished by `refine_matrix_free` (within the same
     `max_hvps` budget as a δ step), and
@@ -1309,8 +1353,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     or spends `GN_SWITCH_HVPS` of them (`refactorise_after`), after which the path keeps that damping (all counted in the path's
     `factorisations`); with that damping already, once more at the current
     iterate in the same case (on the Fig. 3 path step 18 moves ‖Δθ‖ 13.7
-    from where its factors were built, and then took 2,271 HVPs against
-    2,914; BENCHMARKS.md). With `retract` (the default) its trust region takes
+    from where its factors were built; refactorising when a solve ran out
+    took it to 2,271 HVPs from 2,914, and also after one of `GN_SWITCH_HVPS`
+    took steps 16–18 to 1,583 from 2,627; BENCHMARKS.md). With `retract` (the default) its trust region takes
     each trial point along the rescaling orbits of layer k − 1
     (`path_problem(retract=True)`), the channel along which the Fig. 3 minima
     run off; `retract=False` takes s + p (BENCHMARKS.md, "Trust-region steps
@@ -1358,6 +1403,11 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                         upstream_gauge, upstream_scale)
 
     check_path_solver(solver)
+    if predictor not in ("auto", "theta", "rescaling"):
+        raise ValueError(f"predictor: must be 'auto', 'theta' or 'rescaling', got {predictor!r}")
+    if predictor == "rescaling" and layer < 2:
+        raise ValueError("predictor: 'rescaling' extrapolates the rescaling coordinates of layer k − 1, "
+                         f"so it needs layer ≥ 2, got layer {layer}")
     if split == "auto":
         ratio = SPLIT_RATIO if solver == "trust-gn" else None
     elif split is None or (isinstance(split, (int, float)) and not isinstance(split, bool) and split > 1):
@@ -1385,6 +1435,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         jnp.min(jnp.abs(z) / jnp.maximum(jnp.max(jnp.abs(z), axis=0), 1e-300))
         for z in model.preactivations(unravel(theta), x)])))
     out_w_of = lambda theta, l, m: float(pair_output_weight(unravel(theta), layer, l, m))
+    # Predictions also in the layer below's rescaling coordinates (`neuron_log_scales`), in which the
+    # run-off along a rescaling orbit is a straight line (docstring)
+    curved = predictor == "rescaling" or (predictor == "auto" and problem.retract is not None)
     up_jit = jax.jit(lambda theta: upstream_scale(unravel(theta), params, layer))
     up_of = lambda theta: float(up_jit(jnp.asarray(theta)))  # rows of layer k − 1 are the same in v and θ
     paths = []
@@ -1409,8 +1462,11 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             # degrees len(solved) − 1 down to 1 (0 from θ* alone); the secant only, once an unconverged
             # step is among the points (it would amplify its error)
             top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
-            starts = [to_free(extrapolate(points[-k:], s_to), l, m, norm)
-                      for k in range(top, min(2, len(solved)) - 1, -1)]
+            degrees = range(top, min(2, len(solved)) - 1, -1)
+            starts = [to_free(extrapolate(points[-k:], s_to), l, m, norm) for k in degrees]
+            if curved and len(solved) > 1:
+                starts += [to_free(extrapolate_rescaled(points[-k:], s_to, unravel, layer - 1), l, m, norm)
+                           for k in degrees]
             # the loss picks among several starts, and is the split test's f0; otherwise not evaluated
             start_loss = ([float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
                           if len(starts) > 1 or ratio is not None else [0.0])
@@ -1433,7 +1489,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                                        max_cg=CG_MAX_ITERATIONS,
                                        method=method, factors=(lambda: build(v0, state["damping"])) if gn else None,
                                        refactorise=near,
-                                       refactorise_after=GN_SWITCH_HVPS if gn and state["damping"] is None else None)
+                                       refactorise_after=GN_SWITCH_HVPS if gn else None)
             state["damping"] = used.get("damping", state["damping"])
             state["loss"] = sol.loss
             return sol
