@@ -24,7 +24,6 @@ from jax.flatten_util import ravel_pytree
 import symland as s
 import symland._network as network
 from symland._data import INPUT_RTOL
-from symland._network import SAMPLE_CHUNKS
 from symland._newton_krylov import FIG3_HVP_BUDGET, GN_DAMPING, GN_DAMPING_NEAR, path_problem
 
 jax.config.update("jax_enable_x64", True)
@@ -58,7 +57,7 @@ def grad_vs_matmul(x, H):
     D = np.random.default_rng(1).standard_normal((x.shape[0], H))
     t_np = best_of(lambda: (xn @ W.T, D.T @ xn))
     mm = jax.jit(lambda x, W, D: (x @ W.T, D.T @ x))
-    c = SAMPLE_CHUNKS  # Dᵀx as `layer_product`'s reverse pass forms it: over sample blocks, then summed
+    c = network.SAMPLE_CHUNKS  # Dᵀx as `layer_product`'s reverse pass forms it: over sample blocks, then summed
     q = x.shape[0] // c
     mm_blocks = jax.jit(lambda x, W, D: (x @ W.T, jnp.einsum("ctj,cti->ji", D[:c * q].reshape(c, q, -1),
                                                              x[:c * q].reshape(c, q, -1)) + D[c * q:].T @ x[c * q:]))

@@ -117,7 +117,7 @@ CHUNK = 2048  # symland._network.CHUNK_MIN_SAMPLES
 
 @pytest.mark.parametrize("T", [7, CHUNK, CHUNK + 5, 3 * CHUNK])
 def test_layer_product_is_the_plain_product_with_its_derivatives(T):
-    # chunked above CHUNK_MIN_SAMPLES (with a remainder at CHUNK + 5), plain below: values, the
+    # by blocks from CHUNK_MIN_SAMPLES samples on (with a remainder at CHUNK + 5), plain below: values, the
     # gradient with respect to both factors and a forward-over-reverse HVP all agree with h @ W.T
     from symland._network import CHUNK_MIN_SAMPLES, SAMPLE_CHUNKS, layer_product
     assert CHUNK_MIN_SAMPLES == CHUNK and SAMPLE_CHUNKS > 1
