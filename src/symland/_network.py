@@ -62,9 +62,9 @@ def layer_product(h, W):
     blocks and multiplied as one batched product. Reverse mode then forms
     the first layer's gradient Dᵀh as a batched product plus a sum over
     the blocks, instead of one product that contracts over all T samples,
-    which XLA's CPU backend runs at about half the speed of the forward
-    product (10,000 × 785 float64 data: 6.7–8.8 ms against 4.1–4.8 ms by
-    blocks, on an Intel Xeon with 2 cores). For the 784-10-10-10 fixed-δ
+    which XLA's CPU backend runs slowly (x·W₁ᵀ with Dᵀx for 784-25-25-10 on
+    10,000 samples: 23.4 ms, against 16.2 ms with Dᵀx by blocks, on an Intel
+    Xeon with 2 cores; `benchmarks/bench_mnist.py --only grad`). For the 784-10-10-10 fixed-δ
     problem on 10,000 samples an HVP (`FlatProblem.hvp_at`) then takes 19.3 ms
     against 22.3 ms, and the loss and gradient 18.9 ms against 22.4 ms
     (1.18× each; `benchmarks/bench_mnist.py --only hvp`, BENCHMARKS.md). The
