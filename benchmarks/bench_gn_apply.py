@@ -15,6 +15,10 @@ followed by two `strsv` on one BLAS thread (mean of 20 pairs each), and one fact
 (`single`, the default at this size) and in float64, each with the time of the blocks alone.
 With `--blocks`, only the blocks, with layer 1's symmetric blocks multiplied whole and by their upper
 block triangle (`symmetric_weighted_gram`), interleaved in one run.
+With `--factorise N`, only N factorisations at `GN_DAMPING_NEAR` of the Fig. 3 problem on the inputs
+as `symland mnist` projects them, each at another point, after one that compiles: the median and
+the best. Compare two commits by running this file against each commit's `src` (PYTHONPATH)
+alternately.
 """
 
 from __future__ import annotations
@@ -73,11 +77,45 @@ def gram_blocks(repeat=3):
           f"{best[default]:.2f} s ({best[1] / best[default]:.2f}×); largest difference {diff:.1e} of the largest entry")
 
 
+def factorisations(n):
+    """`n` factorisations (`path_problem(...).factorise`, damping `GN_DAMPING_NEAR`) of the 784-10-10-10
+    fixed-δ problem (split layer 2, pair 2 & 6, δ = 1, 10,000 Fashion-MNIST samples projected as
+    `symland mnist` projects them, random network), each at another point, after one that compiles."""
+    import time  # noqa: PLC0415
+
+    from jax.flatten_util import ravel_pytree  # noqa: PLC0415
+
+    import symland._newton_krylov as nk  # noqa: PLC0415
+    from symland._data import INPUT_RTOL  # noqa: PLC0415
+
+    x = jnp.asarray(s.project_inputs(s.load_image_data("fashion-mnist", n_samples=10_000)[0], INPUT_RTOL).x)
+    model = s.MLP((784, 10, 10, 10), "softplus")
+    p = model.init(jax.random.PRNGKey(0))
+    y = model.apply(p, x) + 0.1
+    problem = path_problem(model, 2, "nmse", x, preconditioner="gauss-newton")
+    v = ravel_pytree(p)[0]
+    args = (1.0, 2, 6, x, y)
+    problem.factorise(v, *args)
+    seconds = []
+    for i in range(n):
+        t = time.perf_counter()
+        problem.factorise(v + 0.01 * (i + 1), *args, damping=nk.GN_DAMPING_NEAR)
+        seconds.append(time.perf_counter() - t)
+    print(f"{nk.__file__}: {n} factorisations, median {np.median(seconds):.2f} s, best {min(seconds):.2f} s",
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8070)
     ap.add_argument("--blocks", action="store_true", help="only the Gauss–Newton blocks, GRAM_PARTS 1 against the default")
+    ap.add_argument("--factorise", type=int, metavar="N", help="only N factorisations of the Fig. 3 problem")
     a = ap.parse_args()
+    if a.factorise is not None:
+        if a.factorise < 1:
+            ap.error("--factorise: must be a positive number of factorisations")
+        factorisations(a.factorise)
+        return
     if a.blocks:
         gram_blocks(5)
         return
