@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
-     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both] [--input-rtol 1e-3]
+     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both --profile] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -257,7 +257,7 @@ class _Enough(Exception):
 
 
 def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto", starts=False,
-                    predictor="auto"):
+                    predictor="auto", profile=False):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -268,7 +268,10 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`). `retract`: matrix_free_paths' trial points along the rescaling
     orbits of layer 1 (trust-gn only). `predictor`: matrix_free_paths' predictor ("auto": also in the
-    rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). Returns the seconds
+    rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). `profile`: the
+    time spent in each of the fixed-δ problem's callables (factorisations, HVPs, preconditioner,
+    loss and gradient, retraction, changes of variables), each call timed to completion, printed at
+    the end; the rest is the solver's own work and the path's bookkeeping. Returns the seconds
     taken."""
     from symland._newton_krylov import matrix_free_paths  # noqa: PLC0415
     from symland._path import delta_schedule, effective_params, upstream_gauge, upstream_scale  # noqa: PLC0415
@@ -319,8 +322,30 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
         prev_loss[0] = r.loss
         return r
 
+    spent, calls, make_problem = {}, {}, nk.path_problem
+
+    def timed(name, fn):  # --profile: fn's calls, each to completion
+        def run(*args, **kw):
+            t = time.perf_counter()
+            out = jax.block_until_ready(fn(*args, **kw))
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+            calls[name] = calls.get(name, 0) + 1
+            return out
+        return run
+
+    def profiled_problem(*args, **kw):
+        problem = make_problem(*args, **kw)
+        for name in ("factorise", "apply_preconditioner", "value_grads", "retract", "to_s", "to_v"):
+            if getattr(problem, name, None) is not None:
+                setattr(problem, name, timed(name, getattr(problem, name)))
+        hvp_at = problem.hvp_at
+        problem.hvp_at = lambda *a: timed("hvp", timed("linearise (hvp_at)", hvp_at)(*a))
+        return problem
+
     if starts:
         nk.minimise_matrix_free = logged
+    if profile:
+        nk.path_problem = profiled_problem
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
                           max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split, predictor=predictor,
@@ -329,9 +354,16 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
         pass
     finally:
         nk.minimise_matrix_free = solve
+        nk.path_problem = make_problem
     seconds = time.perf_counter() - t0
     print(f"  steps 0–{first}: {seconds:.0f} s, {totals['hvps']} HVPs, "
           f"{totals['factorisations']} factorisation(s)")
+    if profile:
+        for name in sorted(spent, key=spent.get, reverse=True):
+            print(f"    {name}: {spent[name]:.1f} s ({spent[name] / seconds:.0%}) in {calls[name]} calls, "
+                  f"{1e3 * spent[name] / calls[name]:.1f} ms each")
+        print(f"    the rest (solver, predictor, bookkeeping, this script's per-step diagnostics): "
+              f"{seconds - sum(spent.values()):.1f} s")
     return seconds
 
 
@@ -366,6 +398,8 @@ def main():
                     help="--only steps: matrix_free_paths' continuation sub-steps (both: auto, then off)")
     ap.add_argument("--predictor", choices=("auto", "theta", "both"), default="auto",
                     help="--only steps: matrix_free_paths' predictor; both: auto, then theta, in one run")
+    ap.add_argument("--profile", action="store_true",
+                    help="--only steps: the time spent in each of the fixed-δ problem's callables")
     ap.add_argument("--starts", action="store_true",
                     help="--only steps: print each solve's starting loss against the last solve's (one more loss each)")
     ap.add_argument("--outer", type=int, default=30, help="--only solvers: trust-region iterations")
@@ -393,19 +427,21 @@ def main():
         gauge = None if a.gauge == "paper" else a.gauge
         if a.predictor == "both":  # predictions also along the rescaling orbits, then in θ only, one run
             seconds = {pr: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[a.split], a.starts, pr)
+                                           {"auto": "auto", "off": None}[a.split], a.starts, pr, a.profile)
                        for pr in ("auto", "theta")}
             print(f"predictor auto / theta: {seconds['auto']:.0f} s / {seconds['theta']:.0f} s = "
                   f"{seconds['theta'] / seconds['auto']:.2f}× faster")
         elif a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
             seconds = {sp: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[sp], a.starts, a.predictor)
+                                           {"auto": "auto", "off": None}[sp], a.starts, a.predictor,
+                                           a.profile)
                        for sp in ("auto", "off")}
             print(f"split auto / off: {seconds['auto']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['auto']:.2f}× faster")
         else:
             seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
-                                          {"auto": "auto", "off": None}[a.split], a.starts, a.predictor)
+                                          {"auto": "auto", "off": None}[a.split], a.starts, a.predictor,
+                                          a.profile)
                        for r in (("on", "off") if a.retract == "both" else (a.retract,))}
         if len(seconds) == 2 and a.split != "both" and a.predictor != "both":
             print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "

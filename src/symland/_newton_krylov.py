@@ -989,6 +989,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
         Jr = jax.jacfwd(rest)(v[n1:])  # (T, n_d, n_rest)
         # in float64 even with `single`: in float32 the error of M̃⁻¹r at λ = 1e−6 on the 3-4-3-2 toy
         # (test_gauss_newton_preconditioner_keeps_out_of_dark_input_directions) rose from < 1e−2 to 3.2e−2
+        # (BENCHMARKS.md, "Where the path's time goes")
         K = jnp.einsum("toj,toa->tja", J1, Jr)
         C = c * jnp.einsum("ti,tja->jia", xt, K)
         if layer == 1:
@@ -1009,8 +1010,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
             B1 = (B1 + XB[j, k][:, :, None] * w[k][:, None, :] + w[j][:, :, None] * XB[k, j][:, None, :]
                   + Cg[j, k][:, None, None] * w[j][:, :, None] * w[k][:, None, :])
             C = C + w[:, :, None] * (c * jnp.einsum("toj,toa->ja", g, Jr))[:, None, :]
-        Jr = Jr.reshape(-1, Jr.shape[2])  # (T n_d, n_rest): one product, not a two-index contraction
-        return B1, C, c * (Jr.T @ Jr)
+        return B1, C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
 
     return pairs, blocks
 
