@@ -3,7 +3,8 @@
 Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] [--steps 100]
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
-     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both --profile] [--input-rtol 1e-3]
+     [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both
+      --tangent on|off|both --profile] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -257,7 +258,7 @@ class _Enough(Exception):
 
 
 def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True, split="auto", starts=False,
-                    predictor="auto", profile=False):
+                    predictor="auto", profile=False, tangent=True):
     """The first `first` δ steps after θ* of the `steps`-step Fig. 3 path (pair and teacher as in
     `one_path`), each run to convergence (no HVP budget, 300 iterations) by `matrix_free_paths`
     with `solver`; one line per step as it ends (its `on_step` ends the path early). Each line
@@ -268,7 +269,8 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`). `retract`: matrix_free_paths' trial points along the rescaling
     orbits of layer 1 (trust-gn only). `predictor`: matrix_free_paths' predictor ("auto": also in the
-    rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). `profile`: the
+    rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). `tangent`:
+    matrix_free_paths' tangent of the path at θ* (trust-gn; `path_tangent`). `profile`: the
     time spent in each of the fixed-δ problem's callables (factorisations, HVPs, preconditioner,
     loss and gradient, retraction, changes of variables), each call timed to completion, printed at
     the end; the rest is the solver's own work and the path's bookkeeping. Returns the seconds
@@ -349,7 +351,7 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     try:
         matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
                           max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split, predictor=predictor,
-                          on_step=on_step)
+                          tangent=tangent, on_step=on_step)
     except _Enough:
         pass
     finally:
@@ -398,6 +400,8 @@ def main():
                     help="--only steps: matrix_free_paths' continuation sub-steps (both: auto, then off)")
     ap.add_argument("--predictor", choices=("auto", "theta", "both"), default="auto",
                     help="--only steps: matrix_free_paths' predictor; both: auto, then theta, in one run")
+    ap.add_argument("--tangent", choices=("on", "off", "both"), default="on",
+                    help="--only steps: matrix_free_paths' tangent at θ* (trust-gn); both: on, then off, in one run")
     ap.add_argument("--profile", action="store_true",
                     help="--only steps: the time spent in each of the fixed-δ problem's callables")
     ap.add_argument("--starts", action="store_true",
@@ -425,25 +429,33 @@ def main():
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
         gauge = None if a.gauge == "paper" else a.gauge
-        if a.predictor == "both":  # predictions also along the rescaling orbits, then in θ only, one run
+        if a.tangent == "both":  # the tangent of the path at θ*, then none, one run
+            seconds = {t: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
+                                          {"auto": "auto", "off": None}[a.split], a.starts, a.predictor, a.profile,
+                                          t == "on")
+                       for t in ("on", "off")}
+            print(f"tangent on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
+                  f"{seconds['off'] / seconds['on']:.2f}× faster")
+        elif a.predictor == "both":  # predictions also along the rescaling orbits, then in θ only, one run
             seconds = {pr: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[a.split], a.starts, pr, a.profile)
+                                           {"auto": "auto", "off": None}[a.split], a.starts, pr, a.profile,
+                                           a.tangent == "on")
                        for pr in ("auto", "theta")}
             print(f"predictor auto / theta: {seconds['auto']:.0f} s / {seconds['theta']:.0f} s = "
                   f"{seconds['theta'] / seconds['auto']:.2f}× faster")
         elif a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
             seconds = {sp: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
                                            {"auto": "auto", "off": None}[sp], a.starts, a.predictor,
-                                           a.profile)
+                                           a.profile, a.tangent == "on")
                        for sp in ("auto", "off")}
             print(f"split auto / off: {seconds['auto']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['auto']:.2f}× faster")
         else:
             seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
                                           {"auto": "auto", "off": None}[a.split], a.starts, a.predictor,
-                                          a.profile)
+                                          a.profile, a.tangent == "on")
                        for r in (("on", "off") if a.retract == "both" else (a.retract,))}
-        if len(seconds) == 2 and a.split != "both" and a.predictor != "both":
+        if len(seconds) == 2 and a.split != "both" and a.predictor != "both" and a.tangent != "both":
             print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
                   f"{seconds['off'] / seconds['on']:.2f}× faster")
     if a.only == "hvp":  # not part of the default run

@@ -498,10 +498,12 @@ def test_trust_gn_path_agrees_with_dense_solver(toy_paths):
     assert gn.all_converged, gn.status
     np.testing.assert_allclose(gn.loss, dense.loss, atol=1e-20, rtol=1e-6)
     assert np.all(gn.grad_norm <= 1e-10 * np.maximum(1.0, gn.loss))
-    # one factorisation per solve that iterates, continuation sub-steps (split="auto") included
-    assert [r.factorisations for _, _, r in logged] == [int(n > 0) * (1 + r.substeps)
-                                                        for n, (_, _, r) in zip(again.steps, logged)]
-    assert gn.steps[0] == 0 and gn.factorisations == again.factorisations >= np.count_nonzero(gn.steps) >= 1
+    # one factorisation per solve that iterates, continuation sub-steps (split="auto") included, and one
+    # at θ* (step 0, no iterations) for the tangent of the path there (`path_tangent`)
+    assert [r.factorisations for _, _, r in logged] == [int(n > 0) * (1 + r.substeps) + (i == 0)
+                                                        for i, (n, (_, _, r)) in enumerate(zip(again.steps, logged))]
+    assert gn.steps[0] == 0 and 0 < logged[0][2].hvps == gn.hessians[0]
+    assert gn.factorisations == again.factorisations >= np.count_nonzero(gn.steps) + 1 >= 2
     record = gn.to_dict()
     assert record["solver"] == "trust-gn" and record["factorisations"] == gn.factorisations
     assert dense.to_dict()["solver"] == "newton"
@@ -571,10 +573,10 @@ def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monk
 
     prob, dense, _ = toy_paths
     monkeypatch.setattr(nk, "CG_MAX_ITERATIONS", 2)
-    built = _log_factorisations(monkeypatch)
+    built = _log_factorisations(monkeypatch)  # tangent=False: no factorisation at θ* (path_tangent)
     logged = []
     path = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :4],
-                                loss="mse", gtol=1e-10, solver="trust-gn", max_steps=8,
+                                loss="mse", gtol=1e-10, solver="trust-gn", tangent=False, max_steps=8,
                                 on_step=lambda i, d, r: logged.append(r))[0]
     counts = [r.factorisations for r in logged if r.steps > 0]
     assert len(counts) == 3 and set(counts) <= {1, 2}, counts
@@ -592,10 +594,10 @@ def test_trust_gn_path_switches_damping_after_a_long_inner_solve(toy_paths, monk
 
     prob, dense, _ = toy_paths
     monkeypatch.setattr(nk, "GN_SWITCH_HVPS", 1)
-    built = _log_factorisations(monkeypatch)
+    built = _log_factorisations(monkeypatch)  # tangent=False: no factorisation at θ* (path_tangent)
     logged = []
     path = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :4],
-                                loss="mse", gtol=1e-10, solver="trust-gn", split=None,
+                                loss="mse", gtol=1e-10, solver="trust-gn", tangent=False, split=None,
                                 on_step=lambda i, d, r: logged.append(r))[0]
     counts = [r.factorisations for r in logged if r.steps > 0]
     assert len(counts) >= 2 and counts == [2] * len(counts), counts
@@ -905,3 +907,122 @@ def test_matrix_free_paths_refuses_bad_predictor(predictor, layer):
     with pytest.raises(ValueError, match="predictor"):
         matrix_free_paths(model, p, x, model.apply(p, x), layer, [(0, 1)], np.array([[1.0, 0.5]]),
                           predictor=predictor)
+
+
+def test_extrapolate_hermite_reproduces_polynomials_with_the_slope_at_the_first_point():
+    """k points and the derivative at the first reproduce a vector polynomial of degree k exactly, on
+    uneven nodes; one point gives the tangent line; a wrong slope changes the prediction."""
+    from symland._newton_krylov import extrapolate_hermite
+
+    c = [np.array([1.0, -2.0]), np.array([0.5, 3.0]), np.array([-0.25, 0.1]), np.array([0.3, -0.7])]
+    f = lambda t, k: sum(ci * t ** i for i, ci in enumerate(c[:k + 1]))
+    df0 = lambda t0, k: sum(i * ci * t0 ** (i - 1) for i, ci in enumerate(c[:k + 1]) if i)
+    nodes = (-1.0, -0.7, -0.1)
+    for k in (1, 2, 3):
+        pts = [(t, f(t, k)) for t in nodes[:k]]
+        np.testing.assert_allclose(extrapolate_hermite(pts, df0(nodes[0], k), 0.4), f(0.4, k), rtol=1e-12)
+    pts = [(t, f(t, 3)) for t in nodes]
+    assert not np.allclose(extrapolate_hermite(pts, df0(nodes[0], 3) + 0.1, 0.4), f(0.4, 3))
+    np.testing.assert_allclose(extrapolate_hermite(pts[:1], np.array([2.0, 1.0]), 0.4),
+                               f(-1.0, 3) + 1.4 * np.array([2.0, 1.0]), rtol=1e-12)
+
+
+def test_path_tangent_is_the_derivative_of_the_minima():
+    """At a zero-loss minimum of L(v, δ) = ½Σ(vᵢ³ + vᵢ − δcᵢ)², v*(δ) solves v³ + v = δc, so
+    dv*/d log δ = δc/(3v² + 1): path_tangent finds it (identity preconditioner) in at most n products.
+    At a saddle (L = ½(v₀² − v₁²) − δ(v₀ + v₁), H = diag(1, −1)) CG meets negative curvature: None."""
+    from symland._newton_krylov import path_tangent
+
+    c = jnp.array([0.3, -1.2, 2.0, 0.7])
+    prob = FlatProblem(lambda v, d: 0.5 * jnp.sum((v ** 3 + v - d * c) ** 2))
+    delta = 1.7
+    v = np.zeros(4)
+    for _ in range(60):  # Newton on v³ + v = δc, componentwise
+        v = v - (v ** 3 + v - delta * np.asarray(c)) / (3 * v ** 2 + 1)
+    t, used = path_tangent(prob, v, (delta,), ())
+    np.testing.assert_allclose(t, delta * np.asarray(c) / (3 * v ** 2 + 1), rtol=1e-9)
+    assert 1 <= used <= 4
+    saddle = FlatProblem(lambda v, d: 0.5 * (v[0] ** 2 - v[1] ** 2) - d * (v[0] + v[1]))
+    t, used = path_tangent(saddle, np.array([delta, -delta]), (delta,), ())
+    assert t is None and used == 1
+
+
+def test_path_tangent_at_the_teacher_agrees_with_finite_differences(toy_paths):
+    """On the toy's fixed-δ problem (Gauss–Newton preconditioner, zero loss at θ*), the tangent of the
+    path of minima at θ* matches central differences of the minima at δ₀e^{±h} (solved to 1e-14,
+    Richardson-extrapolated in h),
+    mapped to θ (the direction u/‖u‖ makes θ independent of ‖u‖, which the loss does not fix)."""
+    from jax.flatten_util import ravel_pytree
+
+    import symland._newton_krylov as nk
+    from symland._path import effective_params, free_parameters, rescale_direction
+
+    prob, dense, _ = toy_paths
+    problem = nk.path_problem(prob.model, 1, "mse", prob.x, preconditioner="gauss-newton")
+    theta, unravel = ravel_pytree(prob.teacher)
+    d0 = float(dense.delta[0])
+    v0 = ravel_pytree(rescale_direction(free_parameters(prob.teacher, 1, L_, M_, None), 1, M_, d0))[0]
+    to_theta = lambda v, d: ravel_pytree(effective_params(unravel(v), 1, L_, M_, d, None))[0]
+    args = lambda d: (d, L_, M_, prob.x, prob.y)
+    factors = problem.factorise(v0, *args(d0), damping=nk.GN_DAMPING_NEAR)
+    t_v, used = nk.path_tangent(problem, v0, args(d0), factors)
+    assert t_v is not None and used <= 10
+    slope = jax.jvp(to_theta, (v0, jnp.asarray(d0)), (jnp.asarray(t_v), jnp.asarray(d0)))[1]
+
+    def central(h):
+        ends = []
+        for sign in (1.0, -1.0):
+            d = d0 * np.exp(sign * h)
+            sol = minimise_matrix_free(problem, v0 + sign * h * t_v, args(d), gtol=1e-14, method="trust-ncg")
+            assert sol.converged, sol.status
+            ends.append(to_theta(jnp.asarray(sol.x), d))
+        return (ends[0] - ends[1]) / (2 * h)
+
+    # Richardson: the O(h²) error of the central difference (7e-5 at h = 1e-3, 6.5e-6 at 3e-4) cancels
+    fd = (4 * central(5e-4) - central(1e-3)) / 3
+    np.testing.assert_allclose(slope, fd, atol=1e-6 * float(jnp.max(jnp.abs(fd))))
+
+
+def test_trust_gn_path_predicts_its_first_steps_from_the_tangent(toy_paths, monkeypatch):
+    """tangent=True (default, trust-gn): step 0 (θ*) adds one factorisation at GN_DAMPING_NEAR and the
+    tangent's HVPs, and the first steps get a Hermite candidate; the path finds the same minima as
+    with tangent=False. Only above DENSE_THRESHOLD parameters does step 1 then start at
+    GN_DAMPING_NEAR (which slows the toy's first step)."""
+    import symland._newton_krylov as nk
+
+    prob, dense, _ = toy_paths
+    calls = []
+    real = nk.extrapolate_hermite
+    monkeypatch.setattr(nk, "extrapolate_hermite", lambda *a: calls.append(len(a[0])) or real(*a))
+    runs = {}
+    for tangent in (True, False):
+        built = _log_factorisations(monkeypatch)
+        logged = []
+        path, = nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)],
+                                     dense.delta[None, :5], loss="mse", gtol=1e-10, solver="trust-gn",
+                                     tangent=tangent, on_step=lambda i, d, r: logged.append(r))
+        assert path.all_converged, (tangent, path.status)
+        np.testing.assert_allclose(path.loss, dense.loss[:5], atol=1e-20, rtol=1e-6)
+        runs[tangent] = (logged, built, list(calls))
+        calls.clear()
+    (on, built_on, calls_on), (off, built_off, calls_off) = runs[True], runs[False]
+    assert (on[0].factorisations, off[0].factorisations) == (1, 0) and on[0].hvps > 0 == off[0].hvps
+    assert built_on[0] == nk.GN_DAMPING_NEAR and built_on[1] is None and built_off[0] is None
+    assert calls_on and min(calls_on) == 1 and not calls_off  # step 1: the tangent line from θ* alone
+    # above DENSE_THRESHOLD, step 1's factors are built at GN_DAMPING_NEAR
+    monkeypatch.setattr(nk, "DENSE_THRESHOLD", 0)
+    built = _log_factorisations(monkeypatch)
+    nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :2],
+                         loss="mse", gtol=1e-10, solver="trust-gn", max_steps=3)
+    assert built[:2] == [nk.GN_DAMPING_NEAR] * 2
+
+
+@pytest.mark.parametrize("tangent", [None, 1, "yes"])
+def test_matrix_free_paths_refuses_bad_tangent(toy_paths, tangent, monkeypatch):
+    import symland._newton_krylov as nk
+
+    prob, dense, _ = toy_paths
+    monkeypatch.setattr(nk, "path_problem", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match="tangent"):
+        nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :2],
+                             loss="mse", solver="trust-gn", tangent=tangent)

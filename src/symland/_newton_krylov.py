@@ -1247,8 +1247,11 @@ PREDICTOR_ORDER = 2
 # loss, and those of steps 16–18, where a layer-1 neuron runs off along its rescaling orbit, at 9.4×, 22×
 # and 56× (step 2, the secant through θ*, at 371×, step 3 at 6.3×; step 1 starts from θ*, whose loss is
 # ≈ 0, and is never split; `benchmarks/bench_mnist.py --starts`, BENCHMARKS.md, "Continuation sub-steps").
+# With the tangent at θ* (`path_tangent`) step 1 starts at 7.3e-5 instead of 1.7e-3, still never split.
 SPLIT_RATIO = 5.0
 SPLIT_DEPTH = 3
+# `path_tangent`'s relative residual
+TANGENT_RTOL = 1e-8
 
 
 def extrapolate(points, s: float):
@@ -1273,6 +1276,36 @@ def extrapolate(points, s: float):
             if j != i:
                 w *= (s - sj) / (si - sj)
         out = out + w * np.asarray(ti)
+    return out
+
+
+def extrapolate_hermite(points, slope, s: float):
+    """The polynomial through `points` [(sᵢ, θᵢ)] (distinct sᵢ) with derivative `slope` at s₀, at `s`.
+
+    Hermite interpolation: Newton's divided differences on the nodes s₀, s₀,
+    s₁, …, the repeated node's difference being `slope`, evaluated by
+    Horner's rule. One point gives the tangent line θ₀ + (s − s₀)·slope, two
+    a quadratic; `matrix_free_paths` passes the solved steps from θ* on with
+    the tangent of the path of minima at θ* (`path_tangent`).
+
+    Example:
+        >>> import numpy as np
+        >>> f = lambda s: np.array([1.0 - s + 2 * s ** 2 - s ** 3])
+        >>> pts = [(s, f(s)) for s in (0.0, 1.0, 2.0)]
+        >>> extrapolate_hermite(pts, np.array([-1.0]), 3.0)  # a cubic is reproduced exactly
+        array([-11.])
+        >>> extrapolate_hermite(pts[:1], np.array([-1.0]), 3.0)  # the tangent line at s = 0
+        array([-2.])
+    """
+    z = [points[0][0]] + [si for si, _ in points]
+    c = [np.asarray(points[0][1])] + [np.asarray(ti) for _, ti in points]
+    n = len(z)
+    for j in range(1, n):  # in place: c[i] becomes f[z_{i−j}, …, z_i]
+        for i in range(n - 1, j - 1, -1):
+            c[i] = np.asarray(slope) if (j == 1 and i == 1) else (c[i] - c[i - 1]) / (z[i] - z[i - j])
+    out = c[-1]
+    for i in range(n - 2, -1, -1):
+        out = out * (s - z[i]) + c[i]
     return out
 
 
@@ -1309,11 +1342,43 @@ def extrapolate_rescaled(points, s: float, unravel, layer: int):
     return np.asarray(ravel_pytree(from_neuron_log_scales(*coords[0][1](jnp.asarray(z)), [layer]))[0])
 
 
+def path_tangent(problem: FlatProblem, v, args, factors, *, rtol: float = TANGENT_RTOL,
+                 max_iter: int = CG_MAX_ITERATIONS):
+    """dv/d(log δ) of the fixed-δ minima at a minimum `v`; (tangent, HVPs) or (None, HVPs).
+
+    Differentiating ∇_v L(v*(δ), δ) = 0 (implicit function theorem) gives
+    H t = −∂(∇L)/∂ log δ, H the Hessian of the fixed-δ problem at v; `args`
+    = (δ, l, m, x, y) are the problem's, `factors` those of its
+    preconditioner. At zero loss (the teacher θ*) the residuals vanish, so
+    H is exactly the Gauss–Newton matrix G, and CG preconditioned with the
+    factors of G + λI (`problem.factorise` at v, λ = `GN_DAMPING_NEAR` × its
+    mean diagonal) converges in a few products (5 at θ* of the Fig. 3 path).
+    Solved in the solver's variables (`problem.to_s`) by `_steihaug_pcg`
+    without a trust region, to ‖r‖_{M⁻¹} ≤ `rtol`·‖b‖_{M⁻¹}; negative
+    curvature or no convergence within `max_iter` HVPs (v not a minimum)
+    gives None. `matrix_free_paths` (trust-gn) uses it at θ* to predict the
+    first δ steps (`extrapolate_hermite`), which otherwise start from θ*
+    itself and from the secant through it.
+    """
+    s = problem.to_s(jnp.asarray(v))
+    delta, *rest = args
+    grad_at = lambda d: problem.value_grads(s, d, *rest)[1]
+    b = np.asarray(jax.jvp(grad_at, (jnp.asarray(float(delta)),), (jnp.asarray(float(delta)),))[1])
+    hvp_now = problem.hvp_at(s, *args)
+    hvp = lambda t: np.asarray(hvp_now(jnp.asarray(t)))
+    precond = lambda r: np.asarray(problem.apply_preconditioner(factors, jnp.asarray(r)))
+    t, _, used, reason = _steihaug_pcg(hvp, b, precond, np.inf, rtol, max_iter)
+    if reason != "converged" or not np.all(np.isfinite(t)):
+        return None, used
+    return np.asarray(problem.to_v(jnp.asarray(t))), used
+
+
 def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: str = "nmse",
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
                       solver: str = "trust-ncg", gauge=None, retract: bool = True,
-                      split="auto", predictor: str = "auto", progress: bool = False, on_step=None):
+                      split="auto", predictor: str = "auto", tangent: bool = True, progress: bool = False,
+                      on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
@@ -1321,7 +1386,17 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     of the quadratic and secant predictions (`extrapolate` through the last
     three and two solved steps; `PREDICTOR_ORDER`), the one with the lower
     loss; the secant alone at the second step and whenever one of those three
-    steps did not converge; none at the first step and at δ = 0.
+    steps did not converge; none at the first step and at δ = 0. With
+    `tangent` (default; trust-gn only) the path's tangent at θ* is found too
+    (`path_tangent`: one factorisation at `GN_DAMPING_NEAR` and a few HVPs,
+    counted in step 0), and while θ* is among the last three solved steps the
+    polynomial through them with that slope at θ* (`extrapolate_hermite`;
+    the tangent line at the first step) is one more candidate. Above
+    `DENSE_THRESHOLD` parameters the first step then builds its factors at
+    `GN_DAMPING_NEAR` at once (on the 2-5-1 toy that damping slowed the first
+    step): on the Fig. 3 path it starts at L = 7.3e−5 instead of θ*'s 1.7e−3
+    and converges in 106 HVPs and one factorisation against 603 and two
+    (BENCHMARKS.md, "The tangent at θ*").
     `predictor="rescaling"` adds the same predictions made in the rescaling
     coordinates of layer k − 1 (`neuron_log_scales`; layer ≥ 2), in which a
     run-off along a rescaling orbit, a hyperbola in θ, is a straight line;
@@ -1411,6 +1486,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     if predictor == "rescaling" and layer < 2:
         raise ValueError("predictor: 'rescaling' extrapolates the rescaling coordinates of layer k − 1, "
                          f"so it needs layer ≥ 2, got layer {layer}")
+    if not isinstance(tangent, bool):
+        raise ValueError(f"tangent: must be True or False, got {tangent!r}")
     if split == "auto":
         ratio = SPLIT_RATIO if solver == "trust-gn" else None
     elif split is None or (isinstance(split, (int, float)) and not isinstance(split, bool) and split > 1):
@@ -1460,6 +1537,20 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
         # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping.
         n_factorised, state = 0, {"damping": None, "loss": 0.0}  # loss: of the last solve, sub-steps included
+        slope = None  # dθ/d log δ at θ* (`path_tangent`, trust-gn), while θ* is among the predictor's points
+
+        def tangent_at(sol, delta):  # → (θ*'s outcome with the tangent's work added, dθ/d log δ or None)
+            t0 = time.perf_counter()
+            factors = problem.factorise(sol.x, delta, l, m, x, y, damping=GN_DAMPING_NEAR)
+            t_v, used = path_tangent(problem, sol.x, (delta, l, m, x, y), factors)
+            out = None
+            if t_v is not None:
+                v, d = jnp.asarray(sol.x), jnp.asarray(delta)
+                out = np.asarray(jax.jvp(lambda v, d: to_theta(v, l, m, d), (v, d), (jnp.asarray(t_v), d))[1])
+                if theta_star.size > DENSE_THRESHOLD:  # the first step starts close to its minimum (docstring)
+                    state["damping"] = GN_DAMPING_NEAR
+            return dataclasses.replace(sol, hvps=sol.hvps + used, factorisations=sol.factorisations + 1,
+                                       seconds=sol.seconds + time.perf_counter() - t0), out
 
         def predict(s_to, delta):  # → (v0, its loss or None): the start of the solve at δ = exp(s_to)
             points = [(s, th) for s, th, _ in solved]
@@ -1469,6 +1560,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
             degrees = range(top, min(2, len(solved)) - 1, -1)
             starts = [to_free(extrapolate(points[-k:], s_to), l, m, norm) for k in degrees]
+            if slope is not None and solved[0][0] == s_star and all(ok for _, _, ok in solved):
+                starts.append(to_free(extrapolate_hermite(points, slope, s_to), l, m, norm))
             if curved and len(solved) > 1:
                 starts += [to_free(extrapolate_rescaled(points[-k:], s_to, unravel, layer - 1), l, m, norm)
                            for k in degrees]
@@ -1525,6 +1618,10 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                     "steps", "hvps", "gradients", "seconds", "factorisations")}, substeps=len(parts) - 1)
             else:
                 sol = solve(float(delta), to_free(solved[-1][1], l, m, norm))
+                if gn and tangent and not rec["loss"] and sol.converged and delta > 0:
+                    # θ*: the tangent of the path of minima there, for the first predictions (docstring)
+                    sol, slope = tangent_at(sol, float(delta))
+                    s_star = s_next
             n_factorised += sol.factorisations
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
