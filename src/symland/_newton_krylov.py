@@ -1537,7 +1537,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         # trust-gn: each δ step builds its factors at its start, lazily (on the first iteration that
         # needs them); once a step has refactorised with GN_DAMPING_NEAR, later steps use that damping.
         n_factorised, state = 0, {"damping": None, "loss": 0.0}  # loss: of the last solve, sub-steps included
-        slope = None  # dθ/d log δ at θ* (`path_tangent`, trust-gn), while θ* is among the predictor's points
+        slope = None  # (log δ₀, dθ/d log δ) at θ* (`path_tangent`, trust-gn)
 
         def tangent_at(sol, delta):  # → (θ*'s outcome with the tangent's work added, dθ/d log δ or None)
             t0 = time.perf_counter()
@@ -1560,8 +1560,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             top = len(solved) if all(ok for _, _, ok in solved) else min(2, len(solved))
             degrees = range(top, min(2, len(solved)) - 1, -1)
             starts = [to_free(extrapolate(points[-k:], s_to), l, m, norm) for k in degrees]
-            if slope is not None and solved[0][0] == s_star and all(ok for _, _, ok in solved):
-                starts.append(to_free(extrapolate_hermite(points, slope, s_to), l, m, norm))
+            if slope is not None and solved[0][0] == slope[0] and all(ok for _, _, ok in solved):  # θ* among them
+                starts.append(to_free(extrapolate_hermite(points, slope[1], s_to), l, m, norm))
             if curved and len(solved) > 1:
                 starts += [to_free(extrapolate_rescaled(points[-k:], s_to, unravel, layer - 1), l, m, norm)
                            for k in degrees]
@@ -1620,8 +1620,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 sol = solve(float(delta), to_free(solved[-1][1], l, m, norm))
                 if gn and tangent and not rec["loss"] and sol.converged and delta > 0:
                     # θ*: the tangent of the path of minima there, for the first predictions (docstring)
-                    sol, slope = tangent_at(sol, float(delta))
-                    s_star = s_next
+                    sol, dtheta = tangent_at(sol, float(delta))
+                    slope = None if dtheta is None else (s_next, dtheta)
             n_factorised += sol.factorisations
             if on_step is not None:
                 on_step(len(rec["loss"]), float(delta), sol)
