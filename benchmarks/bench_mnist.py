@@ -268,7 +268,8 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     the input directions whose singular value is below 1e-3 of the largest (the data's
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`). `retract`: matrix_free_paths' trial points along the rescaling
-    orbits of layer 1 (trust-gn only). `predictor`: matrix_free_paths' predictor ("auto": also in the
+    orbits of layer 1 (trust-gn only). With `first` > `steps` the whole path runs, and the
+    permutation point's report (refinement and Lanczos spectrum, timed) is printed. `predictor`: matrix_free_paths' predictor ("auto": also in the
     rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). `tangent`:
     matrix_free_paths' tangent of the path at θ* (trust-gn; `path_tangent`). `profile`: the
     time spent in each of the fixed-δ problem's callables (factorisations, HVPs, preconditioner,
@@ -349,9 +350,13 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     if profile:
         nk.path_problem = profiled_problem
     try:
-        matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
-                          max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split, predictor=predictor,
-                          tangent=tangent, on_step=on_step)
+        path, = matrix_free_paths(teacher.model, teacher.params, x, y, 2, [(l, m)], deltas[None, :], loss="nmse",
+                                  max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split,
+                                  predictor=predictor, tangent=tangent, on_step=on_step)
+        r = path.permutation_point_report  # first > steps: the whole path, the permutation point included
+        print(f"  permutation point (refined matrix-free, Lanczos spectrum; {time.perf_counter() - last:.0f} s "
+              f"after the last δ step): L {r.loss:.4e}, ‖∇L‖∞ {r.grad_norm:.1e} (gtol {r.gtol:g}), {r.kind}, "
+              f"index {r.index}, {r.nullity} near-zero of the {r.eigenvalues.size} smallest ({r.part})")
     except _Enough:
         pass
     finally:
@@ -389,7 +394,8 @@ def main():
     ap.add_argument("--gd-seconds", type=float, default=60.0)
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
     ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps", "hvp"))
-    ap.add_argument("--first", type=int, default=5, help="--only steps: how many δ steps after θ*")
+    ap.add_argument("--first", type=int, default=5,
+                    help="--only steps: how many δ steps after θ* (more than --steps: the whole path and its permutation point)")
     ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
     ap.add_argument("--gauge", choices=("paper", "upstream"), default="paper",
                     help="--only steps: how δ is measured (symland.pair_distance)")
