@@ -269,8 +269,9 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     near-null space). `gauge`: how δ is measured (None: the paper's δ; `upstream`:
     `symland.pair_distance`). `retract`: matrix_free_paths' trial points along the rescaling
     orbits of layer 1 (trust-gn only). With `first` > `steps` the whole path runs, and the
-    permutation point's report (refinement and Lanczos spectrum, timed) is printed. `predictor`: matrix_free_paths' predictor ("auto": also in the
-    rescaling coordinates of layer 1, with trust-gn and `retract`; "theta": θ only). `tangent`:
+    permutation point's report (refinement and Lanczos spectrum, timed) is printed.
+    `predictor`: matrix_free_paths' predictor ("auto": also in the rescaling coordinates of
+    layer 1, with trust-gn and `retract`; "theta": θ only). `tangent`:
     matrix_free_paths' tangent of the path at θ* (trust-gn; `path_tangent`). `profile`: the
     time spent in each of the fixed-δ problem's callables (factorisations, HVPs, preconditioner,
     loss and gradient, retraction, changes of variables), each call timed to completion, printed at
