@@ -77,3 +77,82 @@ def test_permutation_point_checks(scalar_point):
         check_permutation_point(big, 1, 1, 1)
     with pytest.raises(ValueError, match="no two neurons share"):
         verify_plateau(L, [(W1.at[3].add(1.0), b1), (W2, b2)], 1)
+
+
+def _swap_fixed(model, layer, l, m, seed=0):
+    """A random θ that σ^(k)_{l⇔m} fixes: ϑ_m := ϑ_l, both outgoing columns := their mean."""
+    p = list(model.init(jax.random.PRNGKey(seed)))
+    (W, b), (W2, b2) = p[layer - 1], p[layer]
+    mean = 0.5 * (W2[:, l] + W2[:, m])
+    p[layer - 1] = (W.at[m].set(W[l]), b.at[m].set(b[l]))
+    p[layer] = (W2.at[:, l].set(mean).at[:, m].set(mean), b2)
+    return p
+
+
+@pytest.mark.parametrize("widths, layer, l, m", [((2, 4, 3), 1, 2, 3), ((3, 4, 5, 2), 2, 3, 1),
+                                                 ((3, 4, 5, 2), 1, 0, 2)])
+def test_permutation_point_spectrum_is_the_odd_and_even_blocks(widths, layer, l, m):
+    """At a σ-fixed θ the σ-odd block's p = n_{k−1} + 1 + n_{k+1} eigenvalues (p HVPs) are eigenvalues
+    of ∇²L, and with the even block's they are its whole dense spectrum, whatever the layer."""
+    from symland import classify_critical_point, hessian_spectrum
+    from symland._plateau import classify_permutation_point, odd_block_spectrum
+
+    model = MLP(widths, "tanh")
+    p = _swap_fixed(model, layer, l, m)
+    x = jax.random.normal(jax.random.PRNGKey(1), (30, widths[0]))
+    y = jax.random.normal(jax.random.PRNGKey(2), (30, widths[-1]))
+    L = loss_function(model, x, y)
+    full = hessian_spectrum(L, p, method="dense")
+    scale = np.max(np.abs(full))
+    odd = odd_block_spectrum(L, p, layer, l, m)
+    assert odd.size == widths[layer - 1] + 1 + widths[layer + 1]
+    assert np.max(np.min(np.abs(full[None, :] - odd[:, None]), axis=1)) <= 1e-12 * scale
+    r = classify_permutation_point(L, p, layer, l, m)
+    assert r.part == "all" and r.n == full.size
+    np.testing.assert_allclose(r.eigenvalues, full, rtol=0, atol=1e-12 * scale)
+    ref = classify_critical_point(L, p)
+    assert (r.kind, r.index, r.nullity) == (ref.kind, ref.index, ref.nullity)
+    assert r.grad_norm == pytest.approx(ref.grad_norm, rel=1e-12)
+
+
+def test_permutation_point_lanczos_keeps_the_exact_odd_block(monkeypatch):
+    """With Lanczos on the even block the report's eigenvalues are still eigenvalues of ∇²L; the
+    multi-output permutation point of §4.2 (i) is a strict saddle (its odd block has a negative
+    eigenvalue) even when Lanczos converges nothing (as on Fig. 3), and `smallest` cuts the odd
+    values above the k-th."""
+    import symland._critical as critical
+    from symland import hessian_spectrum
+    from symland._plateau import classify_permutation_point, odd_block_spectrum
+
+    real = critical.hessian_spectrum
+
+    def nothing_smallest(loss_fn, params, **kw):  # Lanczos that converged none of the smallest
+        if kw.get("which", "smallest") == "smallest":
+            raise critical.SpectrumNotConverged([], kw["k"], 0)
+        return real(loss_fn, params, **kw)
+
+    model, p, x, y, r = narrow_critical_point((2, 3, 3), (2, 4, 3), seed=0)
+    big = embed_in_wider(p, 1, [0, 1, 2, 2])
+    L = loss_function(MLP((2, 4, 3), "tanh"), x, y)
+    full = hessian_spectrum(L, big, method="dense")
+    odd = odd_block_spectrum(L, big, 1, 2, 3)
+    assert odd[0] < -1e-6  # the saddle direction lies in the odd block
+    smallest = classify_permutation_point(L, big, 1, 2, 3, method="lanczos", k=3)
+    assert smallest.part == "smallest" and smallest.kind == "strict saddle"
+    assert 3 <= smallest.eigenvalues.size < full.size
+    np.testing.assert_allclose(smallest.eigenvalues, full[:smallest.eigenvalues.size], atol=1e-8 * np.max(np.abs(full)))
+    monkeypatch.setattr(critical, "hessian_spectrum", nothing_smallest)
+    partial = classify_permutation_point(L, big, 1, 2, 3, method="lanczos", k=3)
+    assert partial.part == "partial" and partial.kind == "strict saddle"
+    np.testing.assert_array_equal(partial.eigenvalues, odd)  # the exact odd block, and nothing else
+    assert partial.index == np.sum(odd < -partial.zero_tol) >= 1
+
+
+def test_permutation_point_spectrum_refuses_a_point_that_is_not_one(scalar_point):
+    from symland._plateau import classify_permutation_point, odd_block_spectrum
+
+    big, L = scalar_point
+    with pytest.raises(ValueError, match="params: not a permutation point"):
+        odd_block_spectrum(L, big, 1, 0, 3)
+    with pytest.raises(ValueError, match="params: not a permutation point"):
+        classify_permutation_point(L, big, 1, 0, 3)

@@ -96,8 +96,10 @@ from ._channel import Channel, ChannelLimit, channel_limit, channel_of
 from ._plateau import (
     PlateauReport,
     check_permutation_point,
+    classify_permutation_point,
     identical_neuron_groups,
     is_permutation_point,
+    odd_block_spectrum,
     plateau_directions,
     verify_plateau,
 )
@@ -230,8 +232,10 @@ __all__ = [
     "permuted_embedding",
     "PlateauReport",
     "check_permutation_point",
+    "classify_permutation_point",
     "identical_neuron_groups",
     "is_permutation_point",
+    "odd_block_spectrum",
     "plateau_directions",
     "verify_plateau",
     "ValleyPath",

@@ -279,3 +279,113 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
         critical_grad_norm=crit_gn, grad_norm=float(jnp.max(jnp.abs(g0))),
         point=point, n_samples=n_samples,
         radius=radius)
+
+
+def _pair_indices(params: Params, layer: int, j: int) -> np.ndarray:
+    """Positions in `ravel_pytree(params)` of neuron j's incoming row (bias included) in layer k
+    and of its outgoing column W^(k+1)_{:,j}."""
+    flat, unravel = ravel_pytree(params)
+    pos = unravel(jnp.arange(flat.size, dtype=flat.dtype))
+    (W, b), (W2, _) = pos[layer - 1], pos[layer]
+    parts = [W[j]] + ([] if b is None else [b[j:j + 1]]) + [W2[:, j]]
+    return np.concatenate([np.asarray(p) for p in parts]).astype(np.int64)
+
+
+def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
+                       atol: float = 1e-8) -> np.ndarray:
+    """The eigenvalues of ∇²L(θ_{l⇔m}) on the σ_{l⇔m}-odd subspace, exactly, from p HVPs.
+
+    At a permutation point (ϑ_l = ϑ_m, W^(k+1)_{:,l} = W^(k+1)_{:,m};
+    `check_permutation_point`) the swap σ = σ^(k)_{l⇔m} fixes θ, and
+    L∘σ = L gives σ ∇²L(θ) σ = ∇²L(θ). So ∇²L maps σ-odd vectors (σv = −v:
+    opposite changes of the two neurons' incoming rows and outgoing columns,
+    nothing else) to σ-odd vectors, and its spectrum is that of the
+    p × p block on the odd subspace, p = n_{k−1} + 1 + n_{k+1} (n_{k−1} +
+    n_{k+1} without biases), together with that of the block on its
+    complement. The odd block holds the directions the paper's claims are
+    about: the n_{k+1} outgoing ones span the equal-loss plane of §4.2 (i),
+    an isotropic subspace of ∇²L (`verify_plateau`), and the incoming ones
+    split the merged neuron. It costs p Hessian-vector products at any size;
+    its eigenvalues carry no Lanczos error.
+
+    **Returns:** the p eigenvalues, ascending. `ValueError` naming `params`
+    unless θ is a permutation point of layer k within `atol`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, symland as s
+        >>> model = s.MLP((2, 3, 1), "tanh")
+        >>> (W, b), (a, c) = model.init(jax.random.PRNGKey(0))
+        >>> p = [(W.at[1].set(W[0]), b.at[1].set(b[0])), (a.at[:, 1].set(a[:, 0]), c)]
+        >>> x = jax.random.normal(jax.random.PRNGKey(1), (20, 2))
+        >>> loss = lambda q: s.mse(model, q, x, jnp.sin(x[:, :1]))
+        >>> s.odd_block_spectrum(loss, p, 1, 0, 1).shape
+        (4,)
+    """
+    check_permutation_point(params, layer, l, m, atol=atol)
+    flat, unravel = ravel_pytree(params)
+    il, im = _pair_indices(params, layer, l), _pair_indices(params, layer, m)
+    p = il.size
+    Q = np.zeros((p, flat.size))
+    Q[np.arange(p), il] = Q[np.arange(p), im] = 1.0 / np.sqrt(2.0)
+    Q[np.arange(p), im] *= -1.0
+    HQ = np.asarray(jax.vmap(hessian_vector_product(loss_fn, params))(jnp.asarray(Q)))
+    B = Q @ HQ.T
+    return np.linalg.eigvalsh(0.5 * (B + B.T))
+
+
+def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: int, *,
+                               gtol: float = 1e-8, method: str = "auto", k: int = 20,
+                               max_hvps: int | None = None, atol: float = 1e-8) -> CriticalPointReport:
+    """`classify_critical_point` for a permutation point θ_{l⇔m}, its σ-odd block solved exactly.
+
+    ∇²L(θ_{l⇔m}) splits into its σ_{l⇔m}-odd block, whose p eigenvalues
+    `odd_block_spectrum` finds exactly from p HVPs, and its σ-even block on
+    the orthogonal complement (coordinates w: every other parameter as is,
+    each pair entry θ_l = θ_m shifted together by w/√2), which
+    `classify_critical_point` treats as it would any Hessian: `method`
+    (dense up to `DENSE_THRESHOLD` even coordinates, the `k` smallest by
+    Lanczos above, within `max_hvps` HVPs per run). The report holds both
+    parts' eigenvalues, which are eigenvalues of ∇²L with no double count
+    since the blocks are orthogonal invariant subspaces: `part` is `all`
+    when the even block was dense, `smallest` (the union cut at the k-th
+    even eigenvalue, so that nothing is missing below it) or `partial` as
+    Lanczos ended. So a negative odd eigenvalue decides `strict saddle`
+    even where Lanczos converged nothing, as on the Fig. 3 permutation
+    point (docs/mnist.md). `zero_tol` is `zero_tolerance` of the union at
+    the full dimension n; `grad_norm` is the full ‖∇L‖∞.
+
+    **Returns:** a `CriticalPointReport`. `ValueError` naming `params`
+    unless θ is a permutation point of layer k within `atol`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpy as np, symland as s
+        >>> model = s.MLP((2, 3, 1), "tanh")
+        >>> (W, b), (a, c) = model.init(jax.random.PRNGKey(0))
+        >>> p = [(W.at[1].set(W[0]), b.at[1].set(b[0])), (a.at[:, 1].set(a[:, 0]), c)]
+        >>> x = jax.random.normal(jax.random.PRNGKey(1), (20, 2))
+        >>> loss = lambda q: s.mse(model, q, x, jnp.sin(x[:, :1]))
+        >>> r = s.classify_permutation_point(loss, p, 1, 0, 1)
+        >>> r.part, bool(np.allclose(r.eigenvalues, s.hessian_spectrum(loss, p, method="dense")))
+        ('all', True)
+    """
+    from ._critical import classify_critical_point
+
+    odd = odd_block_spectrum(loss_fn, params, layer, l, m, atol=atol)
+    flat, unravel = ravel_pytree(params)
+    il, im = _pair_indices(params, layer, l), _pair_indices(params, layer, m)
+    keep = np.setdiff1d(np.arange(flat.size), np.concatenate([il, im]))
+    n, q = flat.size, keep.size
+
+    def embed(w):  # the σ-even coordinates w ↦ θ (an isometry onto θ + even subspace)
+        pair = w[q:] / np.sqrt(2.0)
+        return unravel(flat.at[keep].add(w[:q]).at[il].add(pair).at[im].add(pair))
+
+    even = classify_critical_point(lambda w: loss_fn(embed(w)), jnp.zeros(n - odd.size, flat.dtype),
+                                   gtol=gtol, method=method, k=k, max_hvps=max_hvps)
+    loss, grad_norm = _grad_norm(loss_fn, params)
+    if even.part == "smallest":
+        odd = odd[odd <= even.eigenvalues[-1]]
+    # zero_tolerance is 100·dim·ε·max|λ|: the even block's at dimension n, then the union's
+    zero_tol = max(even.zero_tol * n / even.n, zero_tolerance(odd, n=n))
+    return CriticalPointReport.from_spectrum(loss, grad_norm, np.concatenate([even.eigenvalues, odd]),
+                                             gtol=gtol, part=even.part, n=n, zero_tol=zero_tol)
