@@ -184,6 +184,30 @@ def test_fig1_a_b_pairs_reach_the_same_configuration():
     assert [p.checks()["at_most_one_negative"] for p in paths] == [True, False, True]
 
 
+def test_checks_from_a_partial_spectrum_decide_only_what_it_shows(path):
+    """Index and nullity of a partial spectrum are lower bounds: index ≥ 2 refutes "at most one
+    negative", n_{k+1} zeros found confirm "at least n_{k+1} zero"; neither is judged otherwise."""
+    import dataclasses
+
+    from symland._results import CriticalPointReport
+
+    def with_spectrum(eig, part, grad_norm=0.0):
+        r = CriticalPointReport.from_spectrum(1e-3, grad_norm, eig, gtol=1e-8, part=part, n=50, zero_tol=1e-9)
+        return dataclasses.replace(path, permutation_point_report=r).checks()
+
+    n_next = path.model.widths[path.layer + 1]
+    assert n_next == 1
+    assert with_spectrum([-2.0, -1.0, 1e-12], "partial") == {
+        "critical": True, "at_most_one_negative": False, "at_least_n_next_zero": True}
+    assert with_spectrum([-1.0], "partial") == {
+        "critical": True, "at_most_one_negative": None, "at_least_n_next_zero": None}
+    assert with_spectrum([-1.0, 2.0], "smallest") == {  # a positive one: nothing is missing below it
+        "critical": True, "at_most_one_negative": True, "at_least_n_next_zero": False}
+    assert with_spectrum([-1.0, -0.5], "smallest")["at_least_n_next_zero"] is None
+    assert with_spectrum([-1.0, -0.5], "all")["at_least_n_next_zero"] is False
+    assert set(with_spectrum([-2.0, -1.0], "all", grad_norm=1.0).values()) == {False, None}
+
+
 def test_balanced_gauge_removes_the_relu_rescaling():
     """The balanced gauge (default for ReLU) starts at the balanced teacher (same
     function, ‖ϑ_j‖ = |a_j|). It removes the rescaling orbit, but on seed 1, pair

@@ -176,15 +176,23 @@ class PermutationPath:
         (Fukumizu & Amari Th. 3 as cited; fails in general, see
         `splitting_matrix`) and `at_least_n_next_zero` (§4.2 (i); fails for
         n_{k+1} > 1 in general, see `plateau_directions`). The Hessian claims
-        are only judged at a critical point: elsewhere they are None.
+        are only judged at a critical point: elsewhere they are None. From a
+        spectrum that may miss eigenvalues below its largest (`part`
+        `partial`, or `smallest` with none of them positive) index and
+        nullity are lower bounds: a claim they refute is False, one they
+        cannot decide None (the Fig. 3 point: index ≥ 9 from its σ-odd block
+        refutes the first; its 1 zero of the 21 found decides nothing).
         """
         r = self.permutation_point_report
         n_next = int(self.model.widths[self.layer + 1])
         critical = r.is_critical
+        complete = r.part == "all" or (r.part == "smallest" and r.n_positive > 0)
+        decide = lambda holds, refuted: (None if not critical else False if refuted
+                                         else True if holds else None)
         return {
             "critical": bool(critical),
-            "at_most_one_negative": bool(r.index <= 1) if critical else None,
-            "at_least_n_next_zero": bool(r.nullity >= n_next) if critical else None,
+            "at_most_one_negative": decide(complete and r.index <= 1, r.index > 1),
+            "at_least_n_next_zero": decide(r.nullity >= n_next, complete and r.nullity < n_next),
         }
 
     def to_dict(self) -> dict:
