@@ -273,7 +273,10 @@ def test_permutation_point_spectrum_within_budget(monkeypatch):
                                                    [(L_, M_)], deltas, spectrum_hvps=hvps)
         assert budgets == [expected, expected]  # the smallest, then the largest (zero tolerance)
         r = path.permutation_point_report
-        assert r.part == "partial" and r.index == 1 and list(r.eigenvalues) == [-0.5]
+        # what Lanczos converged on the even block, and the σ-odd block's exact eigenvalues
+        assert r.part == "partial" and -0.5 in r.eigenvalues
+        assert r.eigenvalues.size == 1 + prob.model.widths[0] + 1 + prob.model.widths[2]
+        assert r.index == 1 + int(np.sum(r.eigenvalues[r.eigenvalues != -0.5] < -r.zero_tol))
         assert str(r.kind) in ("strict saddle", "not critical")
         json.dumps(path.to_dict())
 
@@ -439,6 +442,41 @@ def test_refactorise_once_when_inner_solve_runs_out():
     assert plain.factorisations == 0
 
 
+@pytest.mark.parametrize("script, expected", [
+    ("LLLLLL", 1),      # a run of long inner solves: factors that never resolved it, one call
+    ("LSLSSL", 3),      # each long solve after a short one: the factors went stale, a call each
+    ("SSSSSS", 0),
+    ("LLSLLS", 2),
+])
+def test_refactorise_again_only_after_a_short_inner_solve(monkeypatch, script, expected):
+    """`refactorise` is called at the first long inner solve, and again at each long one that follows a
+    shorter one since the last call, never for two long solves in a row (the inner solver's reports
+    are scripted: L long, S short)."""
+    from jax.flatten_util import ravel_pytree
+
+    import symland._newton_krylov as nk
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
+    y = x[:, :2] ** 2 + 0.5
+    v = ravel_pytree(model.init(jax.random.PRNGKey(1)))[0]
+    args = (0.3, 1, 2, x, y)
+    problem = nk.path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
+    real, calls, solves = nk._steihaug_pcg, [], []
+
+    def scripted(hvp, g, precond, radius, eta, max_iter):
+        p, pnorm, used, reason = real(hvp, g, precond, radius, eta, min(max_iter, 2))
+        long = script[len(solves)] == "L"
+        solves.append(long)
+        return p, pnorm, (max_iter if long else 1), ("max_iter" if long else reason)
+
+    monkeypatch.setattr(nk, "_steihaug_pcg", scripted)
+    r = minimise_matrix_free(problem, v, args, method="trust-pcg", factors=problem.factorise(v, *args),
+                             refactorise=lambda w: calls.append(1) or problem.factorise(w, *args),
+                             max_cg=20, max_steps=len(script), gtol=1e-300)
+    assert len(solves) == len(script) and len(calls) == expected == r.factorisations
+
+
 def test_factors_given_as_a_function_are_built_on_first_need():
     """factors=callable: not called at a start that already meets gtol; otherwise called once, at the
     first iteration, counted in `factorisations`, and its factors used (the loss falls)."""
@@ -579,8 +617,10 @@ def test_trust_gn_path_refactorises_when_an_inner_solve_runs_out(toy_paths, monk
                                 loss="mse", gtol=1e-10, solver="trust-gn", tangent=False, max_steps=8,
                                 on_step=lambda i, d, r: logged.append(r))[0]
     counts = [r.factorisations for r in logged if r.steps > 0]
-    assert len(counts) == 3 and set(counts) <= {1, 2}, counts
-    assert counts.count(2) >= 2, counts  # the steps after the switch to GN_DAMPING_NEAR refactorise too
+    # each step: its own factors, then one more per long inner solve that follows a short one (never
+    # two in a row), so at most 4 in its 8 iterations
+    assert len(counts) == 3 and all(1 <= c <= 1 + 4 for c in counts), counts
+    assert sum(c >= 2 for c in counts) >= 2, counts  # the steps after the switch to GN_DAMPING_NEAR refactorise too
     assert path.factorisations == sum(counts) == len(built)
     assert built == [None] + [nk.GN_DAMPING_NEAR] * (len(built) - 1)
 
@@ -670,13 +710,29 @@ def test_matrix_free_step_stops_when_the_layer_below_rescales(monkeypatch):
     """A δ step of a layer-2 pair stops once a layer-1 neuron passes `UPSTREAM_FACTOR` × its scale at θ*,
     and `step_status` names it `rescaling` (the Fig. 3 run-off, docs/mnist.md). With the default
     factor this small teacher's path never comes near it; with a factor of 1 + 1e−9 every step that
-    moves a layer-1 neuron outward stops at once."""
+    moves a layer-1 neuron outward stops at once. The δ = 0 step continues from the last step where
+    that one converged, and starts from θ*'s free parameters (the pair merged) after a run-off."""
+    import symland._newton_krylov as nk
+    from jax.flatten_util import ravel_pytree
+
     model = s.MLP((3, 4, 3, 2), "softplus")
     teacher = model.init(jax.random.PRNGKey(5))
     x = jax.random.normal(jax.random.PRNGKey(6), (60, 3))
     y = model.apply(teacher, x)
     kw = dict(steps=4, method="matrix-free", loss="nmse", max_newton_steps=50)
+    starts, real = [], nk.minimise_matrix_free
+    monkeypatch.setattr(nk, "minimise_matrix_free",
+                        lambda problem, v0, args, **k: starts.append((float(args[0]), np.asarray(v0)))
+                        or real(problem, v0, args, **k))
+
+    def free_start(theta, norm):  # the δ = 0 solve's start from θ (`matrix_free_paths`' to_free)
+        z = path_module.rescale_direction(path_module.free_parameters(theta, 2, 0, 1), 2, 1, norm)
+        return np.asarray(ravel_pytree(z)[0])
+
     free = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, **kw)
+    assert starts[-1][0] == 0.0 and free.status[-2] == "converged"
+    np.testing.assert_allclose(starts[-1][1], free_start(free.params[-2], free.delta[-2]), atol=1e-12)
+    starts.clear()
     assert "rescaling" not in free.status and free.upstream_scale[0] == pytest.approx(1.0, abs=1e-12)
     assert np.all(free.upstream_scale < path_module.UPSTREAM_FACTOR)
     monkeypatch.setattr(path_module, "UPSTREAM_FACTOR", 1.0 + 1e-9)
@@ -687,7 +743,11 @@ def test_matrix_free_step_stops_when_the_layer_below_rescales(monkeypatch):
         assert (status == "rescaling") == (status != "converged" and u > 1.0 + 1e-9)
     assert max(capped.steps[1:]) <= 1 < min(free.steps[1:])  # the solver's escape test stopped them
     # later steps start from (and stay at) the escaped point, not from a prediction that runs further off
-    np.testing.assert_allclose(up[2:], up[1], rtol=1e-12)
+    np.testing.assert_allclose(up[2:-1], up[1], rtol=1e-12)
+    # δ = 0 after the run-off: solved from θ* with the pair merged, not from the escaped point
+    assert capped.delta[-1] == 0.0 and starts[-1][0] == 0.0
+    np.testing.assert_allclose(starts[-1][1], free_start(teacher, capped.delta[-2]), atol=1e-12)
+    assert np.max(np.abs(starts[-1][1] - free_start(capped.params[-2], capped.delta[-2]))) > 1e-6
     assert capped.to_dict()["upstream_scale"] == up.tolist()
 
 

@@ -236,12 +236,16 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       the first iteration, so that a start which already meets `gtol`
       builds nothing.
     - `refactorise(v) → factors` (trust-pcg with `factors` only): called
-      once, at the current iterate, the first time an inner solve runs out
-      of its `max_cg` HVPs; its factors replace `factors` for the rest of
-      the solve (`matrix_free_paths` passes the Gauss–Newton matrix with the
-      smaller damping `GN_DAMPING_NEAR`). With `refactorise_after`, also
-      the first time an inner solve spends that many HVPs or more, whatever
-      ends it.
+      at the current iterate the first time an inner solve runs out of its
+      `max_cg` HVPs; its factors replace `factors` (`matrix_free_paths`
+      passes the Gauss–Newton matrix with the smaller damping
+      `GN_DAMPING_NEAR`). With `refactorise_after`, also the first time an
+      inner solve spends that many HVPs or more, whatever ends it. Called
+      again at each later such solve that follows a shorter one since the
+      last call (the factors went stale), never twice in a row: on the
+      Fig. 3 δ = 0 solve after the run-off the second call took the last
+      iterations from 1,448 HVPs to 36 (BENCHMARKS.md, "The permutation
+      point after a run-off").
 
     **Returns:** a `KrylovOutcome`.
 
@@ -441,7 +445,10 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     iteration if `factors` is a function, until the first
     inner solve that runs out of `max_cg` HVPs, or that spends
     `refactorise_after` or more, where `refactorise(v)`, if
-    given, replaces them once at the current iterate); the trust
+    given, replaces them at the current iterate; and again at each later
+    such solve that follows a shorter one since, i.e. factors that went
+    stale, not ones that never resolved the curvature, so a run of long
+    solves costs one factorisation); the trust
     region is measured in its norm, so the radius is scale-free.
     Acceptance and radius updates follow Conn, Gould & Toint (2000, Alg. 6.1.1)
     with η₁ = 1e−4, η₂ = 0.75; the forcing term is η = min(0.5, √‖g‖_{M⁻¹}).
@@ -453,6 +460,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     f, g, gn = evaluate(s)
     radius = initial_radius
     lagged = factors
+    stale = True  # may the next long inner solve refactorise: first, and after a short one since
     while True:
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return s, "diverged"
@@ -508,13 +516,15 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
         elif radius < 1e-14 * max(1.0, np.linalg.norm(s)):
             return s, "stalled"
         long = (reason == "max_iter" and used == max_cg) or (refactorise_after is not None and used >= refactorise_after)
-        if long and refactorise is not None and lagged is not None:
+        if long and stale and refactorise is not None and lagged is not None:
             # The preconditioner no longer resolves the curvature: near a minimum of the fixed-δ
             # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10).
             lagged = refactorise(problem.to_v(jnp.asarray(s)))
-            refactorise = None
+            stale = False
             counts["factorisations"] += 1
             radius = None  # the Cauchy length in the new norm, at the next iteration
+        elif not long:
+            stale = True  # the factors resolved this solve; a later long one means they went stale
 
 
 def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,
@@ -1405,12 +1415,26 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     `retract`), "theta" otherwise. On the Fig. 3 path (trust-gn) the
     predictions of steps 16–18 then start at 1.08–1.09× the last loss
     instead of 9.4–56× (BENCHMARKS.md, "Predictions along the rescaling
-    orbits"). At
+    orbits"). The
+    step at δ = 0 starts where the last step ended, unless that step escaped
+    (below): a path that ran off along a channel has no end at δ = 0 to
+    continue to, so δ = 0 is then solved from θ*'s own free parameters, i.e.
+    θ* with ϑ_m set to ϑ_l (the pair merged into one neuron whose output
+    weight is a_l + a_m). Its minimum is a critical point of the network with
+    that neuron once (Fukumizu & Amari 2000; Brea et al. 2019, §4.1), so the
+    permutation point it gives is a genuine one, though not the end of a
+    continuous path from θ*; the recorded δ = 0 step is that solve. On the
+    Fig. 3 path the refinement from the run-off point ended at ‖∇L‖∞ 5.4e−3
+    (`not critical`); from the merged θ*, δ = 0 converges (BENCHMARKS.md,
+    "The permutation point after a run-off"). At
     δ = 0 the output weights of l and m are equalised (the permutation
     point), the point is polished by `refine_matrix_free` (within the same
     `max_hvps` budget as a δ step), and
-    `classify_critical_point(method="lanczos")` reports its `spectrum_k`
-    smallest Hessian eigenvalues (index, near-zero count), each Lanczos run
+    `classify_permutation_point` reports its Hessian spectrum (index,
+    near-zero count): the σ_{l⇔m}-odd block exactly (n_{k−1} + 1 + n_{k+1}
+    HVPs), which decides a saddle whose unstable direction splits the pair
+    even where Lanczos converges nothing, and the `spectrum_k` smallest of
+    the even block by Lanczos, each run
     within `spectrum_hvps` HVPs (default `LANCZOS_HVP_BUDGET`; a run that
     does not converge leaves `part="partial"`). No dense Hessian
     is formed. (Where a minimum-energy path between θ* and σ(θ*) exists, its
@@ -1430,7 +1454,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     damping `GN_DAMPING_NEAR` when an inner solve runs out of CG iterations
     or spends `GN_SWITCH_HVPS` of them (`refactorise_after`), after which the path keeps that damping (all counted in the path's
     `factorisations`); with that damping already, once more at the current
-    iterate in the same case (on the Fig. 3 path step 18 moves ‖Δθ‖ 13.7
+    iterate in the same case, and again whenever such a solve follows a
+    shorter one (`minimise_matrix_free`'s `refactorise`; on the Fig. 3 path step 18 moves ‖Δθ‖ 13.7
     from where its factors were built; refactorising when a solve ran out
     took it to 2,271 HVPs from 2,914, and also after one of `GN_SWITCH_HVPS`
     took steps 16–18 to 1,583 from 2,627; BENCHMARKS.md). With `retract` (the default) its trust region takes
@@ -1473,7 +1498,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     from jax.flatten_util import ravel_pytree
     from tqdm.auto import tqdm
 
-    from ._critical import LANCZOS_HVP_BUDGET, classify_critical_point
+    from ._critical import LANCZOS_HVP_BUDGET
+    from ._plateau import classify_permutation_point
+    from ._symmetry import swap_neurons
     from ._loss import mse, nmse
     from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, UPSTREAM_FACTOR, PermutationPath,
                         effective_params, equalise_output_weights, free_parameters,
@@ -1617,7 +1644,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 sol = dataclasses.replace(sol, **{k: sum(getattr(p, k) for p in parts) for k in (
                     "steps", "hvps", "gradients", "seconds", "factorisations")}, substeps=len(parts) - 1)
             else:
-                sol = solve(float(delta), to_free(solved[-1][1], l, m, norm))
+                # δ = 0 after a run-off: the pair merged at θ* is the start (docstring)
+                merged = delta == 0 and rec["status"] and rec["status"][-1] == "escape"
+                sol = solve(float(delta), to_free(theta_star if merged else solved[-1][1], l, m, norm))
                 if gn and tangent and not rec["loss"] and sol.converged and delta > 0:
                     # θ*: the tangent of the path of minima there, for the first predictions (docstring)
                     sol, dtheta = tangent_at(sol, float(delta))
@@ -1643,10 +1672,13 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             bar.set_postfix_str(f"L={sol.loss:.3g} {sol.status}")
         pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(solved[-1][1])), layer, l, m))[0]
         polished = refine_matrix_free(full, pf, (x, y), gtol=gtol, max_hvps=max_hvps)
-        point = unravel(jnp.asarray(polished.x))
-        # Dense spectrum up to DENSE_THRESHOLD parameters, the smallest Lanczos eigenvalues above.
-        report = classify_critical_point(
-            loss_fn, point, gtol=CRITICAL_GTOL, method="auto", k=int(min(spectrum_k, theta_star.size - 1)),
+        # Newton–MINRES steps from a σ-fixed point are σ-even: averaging with σθ removes their rounding only
+        point = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), unravel(jnp.asarray(polished.x)),
+                                       swap_neurons(unravel(jnp.asarray(polished.x)), layer, l, m))
+        # The σ-odd block exactly; the even block dense up to DENSE_THRESHOLD, its smallest by Lanczos above
+        report = classify_permutation_point(
+            loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",
+            k=int(min(spectrum_k, theta_star.size - 1)),
             max_hvps=LANCZOS_HVP_BUDGET if spectrum_hvps is None else spectrum_hvps)
         status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
                              rec["kink"], rec["out_w"], out_w0, model.activation, rec["up"])

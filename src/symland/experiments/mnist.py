@@ -166,7 +166,8 @@ def mnist_report_sections(result, png):
                      # a partial spectrum bounds the index from below
                      pp["index"] if pp["part"] == "all" else f"≥ {pp['index']}",
                      f"{pp['nullity']} of {pp['n_eigenvalues']} "
-                     + ("computed" if pp["part"] != "partial" else "converged (Lanczos budget)")
+                     + ("computed" if pp["part"] != "partial"
+                        else "found (the σ-odd block exactly, Lanczos within its budget)")
                      + (f"; {r['input_flat']} flat along dark inputs" if r.get("input_flat") else ""),
                      f"{min(r['accuracy']):.4f}",
                      f"{max(p['upstream_scale']):.2f}×" if p.get("upstream_scale") else "—",
@@ -224,7 +225,7 @@ def mnist_report_sections(result, png):
                     "pass <code>--data DIR</code> with MNIST's IDX files for that.</p>"),
         ("Figure 3", embed_png(png)),
         ("Paths", html_table(["H", "seed", "teacher acc.", "pair", "barrier max L",
-                              "L at perm. point", "‖∇L‖∞", "kind", "index (Lanczos)",
+                              "L at perm. point", "‖∇L‖∞", "kind", "index (σ-odd block, Lanczos)",
                               "near-zero eigenvalues", "min acc. on path", "layer below rescaled",
                               "every step converged",
                               "solver", "Hessians / HVPs", "seconds"], rows)),
