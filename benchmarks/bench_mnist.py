@@ -355,9 +355,11 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
                                   max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split,
                                   predictor=predictor, tangent=tangent, on_step=on_step)
         r = path.permutation_point_report  # first > steps: the whole path, the permutation point included
-        print(f"  permutation point (refined matrix-free, Lanczos spectrum; {time.perf_counter() - last:.0f} s "
-              f"after the last δ step): L {r.loss:.4e}, ‖∇L‖∞ {r.grad_norm:.1e} (gtol {r.gtol:g}), {r.kind}, "
-              f"index {r.index}, {r.nullity} near-zero of the {r.eigenvalues.size} smallest ({r.part})")
+        print(f"  permutation point (refined matrix-free, σ-odd block and Lanczos spectrum; "
+              f"{time.perf_counter() - last:.0f} s after the last δ step): L {r.loss:.4e}, ‖∇L‖∞ {r.grad_norm:.1e} "
+              f"(gtol {r.gtol:g}), {r.kind}, index {r.index}, {r.nullity} near-zero of the {r.eigenvalues.size} "
+              f"eigenvalues found ({r.part}: {np.array2string(r.eigenvalues, precision=2, max_line_width=10**4)}); "
+              f"§4.2 checks {path.checks()}")
     except _Enough:
         pass
     finally:
