@@ -243,9 +243,9 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       inner solve spends that many HVPs or more, whatever ends it. Called
       again at each later such solve that follows a shorter one since the
       last call (the factors went stale), never twice in a row: on the
-      Fig. 3 δ = 0 solve after the run-off the second call took the last
-      iterations from 1,448 HVPs to 36 (BENCHMARKS.md, "The permutation
-      point after a run-off").
+      Fig. 3 δ = 0 solve after the run-off the second call took the solve
+      from 3,346 HVPs and 2 factorisations to 2,001 and 3 (BENCHMARKS.md,
+      "The permutation point after a run-off").
 
     **Returns:** a `KrylovOutcome`.
 
