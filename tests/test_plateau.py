@@ -84,20 +84,21 @@ def _swap_fixed(model, layer, l, m, seed=0):
     p = list(model.init(jax.random.PRNGKey(seed)))
     (W, b), (W2, b2) = p[layer - 1], p[layer]
     mean = 0.5 * (W2[:, l] + W2[:, m])
-    p[layer - 1] = (W.at[m].set(W[l]), b.at[m].set(b[l]))
+    p[layer - 1] = (W.at[m].set(W[l]), None if b is None else b.at[m].set(b[l]))
     p[layer] = (W2.at[:, l].set(mean).at[:, m].set(mean), b2)
     return p
 
 
-@pytest.mark.parametrize("widths, layer, l, m", [((2, 4, 3), 1, 2, 3), ((3, 4, 5, 2), 2, 3, 1),
-                                                 ((3, 4, 5, 2), 1, 0, 2)])
-def test_permutation_point_spectrum_is_the_odd_and_even_blocks(widths, layer, l, m):
-    """At a σ-fixed θ the σ-odd block's p = n_{k−1} + 1 + n_{k+1} eigenvalues (p HVPs) are eigenvalues
-    of ∇²L, and with the even block's they are its whole dense spectrum, whatever the layer."""
+@pytest.mark.parametrize("widths, layer, l, m, bias", [((2, 4, 3), 1, 2, 3, True), ((3, 4, 5, 2), 2, 3, 1, True),
+                                                       ((3, 4, 5, 2), 1, 0, 2, True), ((3, 4, 5, 2), 2, 0, 4, False)])
+def test_permutation_point_spectrum_is_the_odd_and_even_blocks(widths, layer, l, m, bias):
+    """At a σ-fixed θ the σ-odd block's p = n_{k−1} + 1 + n_{k+1} eigenvalues (p HVPs; no 1 without
+    biases) are eigenvalues of ∇²L, and with the even block's they are its whole dense spectrum,
+    whatever the layer."""
     from symland import classify_critical_point, hessian_spectrum
     from symland._plateau import classify_permutation_point, odd_block_spectrum
 
-    model = MLP(widths, "tanh")
+    model = MLP(widths, "tanh", bias=bias)
     p = _swap_fixed(model, layer, l, m)
     x = jax.random.normal(jax.random.PRNGKey(1), (30, widths[0]))
     y = jax.random.normal(jax.random.PRNGKey(2), (30, widths[-1]))
@@ -105,7 +106,7 @@ def test_permutation_point_spectrum_is_the_odd_and_even_blocks(widths, layer, l,
     full = hessian_spectrum(L, p, method="dense")
     scale = np.max(np.abs(full))
     odd = odd_block_spectrum(L, p, layer, l, m)
-    assert odd.size == widths[layer - 1] + 1 + widths[layer + 1]
+    assert odd.size == widths[layer - 1] + bias + widths[layer + 1]
     assert np.max(np.min(np.abs(full[None, :] - odd[:, None]), axis=1)) <= 1e-12 * scale
     r = classify_permutation_point(L, p, layer, l, m)
     assert r.part == "all" and r.n == full.size
