@@ -1673,8 +1673,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         pf = ravel_pytree(equalise_output_weights(unravel(jnp.asarray(solved[-1][1])), layer, l, m))[0]
         polished = refine_matrix_free(full, pf, (x, y), gtol=gtol, max_hvps=max_hvps)
         # Newton–MINRES steps from a σ-fixed point are σ-even: averaging with σθ removes their rounding only
-        point = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), unravel(jnp.asarray(polished.x)),
-                                       swap_neurons(unravel(jnp.asarray(polished.x)), layer, l, m))
+        point = unravel(jnp.asarray(polished.x))
+        point = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), point, swap_neurons(point, layer, l, m))
         # The σ-odd block exactly; the even block dense up to DENSE_THRESHOLD, its smallest by Lanczos above
         report = classify_permutation_point(
             loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",

@@ -37,6 +37,7 @@ from ._critical import DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product
 from ._results import CriticalPointReport, zero_tolerance
 from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
+from ._transition_network import neuron_blocks
 
 def _grad_norm(loss_fn, params) -> tuple[float, float]:
     loss, grad = jax.value_and_grad(loss_fn)(params)
@@ -281,16 +282,6 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
         radius=radius)
 
 
-def _pair_indices(params: Params, layer: int, j: int) -> np.ndarray:
-    """Positions in `ravel_pytree(params)` of neuron j's incoming row (bias included) in layer k
-    and of its outgoing column W^(k+1)_{:,j}."""
-    flat, unravel = ravel_pytree(params)
-    pos = unravel(jnp.arange(flat.size, dtype=flat.dtype))
-    (W, b), (W2, _) = pos[layer - 1], pos[layer]
-    parts = [W[j]] + ([] if b is None else [b[j:j + 1]]) + [W2[:, j]]
-    return np.concatenate([np.asarray(p) for p in parts]).astype(np.int64)
-
-
 def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
                        atol: float = 1e-8) -> np.ndarray:
     """The eigenvalues of ∇²L(θ_{l⇔m}) on the σ_{l⇔m}-odd subspace, exactly, from p HVPs.
@@ -323,7 +314,7 @@ def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
     """
     check_permutation_point(params, layer, l, m, atol=atol)
     flat, unravel = ravel_pytree(params)
-    il, im = _pair_indices(params, layer, l), _pair_indices(params, layer, m)
+    il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
     p = il.size
     Q = np.zeros((p, flat.size))
     Q[np.arange(p), il] = Q[np.arange(p), im] = 1.0 / np.sqrt(2.0)
@@ -372,7 +363,7 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
 
     odd = odd_block_spectrum(loss_fn, params, layer, l, m, atol=atol)
     flat, unravel = ravel_pytree(params)
-    il, im = _pair_indices(params, layer, l), _pair_indices(params, layer, m)
+    il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
     keep = np.setdiff1d(np.arange(flat.size), np.concatenate([il, im]))
     n, q = flat.size, keep.size
 
