@@ -733,6 +733,11 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
       `matrix-free` (trust-region Newton–Krylov on Hessian-vector
       products, `symland._newton_krylov`; no Hessian is formed) or `auto`
       (dense up to `DENSE_THRESHOLD` parameters, as `hessian_spectrum`).
+      They differ after a run-off: a matrix-free step that escaped makes
+      δ = 0 start from θ* with the pair merged (`matrix_free_paths`), and
+      its permutation point is reported by `classify_permutation_point`;
+      the dense scan always continues from the last step, and reports the
+      full dense spectrum.
     - `solver` (matrix-free only): the δ step's solver, one of
       `symland._newton_krylov.PATH_SOLVERS`: `trust-ncg` (default),
       `trust-krylov`, `trust-pcg` (EKFAC-preconditioned) or `trust-gn`
