@@ -438,35 +438,22 @@ def main():
         solvers(xj, labels, a.H, a.steps, a.outer, a.solvers.split(","), a.gn_damping, a.fixed_damping)
     if a.only == "steps":  # not part of the default run
         gauge = None if a.gauge == "paper" else a.gauge
-        if a.tangent == "both":  # the tangent of the path at θ*, then none, one run
-            seconds = {t: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                          {"auto": "auto", "off": None}[a.split], a.starts, a.predictor, a.profile,
-                                          t == "on")
-                       for t in ("on", "off")}
-            print(f"tangent on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
-                  f"{seconds['off'] / seconds['on']:.2f}× faster")
-        elif a.predictor == "both":  # predictions also along the rescaling orbits, then in θ only, one run
-            seconds = {pr: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[a.split], a.starts, pr, a.profile,
-                                           a.tangent == "on")
-                       for pr in ("auto", "theta")}
-            print(f"predictor auto / theta: {seconds['auto']:.0f} s / {seconds['theta']:.0f} s = "
-                  f"{seconds['theta'] / seconds['auto']:.2f}× faster")
-        elif a.split == "both":  # continuation sub-steps ("auto": on with trust-gn), then none, one run
-            seconds = {sp: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, a.retract == "on",
-                                           {"auto": "auto", "off": None}[sp], a.starts, a.predictor,
-                                           a.profile, a.tangent == "on")
-                       for sp in ("auto", "off")}
-            print(f"split auto / off: {seconds['auto']:.0f} s / {seconds['off']:.0f} s = "
-                  f"{seconds['off'] / seconds['auto']:.2f}× faster")
-        else:
-            seconds = {r: converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, r == "on",
-                                          {"auto": "auto", "off": None}[a.split], a.starts, a.predictor,
-                                          a.profile, a.tangent == "on")
-                       for r in (("on", "off") if a.retract == "both" else (a.retract,))}
-        if len(seconds) == 2 and a.split != "both" and a.predictor != "both" and a.tangent != "both":
-            print(f"retract on / off: {seconds['on']:.0f} s / {seconds['off']:.0f} s = "
-                  f"{seconds['off'] / seconds['on']:.2f}× faster")
+        # One option may be "both": its two values in one run, the first as measured, then the second
+        # (the first of tangent, predictor, split and retract that is "both"; the others as given).
+        chosen = {"tangent": a.tangent, "predictor": a.predictor, "split": a.split, "retract": a.retract}
+        pairs = {"tangent": ("on", "off"), "predictor": ("auto", "theta"), "split": ("auto", "off"),
+                 "retract": ("on", "off")}
+        both = next((k for k in pairs if chosen[k] == "both"), None)
+        seconds = {}
+        for value in (pairs[both] if both else (None,)):
+            o = dict(chosen, **({both: value} if both else {}))
+            seconds[value] = converged_steps(xj, labels, a.H, a.steps, a.first, a.solver, gauge, o["retract"] == "on",
+                                             {"auto": "auto", "off": None}[o["split"]], a.starts, o["predictor"],
+                                             a.profile, o["tangent"] == "on")
+        if both:
+            first, second = pairs[both]
+            print(f"{both} {first} / {second}: {seconds[first]:.0f} s / {seconds[second]:.0f} s = "
+                  f"{seconds[second] / seconds[first]:.2f}× faster")
     if a.only == "hvp":  # not part of the default run
         hvp_products(xj, labels, a.H, a.steps)
     if a.only == "lanczos":  # not part of the default run: it repeats the path
