@@ -17,7 +17,8 @@ With `--blocks`, only the blocks, with layer 1's symmetric blocks multiplied who
 block triangle (`symmetric_weighted_gram`), interleaved in one run.
 With `--factorise N`, only N factorisations at `GN_DAMPING_NEAR` of the Fig. 3 problem on the inputs
 as `symland mnist` projects them, each at another point, after one that compiles: the median and
-the best. Compare two commits by running this file against each commit's `src` (PYTHONPATH)
+the best, and the mean time of each part (the Gauss–Newton blocks, LAPACK `potrf`, the float32
+panels, the rest). Compare two commits by running this file against each commit's `src` (PYTHONPATH)
 alternately.
 """
 
@@ -83,6 +84,7 @@ def factorisations(n):
     `symland mnist` projects them, random network), each at another point, after one that compiles."""
     import time  # noqa: PLC0415
 
+    import scipy.linalg.lapack  # noqa: PLC0415
     from jax.flatten_util import ravel_pytree  # noqa: PLC0415
 
     import symland._newton_krylov as nk  # noqa: PLC0415
@@ -92,17 +94,42 @@ def factorisations(n):
     model = s.MLP((784, 10, 10, 10), "softplus")
     p = model.init(jax.random.PRNGKey(0))
     y = model.apply(p, x) + 0.1
-    problem = path_problem(model, 2, "nmse", x, preconditioner="gauss-newton")
-    v = ravel_pytree(p)[0]
-    args = (1.0, 2, 6, x, y)
-    problem.factorise(v, *args)
-    seconds = []
-    for i in range(n):
-        t = time.perf_counter()
-        problem.factorise(v + 0.01 * (i + 1), *args, damping=nk.GN_DAMPING_NEAR)
-        seconds.append(time.perf_counter() - t)
-    print(f"{nk.__file__}: {n} factorisations, median {np.median(seconds):.2f} s, best {min(seconds):.2f} s",
-          flush=True)
+    parts = {"Gauss–Newton blocks": 0.0, "potrf": 0.0, "panels": 0.0}
+
+    def timed(name, f):  # each call to completion, added to its part
+        def run(*a, **k):
+            t = time.perf_counter()
+            out = jax.block_until_ready(f(*a, **k))
+            parts[name] += time.perf_counter() - t
+            return out
+        return run
+
+    real = (nk._gauss_newton_blocks, scipy.linalg.lapack.dpotrf, nk.cholesky_panels)
+
+    def blocks_timed(*a, **k):
+        pairs, blocks = real[0](*a, **k)
+        return pairs, timed("Gauss–Newton blocks", blocks)
+
+    nk._gauss_newton_blocks = blocks_timed
+    scipy.linalg.lapack.dpotrf = timed("potrf", real[1])
+    nk.cholesky_panels = timed("panels", real[2])
+    try:
+        problem = path_problem(model, 2, "nmse", x, preconditioner="gauss-newton")
+        v = ravel_pytree(p)[0]
+        args = (1.0, 2, 6, x, y)
+        problem.factorise(v, *args)
+        parts.update(dict.fromkeys(parts, 0.0))
+        seconds = []
+        for i in range(n):
+            t = time.perf_counter()
+            problem.factorise(v + 0.01 * (i + 1), *args, damping=nk.GN_DAMPING_NEAR)
+            seconds.append(time.perf_counter() - t)
+    finally:
+        nk._gauss_newton_blocks, scipy.linalg.lapack.dpotrf, nk.cholesky_panels = real
+    rest = sum(seconds) - sum(parts.values())
+    print(f"{nk.__file__}: {n} factorisations, median {np.median(seconds):.2f} s, best {min(seconds):.2f} s; "
+          "mean per factorisation: " + ", ".join(f"{k} {t / n:.2f} s" for k, t in parts.items())
+          + f", the rest (filling G, damping) {rest / n:.2f} s", flush=True)
 
 
 def main():
