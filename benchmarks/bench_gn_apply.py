@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import symland as s
 from symland._newton_krylov import (GN_PANEL, _gauss_newton_blocks, cholesky_panel_solve, cholesky_panels,
                                     gauss_newton_preconditioner, input_whitening, path_problem)
-from bench_mnist import best_of  # benchmarks/ is on sys.path when this script runs
+from bench_mnist import best_of, timer  # benchmarks/ is on sys.path when this script runs
 
 jax.config.update("jax_enable_x64", True)
 
@@ -94,16 +94,8 @@ def factorisations(n):
     model = s.MLP((784, 10, 10, 10), "softplus")
     p = model.init(jax.random.PRNGKey(0))
     y = model.apply(p, x) + 0.1
-    parts = {"Gauss–Newton blocks": 0.0, "potrf": 0.0, "panels": 0.0}
-
-    def timed(name, f):  # each call to completion, added to its part
-        def run(*a, **k):
-            t = time.perf_counter()
-            out = jax.block_until_ready(f(*a, **k))
-            parts[name] += time.perf_counter() - t
-            return out
-        return run
-
+    parts = {}
+    timed = timer(parts)
     real = (nk._gauss_newton_blocks, scipy.linalg.lapack.dpotrf, nk.cholesky_panels)
 
     def blocks_timed(*a, **k):
@@ -118,7 +110,7 @@ def factorisations(n):
         v = ravel_pytree(p)[0]
         args = (1.0, 2, 6, x, y)
         problem.factorise(v, *args)
-        parts.update(dict.fromkeys(parts, 0.0))
+        parts.clear()  # the compiling call's
         seconds = []
         for i in range(n):
             t = time.perf_counter()

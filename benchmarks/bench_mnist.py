@@ -40,6 +40,21 @@ def best_of(fn, repeat=5):
     return min(times)
 
 
+def timer(spent, calls=None):
+    """`timed(name, fn)`: fn wrapped so that each call runs to completion (`jax.block_until_ready`) and
+    adds its seconds to spent[name] (and 1 to calls[name] when `calls` is given)."""
+    def timed(name, fn):
+        def run(*args, **kw):
+            t = time.perf_counter()
+            out = jax.block_until_ready(fn(*args, **kw))
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+            if calls is not None:
+                calls[name] = calls.get(name, 0) + 1
+            return out
+        return run
+    return timed
+
+
 def grad_vs_matmul(x, H):
     """Loss+gradient of 784-H-H-10 vs the best time for its two big products on the same shapes.
 
@@ -327,15 +342,7 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
         return r
 
     spent, calls, make_problem = {}, {}, nk.path_problem
-
-    def timed(name, fn):  # --profile: fn's calls, each to completion
-        def run(*args, **kw):
-            t = time.perf_counter()
-            out = jax.block_until_ready(fn(*args, **kw))
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
-            calls[name] = calls.get(name, 0) + 1
-            return out
-        return run
+    timed = timer(spent, calls)  # --profile
 
     def profiled_problem(*args, **kw):
         problem = make_problem(*args, **kw)
