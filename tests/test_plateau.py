@@ -157,3 +157,71 @@ def test_permutation_point_spectrum_refuses_a_point_that_is_not_one(scalar_point
         odd_block_spectrum(L, big, 1, 0, 3)
     with pytest.raises(ValueError, match="params: not a permutation point"):
         classify_permutation_point(L, big, 1, 0, 3)
+
+
+def _even_toy(noise):
+    """A σ_{0⇔2}-fixed point of a 3-4-3-2 softplus network (layer 2), its data and the dense inertia and
+    deflated δ = 0 free Hessian (solver coordinates) that `even_block_inertia` works with."""
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    import symland as s
+    from symland._newton_krylov import path_problem
+    from symland._path import effective_params
+    from symland._transition_network import neuron_blocks
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    (W1, b1), (W2, b2), (W3, b3) = model.init(jax.random.PRNGKey(3))
+    l, m = 0, 2
+    a = 0.5 * (W3[:, l] + W3[:, m])
+    p = [(W1, b1), (W2.at[m].set(W2[l]), b2.at[m].set(b2[l])), (W3.at[:, l].set(a).at[:, m].set(a), b3)]
+    x = jax.random.normal(jax.random.PRNGKey(0), (60, 3))
+    y = model.apply(p, x) + noise * jnp.sin(x[:, :2])
+    loss = lambda q: s.mse(model, q, x, y)
+    theta, unravel = ravel_pytree(p)
+    full = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda t: loss(unravel(t)))(theta)))
+    odd = s.odd_block_spectrum(loss, p, 2, l, m)
+    # the deflated free Hessian, independently: dense, u = e_0 (any direction), B by hand
+    free = [p[0], (W2.at[m].set(jnp.eye(4)[0]), b2.at[m].set(0.0)), p[2]]
+    v, unv = ravel_pytree(free)
+    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
+    Hs = np.asarray(jax.hessian(lambda sv: s.mse(model, effective_params(
+        unv(problem.to_v(sv)), 2, l, m, 0.0, None), x, y))(problem.to_s(v)))
+    il, im = neuron_blocks(unravel, theta.size, 2)[[l, m]]
+    B = np.zeros((theta.size, 7))
+    B[im[:5], np.arange(5)] = 1.0
+    B[il[5:], [5, 6]], B[im[5:], [5, 6]] = 2 ** -0.5, -2 ** -0.5
+    Q = np.linalg.svd(np.eye(theta.size) - B @ B.T)[0][:, :theta.size - 7]
+    return model, p, x, y, (full, odd), np.linalg.eigvalsh(Q.T @ Hs @ Q)
+
+
+def test_even_block_inertia_is_the_congruent_spectrum_and_the_even_index():
+    """Near a fit (small residuals), its Ritz values are the smallest eigenvalues of the deflated δ = 0
+    free Hessian, computed densely, and their count of negatives with the odd block's is the index of
+    ∇²L (Sylvester); two iterations are not enough, and the status says so."""
+    import symland as s
+
+    model, p, x, y, (full, odd), deflated = _even_toy(0.003)
+    tol = 1e-10
+    assert int(np.sum(full < -tol)) == int(np.sum(odd < -tol)) + int(np.sum(deflated < -tol))
+    r = s.even_block_inertia(model, p, x, y, 2, 0, 2, k=4, max_iter=300)
+    assert r.converged and r.hvps > 0
+    np.testing.assert_allclose(r.eigenvalues, deflated[:4], rtol=1e-6)
+    assert np.all(r.eigenvalues >= deflated[:4] - 1e-12)  # Ritz values bound the eigenvalues from above
+    assert r.n_negative == int(np.sum(deflated[:4] < 0)) == 4
+    few = s.even_block_inertia(model, p, x, y, 2, 0, 2, k=4, max_iter=2)  # stopped short: says so
+    assert few.status == "max_steps" and few.hvps < r.hvps
+
+
+@pytest.mark.parametrize("kw, name", [({"layer": 1}, "layer"), ({"k": 7}, "k"), ({"k": 0}, "k"),
+                                      ({"loss": "l1"}, "loss"), ({"k": 3, "max_iter": 0}, "max_iter"),
+                                      ({"m": 1}, "params")])
+def test_even_block_inertia_refuses_bad_arguments(kw, name):
+    import symland as s
+
+    model, p, x, y, _, _ = _even_toy(0.003)
+    args = {"layer": 2, "l": 0, "m": 2}
+    args.update({k: v for k, v in kw.items() if k in args})
+    rest = {k: v for k, v in kw.items() if k not in args}
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        s.even_block_inertia(model, p, x, y, args["layer"], args["l"], args["m"], **rest)

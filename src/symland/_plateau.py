@@ -27,6 +27,7 @@ for a scalar output).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import jax
@@ -380,3 +381,146 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
     zero_tol = max(even.zero_tol * n / even.n, zero_tolerance(odd, n=n))
     return CriticalPointReport.from_spectrum(loss, grad_norm, np.concatenate([even.eigenvalues, odd]),
                                              gtol=gtol, part=even.part, n=n, zero_tol=zero_tol)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvenBlockInertia:
+    """The signs of the σ-even block's smallest eigenvalues at a permutation point (`even_block_inertia`).
+
+    **Fields:** `n_negative` (how many of the `eigenvalues` are negative),
+    `eigenvalues` (the k smallest of a matrix congruent to the even block
+    off its exactly flat directions, ascending: their signs are the even
+    block's, their sizes are not), `residuals` (‖Hv − λv‖ of each unit Ritz
+    vector: an eigenvalue lies within it), `status` (a `RESULTS` name:
+    `converged` when every residual is below |λ|, so that each value's
+    sign is certain, otherwise `max_steps`) and `hvps`. Ritz values bound
+    the eigenvalues from above (the i-th smallest eigenvalue is at most the
+    i-th Ritz value, Courant–Fischer), so `n_negative` is a lower bound on
+    the even block's index whatever the status; it is the index when the
+    k smallest were found and the largest of them is positive.
+    """
+
+    n_negative: int
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    status: str
+    hvps: int
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
+
+
+def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, *, loss: str = "mse",
+                       k: int = 16, max_iter: int = 200, seed: int = 0,
+                       atol: float = 1e-8) -> EvenBlockInertia:
+    """The signs of the k smallest eigenvalues of ∇²L's σ_{l⇔m}-even block, matrix-free, by congruence.
+
+    Where Lanczos on the even block converges nothing (the Fig. 3
+    permutation point: `classify_permutation_point` then reports the index
+    as a lower bound), this decides it through a matrix with the same
+    inertia that an exact preconditioner is at hand for. At δ = 0 the free
+    parameters v of the fixed-δ problem (Brea et al. 2019, §4.1;
+    `symland._path.free_parameters`: row m of layer k replaced by a
+    direction u, which δ = 0 multiplies by zero) map linearly onto θ,
+    θ = Tv (ϑ_m = ϑ_l, output weights a_l and a_m free), so its Hessian is
+    H_v = Tᵀ∇²L T. At θ_{l⇔m}, σ-fixed, ∇²L is block diagonal in σ-even and
+    σ-odd vectors (`odd_block_spectrum`), and T's range is the even subspace
+    plus the output differences a_l − a_m, along which L is flat when
+    ϑ_m = ϑ_l. So H_v is congruent to the even block ⊕ 0, the zeros being
+    u's n_{k−1} + 1 entries and the n_{k+1} output differences; deflated of
+    those it has the even block's inertia (Sylvester's law of inertia; the
+    solver's whitening of layer 1 is one more congruence). Its `k` smallest
+    eigenvalues are found by LOBPCG (`scipy.sparse.linalg.lobpcg`, at most
+    `max_iter` iterations, a random start from `seed`) preconditioned by
+    the fixed-δ problem's exact Gauss–Newton factors (`path_problem`,
+    `gauss_newton_preconditioner`, λ = `GN_DAMPING_NEAR`), which also keeps
+    the iteration off the input directions without energy, where the loss
+    is exactly flat (`DARK_RTOL`). It suits points near a minimum of the
+    merged network, where the residuals are small and the Gauss–Newton
+    matrix is close to the Hessian; far from one (large residuals, a
+    strongly indefinite H_v) LOBPCG may stop short, and says so
+    (`max_steps`). On the Fig. 3 permutation point the 16
+    smallest came out positive in 22 iterations and 222 HVPs
+    (BENCHMARKS.md, "The even block of the Fig. 3 permutation point"), so
+    its index is that of its odd block, 9. As with any iterative
+    eigensolver, the smallest could in principle be missed by the start;
+    `benchmarks/diagnose_permutation_point.py` repeats them with another k.
+
+    **Arguments:** `model` (with biases, split layer k ≥ 2, which the
+    Gauss–Newton preconditioner needs), a permutation point `params` of
+    layer k within `atol` (`check_permutation_point`), the data `x`, `y`
+    and `loss` (`mse` or `nmse`) of L; `k` ≥ 1 with 5k at most the number
+    of deflated coordinates (LOBPCG's own limit).
+
+    **Returns:** an `EvenBlockInertia`. `ValueError` naming the argument,
+    before any computation.
+
+    Example (a σ-fixed point fitting its targets up to small residuals;
+    tests/test_plateau.py compares the eigenvalues with a dense computation):
+        >>> import jax, jax.numpy as jnp, symland as s
+        >>> model = s.MLP((3, 4, 3, 2), "softplus")
+        >>> (W1, b1), (W2, b2), (W3, b3) = model.init(jax.random.PRNGKey(3))
+        >>> a = 0.5 * (W3[:, 0] + W3[:, 2])
+        >>> p = [(W1, b1), (W2.at[2].set(W2[0]), b2.at[2].set(b2[0])), (W3.at[:, 0].set(a).at[:, 2].set(a), b3)]
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (60, 3))
+        >>> y = model.apply(p, x) + 0.003 * jnp.sin(x[:, :2])
+        >>> r = s.even_block_inertia(model, p, x, y, 2, 0, 2, k=3)
+        >>> r.status, r.eigenvalues.shape
+        ('converged', (3,))
+    """
+    from scipy.sparse.linalg import LinearOperator, lobpcg
+
+    from ._loss import LOSSES
+    from ._newton_krylov import GN_DAMPING_NEAR, path_problem
+
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 2:
+        raise ValueError(f"layer: the Gauss–Newton preconditioner's free rows lie in layer k ≥ 2, got {layer!r}")
+    check_permutation_point(params, layer, l, m, atol=atol)
+    if not model.bias:
+        raise ValueError("model: the Gauss–Newton preconditioner needs biases")
+    if loss not in LOSSES:
+        raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    flat, unravel = ravel_pytree(params)
+    il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
+    n, p = flat.size, il.size
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= (n - p) // 5:
+        raise ValueError(f"k: need an integer in [1, {(n - p) // 5}] (5k at most the {n - p} deflated "
+                         f"coordinates), got {k!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+    free = list(params)  # δ = 0 free parameters: row m of layer k holds u (any unit vector)
+    W, b = params[layer - 1]
+    free[layer - 1] = (W.at[m].set(jnp.ones(W.shape[1]) / np.sqrt(W.shape[1])), b.at[m].set(0.0))
+    v = ravel_pytree(free)[0]
+    n_in = p - params[layer][0].shape[0]  # u's entries; then the outgoing differences
+    B = np.zeros((n, p))
+    B[im[:n_in], np.arange(n_in)] = 1.0
+    B[il[n_in:], np.arange(n_in, p)] = 2 ** -0.5
+    B[im[n_in:], np.arange(n_in, p)] = -2 ** -0.5
+    problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton")
+    args = (0.0, l, m, jnp.asarray(x), jnp.asarray(y))
+    factors = problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
+    hvp = problem.hvp_at(problem.to_s(v), *args)  # layers ≥ 2 are the same in s and v, so B is too
+    count = [0]
+    deflate = lambda X: X - B @ (B.T @ X)
+
+    def columns(f, X):
+        X = deflate(np.asarray(X).reshape(n, -1))
+        return deflate(np.stack([np.asarray(f(jnp.asarray(c))) for c in X.T], axis=1))
+
+    def H(X):
+        count[0] += np.asarray(X).reshape(n, -1).shape[1]
+        return columns(hvp, X)
+
+    M = lambda X: columns(lambda r: problem.apply_preconditioner(factors, r), X)
+    op = lambda f: LinearOperator((n, n), matvec=f, matmat=f, dtype=np.float64)
+    X0 = M(np.random.default_rng(seed).standard_normal((n, k)))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lobpcg warns when it stops short; the residuals say so below
+        vals, vecs = lobpcg(op(H), X0, M=op(M), largest=False, tol=1e-9, maxiter=int(max_iter))
+    order = np.argsort(vals)
+    vals, vecs = vals[order], vecs[:, order]
+    res = np.linalg.norm(H(vecs) - vecs * vals, axis=0) / np.linalg.norm(vecs, axis=0)
+    status = "converged" if bool(np.all(res < np.abs(vals))) else "max_steps"
+    return EvenBlockInertia(int(np.sum(vals < 0)), vals, res, status, count[0])
