@@ -225,3 +225,13 @@ def test_even_block_inertia_refuses_bad_arguments(kw, name):
     rest = {k: v for k, v in kw.items() if k not in args}
     with pytest.raises(ValueError, match=f"^{name}:"):
         s.even_block_inertia(model, p, x, y, args["layer"], args["l"], args["m"], **rest)
+
+
+def test_even_block_inertia_refuses_bad_data():
+    import symland as s
+
+    model, p, x, y, _, _ = _even_toy(0.003)
+    with pytest.raises(ValueError, match="^x:"):
+        s.even_block_inertia(model, p, x[:, :2], y, 2, 0, 2, k=3)
+    with pytest.raises(ValueError, match="^y:"):
+        s.even_block_inertia(model, p, x, y[:-1], 2, 0, 2, k=3)

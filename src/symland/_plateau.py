@@ -471,7 +471,7 @@ def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, 
     """
     from scipy.sparse.linalg import LinearOperator, lobpcg
 
-    from ._loss import LOSSES
+    from ._loss import LOSSES, check_data
     from ._newton_krylov import GN_DAMPING_NEAR, path_problem
 
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 2:
@@ -481,6 +481,7 @@ def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, 
         raise ValueError("model: the Gauss–Newton preconditioner needs biases")
     if loss not in LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    x, y = check_data(model, x, y)
     flat, unravel = ravel_pytree(params)
     il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
     n, p = flat.size, il.size
@@ -499,7 +500,7 @@ def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, 
     B[il[n_in:], np.arange(n_in, p)] = 2 ** -0.5
     B[im[n_in:], np.arange(n_in, p)] = -2 ** -0.5
     problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton")
-    args = (0.0, l, m, jnp.asarray(x), jnp.asarray(y))
+    args = (0.0, l, m, x, y)
     factors = problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
     hvp = problem.hvp_at(problem.to_s(v), *args)  # layers ≥ 2 are the same in s and v, so B is too
     count = [0]
