@@ -97,6 +97,12 @@ def teacher_and_pair(x, labels, H, epochs=20):
     return teacher, y, l, m
 
 
+def index_text(path) -> str:
+    """The permutation point's index as a report prints it: "9", or "≥ 9" for a lower bound."""
+    index, exact = path.permutation_point_index
+    return f"{index}" if exact else f"≥ {index}"
+
+
 def one_path(x, labels, H, steps, gd_steps, max_hvps, gd_seconds):
     teacher, y, l, m = teacher_and_pair(x, labels, H)
     t = time.perf_counter()
@@ -108,7 +114,7 @@ def one_path(x, labels, H, steps, gd_steps, max_hvps, gd_seconds):
     print(f"path H={H}, T={x.shape[0]}, {steps} steps, ≤ {max_hvps} HVPs a step: {dt:.1f} s "
           f"(compilation included); statuses {st}; HVPs {int(path.hessians.sum())}; permutation point "
           f"{r.kind}, ‖∇L‖∞ {r.grad_norm:.1e}, spectrum {r.part} ({r.eigenvalues.size} eigenvalues), "
-          f"index ≥ {r.index}, near-zero {r.nullity}")
+          f"index {index_text(path)}, near-zero {r.nullity}")
     # Plain full-batch GD (the paper's method) on the first δ steps, from the same start, until it
     # reaches the ‖∇L‖∞ that Newton–Krylov reached there (1e-8·max(1, L) where NK converged), or
     # `gd_seconds` run out. GD's rate is 1/λ_max (power iteration on HVPs, not timed).
@@ -362,11 +368,16 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
                                   max_steps=300, solver=solver, gauge=gauge, retract=retract, split=split,
                                   predictor=predictor, tangent=tangent, on_step=on_step)
         r = path.permutation_point_report  # first > steps: the whole path, the permutation point included
-        print(f"  permutation point (refined matrix-free, σ-odd block and Lanczos spectrum; "
+        e = path.even_block
+        print(f"  permutation point (refined matrix-free, σ-odd block exactly, even block by "
+              f"{'Lanczos' if e is None else 'congruence'}; "
               f"{time.perf_counter() - last:.0f} s after the last δ step): L {r.loss:.4e}, ‖∇L‖∞ {r.grad_norm:.1e} "
-              f"(gtol {r.gtol:g}), {r.kind}, index {r.index}, {r.nullity} near-zero of the {r.eigenvalues.size} "
-              f"eigenvalues found ({r.part}: {np.array2string(r.eigenvalues, precision=2, max_line_width=10**4)}); "
-              f"§4.2 checks {path.checks()}")
+              f"(gtol {r.gtol:g}), {r.kind}, index {index_text(path)}, {r.nullity} near-zero of the "
+              f"{r.eigenvalues.size} eigenvalues found ({r.part}: "
+              f"{np.array2string(r.eigenvalues, precision=2, max_line_width=10**4)})"
+              + ("" if e is None else f"; even block ({e.status}, {e.hvps} HVPs): {e.n_negative} negative of "
+                 f"{e.eigenvalues.size}, {np.array2string(e.eigenvalues, precision=2, max_line_width=10**4)}")
+              + f"; §4.2 checks {path.checks()}")
     except _Enough:
         pass
     finally:

@@ -49,9 +49,17 @@ def test_mnist_on_digits(tmp_path, capsys):
     # Above DENSE_THRESHOLD a Lanczos run may stop at its budget: the table says what was found.
     from symland.experiments.mnist import mnist_report_sections
 
-    pp.update(part="partial", index=1, nullity=0, n_eigenvalues=1)
+    assert pp["index_exact"] is True and pp["even_block"] is None
+    pp.update(part="partial", index=1, index_exact=False, nullity=0, n_eigenvalues=1)
     html = "".join(body for _, body in mnist_report_sections(result, out / "mnist.png"))
     assert "≥ 1" in html and "0 of 1 found (the σ-odd block exactly, Lanczos within its budget)" in html
+    # The even block decided by congruence (as on Fig. 3): an exact index, and the table says how.
+    pp.update(index=9, index_exact=True, even_block={"n_negative": 0, "eigenvalues": [1e-7, 2e-7],
+                                                     "residuals": [1e-10, 1e-10], "status": "converged",
+                                                     "hvps": 40})
+    html = "".join(body for _, body in mnist_report_sections(result, out / "mnist.png"))
+    assert ">9<" in html and "≥ 9" not in html
+    assert "the even block&#x27;s signs by congruence, 2 smallest, converged" in html
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -1088,3 +1088,86 @@ def test_matrix_free_paths_refuses_bad_tangent(toy_paths, tangent, monkeypatch):
     with pytest.raises(ValueError, match="tangent"):
         nk.matrix_free_paths(prob.model, prob.teacher, prob.x, prob.y, 1, [(L_, M_)], dense.delta[None, :2],
                              loss="mse", solver="trust-gn", tangent=tangent)
+
+
+@pytest.fixture(scope="module")
+def layer2_toy():
+    """A 3-4-3-2 softplus teacher (zero residual), its data and the δ schedule of pair 1 & 2 in layer 2."""
+    from symland._path import delta_schedule
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
+    teacher = model.init(jax.random.PRNGKey(1))
+    deltas = float(s.pair_distance(teacher, 2, 1, 2)) * delta_schedule(1.0, 4, 1e-4)
+    return model, teacher, x, model.apply(teacher, x), deltas[None, :]
+
+
+def test_matrix_free_paths_decides_the_even_block_by_congruence(layer2_toy):
+    """even_block="congruence": the report holds the exact σ-odd block, the path the even block's
+    congruent eigenvalues (those of `even_block_inertia` at the same point), and
+    `permutation_point_index` their sum of negatives, which is the dense Hessian's index; on this
+    point one of the negatives lies in the even block, so the sum matters. A solve that stopped short
+    makes it a lower bound, and the record says so."""
+    import dataclasses
+    import json
+
+    model, teacher, x, y, deltas = layer2_toy
+    path, = matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, loss="mse", max_steps=300,
+                              solver="trust-gn", even_block="congruence")
+    loss = lambda q: s.mse(model, q, x, y)
+    r, e = path.permutation_point_report, path.even_block
+    assert r.part == "partial"
+    np.testing.assert_allclose(r.eigenvalues, s.odd_block_spectrum(loss, path.permutation_point, 2, 1, 2),
+                               rtol=1e-10, atol=1e-14)
+    again = s.even_block_inertia(model, path.permutation_point, x, y, 2, 1, 2, k=e.eigenvalues.size)
+    np.testing.assert_allclose(e.eigenvalues, again.eigenvalues, rtol=1e-8)
+    full = np.asarray(s.hessian_spectrum(loss, path.permutation_point, method="dense"))
+    assert e.converged and e.n_negative >= 1 and r.index >= 1
+    assert path.permutation_point_index == (int(np.sum(full < -r.zero_tol)), True) == (r.index + e.n_negative,
+                                                                                         True)
+    record = json.loads(json.dumps(path.to_dict()))["permutation_point"]
+    assert record["index"] == r.index + e.n_negative and record["index_exact"] is True
+    assert record["even_block"]["n_negative"] == e.n_negative
+    short = dataclasses.replace(path, even_block=dataclasses.replace(e, status="max_steps"))
+    assert short.permutation_point_index == (r.index + e.n_negative, False)
+    assert short.to_dict()["permutation_point"]["index_exact"] is False
+
+
+def test_matrix_free_paths_even_block_auto(layer2_toy, monkeypatch):
+    """even_block="auto" uses congruence above DENSE_THRESHOLD at a critical point only: here (10,
+    so that 39 parameters count as large) with a lax gradient tolerance that makes the point
+    critical, and not with the default one; "lanczos" never."""
+    import symland._critical as critical
+    import symland._plateau as plateau
+
+    model, teacher, x, y, deltas = layer2_toy
+    calls, real = [], plateau.even_block_inertia
+
+    def counted(*a, **kw):
+        calls.append(kw["k"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(plateau, "even_block_inertia", counted)
+    monkeypatch.setattr(critical, "DENSE_THRESHOLD", 10)
+    kw = dict(loss="mse", max_steps=40, solver="trust-gn")
+    plain, = matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, even_block="auto", **kw)
+    assert not plain.permutation_point_report.is_critical and plain.even_block is None and not calls
+    monkeypatch.setattr(path_module, "CRITICAL_GTOL", 1e-3)
+    auto, = matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, even_block="auto", **kw)
+    assert auto.permutation_point_report.is_critical and auto.even_block is not None and calls == [6]
+    lanczos, = matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, even_block="lanczos", **kw)
+    assert lanczos.even_block is None and calls == [6] and lanczos.permutation_point_report.part != "partial"
+    assert auto.permutation_point_index[0] == lanczos.permutation_point_index[0]
+
+
+@pytest.mark.parametrize("even_block, layer", [("bogus", 2), (None, 2), ("congruence", 1)])
+def test_matrix_free_paths_refuses_bad_even_block(even_block, layer, monkeypatch):
+    import symland._newton_krylov as nk
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    x = jnp.ones((5, 3))
+    p = model.init(jax.random.PRNGKey(1))
+    monkeypatch.setattr(nk, "path_problem", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match="^even_block:"):
+        matrix_free_paths(model, p, x, model.apply(p, x), layer, [(0, 1)], np.array([[1.0, 0.5]]),
+                          even_block=even_block)

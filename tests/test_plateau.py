@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import jax
 
-from symland import MLP, loss_function
+from symland import MLP, loss_function, zero_tolerance
 from symland._embedding import embed_in_wider
 from symland._plateau import (check_permutation_point, identical_neuron_groups,
                               is_permutation_point, plateau_directions, verify_plateau)
@@ -114,6 +114,13 @@ def test_permutation_point_spectrum_is_the_odd_and_even_blocks(widths, layer, l,
     ref = classify_critical_point(L, p)
     assert (r.kind, r.index, r.nullity) == (ref.kind, ref.index, ref.nullity)
     assert r.grad_norm == pytest.approx(ref.grad_norm, rel=1e-12)
+    # even=False: the odd block alone, its zero tolerance still scaled by ‖H‖₂ (the largest eigenvalue)
+    o = classify_permutation_point(L, p, layer, l, m, even=False)
+    assert o.part == "partial" and o.n == full.size and o.grad_norm == r.grad_norm
+    np.testing.assert_allclose(o.eigenvalues, odd, rtol=0, atol=1e-12 * scale)
+    assert o.zero_tol == pytest.approx(zero_tolerance(full), rel=1e-10)
+    with pytest.raises(ValueError, match="^even:"):
+        classify_permutation_point(L, p, layer, l, m, even="no")
 
 
 def test_permutation_point_lanczos_keeps_the_exact_odd_block(monkeypatch):

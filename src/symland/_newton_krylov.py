@@ -1387,8 +1387,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                       gtol: float = NK_GTOL, max_steps: int = 200, spectrum_k: int = 30,
                       spectrum_hvps: int | None = None, max_hvps: int | None = None,
                       solver: str = "trust-ncg", gauge=None, retract: bool = True,
-                      split="auto", predictor: str = "auto", tangent: bool = True, progress: bool = False,
-                      on_step=None):
+                      split="auto", predictor: str = "auto", tangent: bool = True, even_block: str = "auto",
+                      progress: bool = False, on_step=None):
     """Permutation paths solved matrix-free; the large-network branch of `find_permutation_paths`.
 
     Every δ step minimises over the free parameters with
@@ -1437,7 +1437,19 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     the even block by Lanczos, each run
     within `spectrum_hvps` HVPs (default `LANCZOS_HVP_BUDGET`; a run that
     does not converge leaves `part="partial"`). No dense Hessian
-    is formed. (Where a minimum-energy path between θ* and σ(θ*) exists, its
+    is formed. `even_block="congruence"` decides the even block's smallest
+    signs by `even_block_inertia` instead of Lanczos (`EVEN_BLOCK_K` of
+    them; layer ≥ 2 with biases): the report then holds the odd block
+    (`classify_permutation_point(even=False)`), the path's `even_block`
+    the congruent eigenvalues, and `permutation_point_index` the sum.
+    `"lanczos"`: as above. `"auto"` (default): congruence above
+    `DENSE_THRESHOLD` parameters where it applies and the point is
+    critical, Lanczos otherwise (a dense even block is exact; away from a
+    critical point the index means little). On the Fig. 3 path Lanczos
+    converges none of the even block's eigenvalues within its budget
+    (index ≥ 9), while congruence finds 16 positive ones in 222 HVPs
+    (index 9; BENCHMARKS.md, "The even block of the Fig. 3 permutation
+    point"). (Where a minimum-energy path between θ* and σ(θ*) exists, its
     barrier belongs beside this report; it is not computed here.)
 
     Arguments are checked by `find_permutation_paths`; `deltas` is one
@@ -1498,8 +1510,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     from jax.flatten_util import ravel_pytree
     from tqdm.auto import tqdm
 
+    from . import _critical as critical_module
     from ._critical import LANCZOS_HVP_BUDGET
-    from ._plateau import classify_permutation_point
+    from ._plateau import EVEN_BLOCK_K, classify_permutation_point, even_block_inertia
     from ._symmetry import swap_neurons
     from ._loss import mse, nmse
     from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, UPSTREAM_FACTOR, PermutationPath,
@@ -1515,6 +1528,13 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                          f"so it needs layer ≥ 2, got layer {layer}")
     if not isinstance(tangent, bool):
         raise ValueError(f"tangent: must be True or False, got {tangent!r}")
+    if even_block not in ("auto", "lanczos", "congruence"):
+        raise ValueError(f"even_block: must be 'auto', 'lanczos' or 'congruence', got {even_block!r}")
+    n_even = model.n_params - (model.widths[layer - 1] + int(model.bias) + model.widths[layer + 1])
+    congruence_applies = layer >= 2 and model.bias and n_even >= 5  # even_block_inertia's needs (k ≥ 1)
+    if even_block == "congruence" and not congruence_applies:
+        raise ValueError("even_block: 'congruence' needs hidden layer ≥ 2, biases and at least 5 σ-even "
+                         f"coordinates, got layer {layer}, bias {model.bias}, {n_even} coordinates")
     if split == "auto":
         ratio = SPLIT_RATIO if solver == "trust-gn" else None
     elif split is None or (isinstance(split, (int, float)) and not isinstance(split, bool) and split > 1):
@@ -1675,11 +1695,21 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         # Newton–MINRES steps from a σ-fixed point are σ-even: averaging with σθ removes their rounding only
         point = unravel(jnp.asarray(polished.x))
         point = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), point, swap_neurons(point, layer, l, m))
-        # The σ-odd block exactly; the even block dense up to DENSE_THRESHOLD, its smallest by Lanczos above
-        report = classify_permutation_point(
-            loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",
-            k=int(min(spectrum_k, theta_star.size - 1)),
-            max_hvps=LANCZOS_HVP_BUDGET if spectrum_hvps is None else spectrum_hvps)
+        # The σ-odd block exactly; the even block by congruence, or dense up to DENSE_THRESHOLD and its
+        # smallest by Lanczos above (docstring)
+        budget = LANCZOS_HVP_BUDGET if spectrum_hvps is None else spectrum_hvps
+        inertia = None
+        if even_block == "congruence" or (even_block == "auto" and congruence_applies
+                                          and theta_star.size > critical_module.DENSE_THRESHOLD):
+            report = classify_permutation_point(loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL,
+                                                max_hvps=budget, even=False)
+            if report.is_critical or even_block == "congruence":
+                inertia = even_block_inertia(model, point, x, y, layer, l, m, loss=loss,
+                                             k=min(EVEN_BLOCK_K, n_even // 5))
+        if inertia is None:
+            report = classify_permutation_point(
+                loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",
+                k=int(min(spectrum_k, theta_star.size - 1)), max_hvps=budget)
         status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
                              rec["kink"], rec["out_w"], out_w0, model.activation, rec["up"])
         paths.append(PermutationPath(
@@ -1690,7 +1720,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             permutation_point=point, permutation_point_report=report,
             min_abs_preactivation=np.asarray(rec["kink"]), output_weight_max=np.asarray(rec["out_w"]),
             gtol=float(gtol), max_newton_steps=int(max_steps), loss_fn=loss_fn,
-            method="matrix-free", solver=solver, factorisations=n_factorised, gauge=label))
+            method="matrix-free", solver=solver, factorisations=n_factorised, gauge=label,
+            even_block=inertia))
     bar.close()
     return paths
 

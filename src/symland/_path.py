@@ -34,6 +34,7 @@ from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, classify_critical_p
                         two_layer_mse_hessian)
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import ACTIVATIONS, MLP, Params, check_finite_params
+from ._plateau import EvenBlockInertia
 from ._results import CriticalPointReport, check_hvp_budget, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
@@ -72,7 +73,11 @@ class PermutationPath:
     `solver` (the δ step's solver: `newton` when dense, else one of
     `symland._newton_krylov.PATH_SOLVERS`), `factorisations` (Gauss–Newton
     preconditioners factorised; `trust-gn` only), `gauge` (how `delta` is
-    measured, `pair_distance`: None for the paper's δ, `balanced`, `upstream`).
+    measured, `pair_distance`: None for the paper's δ, `balanced`, `upstream`),
+    `even_block` (an `EvenBlockInertia` when the σ-even block of the
+    permutation point's Hessian was decided by congruence instead of
+    Lanczos, `matrix_free_paths(even_block=…)`; the report then holds the
+    σ-odd block only, and `permutation_point_index` joins the two).
     """
 
     model: MLP
@@ -98,6 +103,26 @@ class PermutationPath:
     solver: str = "newton"
     factorisations: int = 0
     gauge: str | None = None
+    even_block: EvenBlockInertia | None = None
+
+    @property
+    def permutation_point_index(self) -> tuple[int, bool]:
+        """(index, exact): the Hessian index of θ_{l⇔m} and whether it is exact or a lower bound.
+
+        From `permutation_point_report` alone, exact when its spectrum is
+        complete (`all`, or `smallest` with a positive eigenvalue among
+        them: nothing is missing below it). With `even_block` the report
+        holds the exact σ-odd block, whose negatives (below its `zero_tol`)
+        are added to the even block's negative congruent eigenvalues (signs
+        only; a congruence keeps no sizes, `even_block_inertia`): exact when
+        that solve converged and its largest value is positive. On the
+        Fig. 3 permutation point this is (9, True) where the report alone
+        gives index ≥ 9 (docs/mnist.md).
+        """
+        r, e = self.permutation_point_report, self.even_block
+        if e is None:
+            return r.index, bool(r.part == "all" or (r.part == "smallest" and r.n_positive > 0))
+        return r.index + e.n_negative, bool(e.converged and e.eigenvalues[-1] > 0)
 
     @property
     def converged(self) -> np.ndarray:
@@ -149,24 +174,28 @@ class PermutationPath:
         """The highest-loss computed point of the path and its Hessian index.
 
         **Returns:** dict with `t`, `loss`, `delta` (None at the permutation
-        point), `index`, `nullity`, `part` (of the spectrum: `all` when
-        dense; above `DENSE_THRESHOLD` parameters the smallest Lanczos
-        eigenvalues, each run within `LANCZOS_HVP_BUDGET` HVPs, or
-        `partial` when it did not converge — index and nullity then count
-        only what converged), `params`.
+        point), `index`, `index_exact` (False: a lower bound), `nullity`,
+        `part` (of the spectrum: `all` when dense; above `DENSE_THRESHOLD`
+        parameters the smallest Lanczos eigenvalues, each run within
+        `LANCZOS_HVP_BUDGET` HVPs, or `partial` when it did not converge —
+        index and nullity then count only what converged; at the permutation
+        point the index is `permutation_point_index`), `params`.
         """
         ts, knots = self._first_half()
         losses = list(self.loss) + [self.permutation_point_report.loss]
         i = int(np.argmax(losses))
         if i == len(losses) - 1:  # the permutation point: its spectrum is known already
             report = self.permutation_point_report
+            index, exact = self.permutation_point_index
         else:  # dense up to DENSE_THRESHOLD parameters, else the smallest Lanczos eigenvalues
             n = int(ravel_pytree(knots[i])[0].size)
             report = classify_critical_point(self.loss_fn, knots[i], gtol=CRITICAL_GTOL, method="auto",
                                              k=min(20, n - 1), max_hvps=LANCZOS_HVP_BUDGET)
+            index, exact = report.index, bool(report.part == "all" or (report.part == "smallest"
+                                                                       and report.n_positive > 0))
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
-                "index": report.index, "nullity": report.nullity, "part": report.part,
+                "index": index, "index_exact": exact, "nullity": report.nullity, "part": report.part,
                 "params": knots[i]}
 
     def checks(self) -> dict:
@@ -181,17 +210,21 @@ class PermutationPath:
         `partial`, or `smallest` with none of them positive) index and
         nullity are lower bounds: a claim they refute is False, one they
         cannot decide None (the Fig. 3 point: index ≥ 9 from its σ-odd block
-        refutes the first; its 1 zero of the 21 found decides nothing).
+        refutes the first; its 1 zero of the 21 found decides nothing). The
+        index is `permutation_point_index` (with `even_block`, the even
+        block's signs by congruence; its zeros stay uncounted, so nullity
+        stays a lower bound there).
         """
         r = self.permutation_point_report
         n_next = int(self.model.widths[self.layer + 1])
         critical = r.is_critical
         complete = r.part == "all" or (r.part == "smallest" and r.n_positive > 0)
+        index, exact = self.permutation_point_index
         decide = lambda holds, refuted: (None if not critical else False if refuted
                                          else True if holds else None)
         return {
             "critical": bool(critical),
-            "at_most_one_negative": decide(complete and r.index <= 1, r.index > 1),
+            "at_most_one_negative": decide(exact and index <= 1, index > 1),
             "at_least_n_next_zero": decide(r.nullity >= n_next, complete and r.nullity < n_next),
         }
 
@@ -217,8 +250,12 @@ class PermutationPath:
             "upstream_scale": self.upstream_scale.tolist(),
             "all_converged": self.all_converged,
             "permutation_point": {**self.permutation_point_report.to_dict(),
+                                  "index": self.permutation_point_index[0],
+                                  "index_exact": self.permutation_point_index[1],
+                                  "even_block": None if self.even_block is None else self.even_block.to_dict(),
                                   "checks": self.checks()},
-            "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "nullity", "part")},
+            "highest_point": {k: top[k] for k in ("t", "loss", "delta", "index", "index_exact", "nullity",
+                                                  "part")},
         }
 
 

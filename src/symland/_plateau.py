@@ -327,7 +327,8 @@ def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
 
 def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: int, *,
                                gtol: float = 1e-8, method: str = "auto", k: int = 20,
-                               max_hvps: int | None = None, atol: float = 1e-8) -> CriticalPointReport:
+                               max_hvps: int | None = None, atol: float = 1e-8,
+                               even: bool = True) -> CriticalPointReport:
     """`classify_critical_point` for a permutation point θ_{l⇔m}, its σ-odd block solved exactly.
 
     ∇²L(θ_{l⇔m}) splits into its σ_{l⇔m}-odd block, whose p eigenvalues
@@ -344,7 +345,10 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
     Lanczos ended. So a negative odd eigenvalue decides `strict saddle`
     even where Lanczos converged nothing, as on the Fig. 3 permutation
     point (docs/mnist.md). `zero_tol` is `zero_tolerance` of the union at
-    the full dimension n; `grad_norm` is the full ‖∇L‖∞.
+    the full dimension n; `grad_norm` is the full ‖∇L‖∞. `even=False`
+    leaves the even block out (for one decided elsewhere,
+    `even_block_inertia`): the report then holds the odd block's p
+    eigenvalues, `part="partial"`.
 
     **Returns:** a `CriticalPointReport`. `ValueError` naming `params`
     unless θ is a permutation point of layer k within `atol`.
@@ -362,7 +366,22 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
     """
     from ._critical import classify_critical_point
 
+    if not isinstance(even, bool):
+        raise ValueError(f"even: must be True or False, got {even!r}")
     odd = odd_block_spectrum(loss_fn, params, layer, l, m, atol=atol)
+    if not even:  # the tolerance still scales with ‖H‖₂: the largest eigenvalue, as classify_critical_point
+        from ._critical import SpectrumNotConverged
+
+        loss, grad_norm = _grad_norm(loss_fn, params)
+        n = int(ravel_pytree(params)[0].size)
+        try:
+            top = hessian_spectrum(loss_fn, params, method="lanczos" if n > DENSE_THRESHOLD else "dense",
+                                   k=1, which="largest", max_hvps=max_hvps)[-1:]
+        except SpectrumNotConverged as err:  # then ‖H‖₂ is only bounded below by what is known
+            top = err.eigenvalues
+        return CriticalPointReport.from_spectrum(loss, grad_norm, odd, gtol=gtol, part="partial", n=n,
+                                                 zero_tol=zero_tolerance(odd, n=n, scale=np.max(np.abs(
+                                                     top), initial=0.0)))
     flat, unravel = ravel_pytree(params)
     il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
     keep = np.setdiff1d(np.arange(flat.size), np.concatenate([il, im]))
@@ -410,9 +429,22 @@ class EvenBlockInertia:
     def converged(self) -> bool:
         return self.status == "converged"
 
+    def to_dict(self) -> dict:
+        return {"n_negative": self.n_negative, "eigenvalues": self.eigenvalues.tolist(),
+                "residuals": self.residuals.tolist(), "status": self.status, "hvps": self.hvps}
+
+
+EVEN_BLOCK_BATCH = 8
+"""Columns per batched product in `even_block_inertia` (`jax.vmap`): each product reads the data
+and the preconditioner's factor once for 8 vectors instead of once per vector."""
+
+EVEN_BLOCK_K = 16
+"""How many of the even block's smallest eigenvalues `even_block_inertia` finds by default (Fig. 3:
+222 HVPs for 16; 24 gave the same 16 and eight more, all positive; BENCHMARKS.md)."""
+
 
 def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, *, loss: str = "mse",
-                       k: int = 16, max_iter: int = 200, seed: int = 0,
+                       k: int = EVEN_BLOCK_K, max_iter: int = 200, seed: int = 0,
                        atol: float = 1e-8) -> EvenBlockInertia:
     """The signs of the k smallest eigenvalues of ∇²L's σ_{l⇔m}-even block, matrix-free, by congruence.
 
@@ -506,9 +538,14 @@ def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, 
     count = [0]
     deflate = lambda X: X - B @ (B.T @ X)
 
-    def columns(f, X):
+    def columns(f, X):  # f on each column, EVEN_BLOCK_BATCH at a time (padded: one compilation)
         X = deflate(np.asarray(X).reshape(n, -1))
-        return deflate(np.stack([np.asarray(f(jnp.asarray(c))) for c in X.T], axis=1))
+        c = X.shape[1]
+        pad = np.zeros((n, -c % EVEN_BLOCK_BATCH))
+        fX = jax.vmap(f, in_axes=1, out_axes=1)
+        out = [np.asarray(fX(jnp.asarray(chunk))) for chunk in
+               np.split(np.concatenate([X, pad], axis=1), (c + pad.shape[1]) // EVEN_BLOCK_BATCH, axis=1)]
+        return deflate(np.concatenate(out, axis=1)[:, :c])
 
     def H(X):
         count[0] += np.asarray(X).reshape(n, -1).shape[1]

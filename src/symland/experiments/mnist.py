@@ -163,10 +163,13 @@ def mnist_report_sections(result, png):
         rows.append([r["H"], r["seed"], f"{r['teacher']['accuracy']:.4f}",
                      f"{r['pair'][0]}&{r['pair'][1]}" + (f" (cos {r['cosine']:.3f})" if r["cosine"] else ""),
                      f"{r['barrier']:.3e}", f"{pp['loss']:.3e}", f"{pp['grad_norm']:.1e}", pp["kind"],
-                     # a partial spectrum bounds the index from below
-                     pp["index"] if pp["part"] == "all" else f"≥ {pp['index']}",
+                     # a partial spectrum bounds the index from below, unless the even block's signs are known
+                     pp["index"] if pp.get("index_exact", pp["part"] == "all") else f"≥ {pp['index']}",
                      f"{pp['nullity']} of {pp['n_eigenvalues']} "
                      + ("computed" if pp["part"] != "partial"
+                        else "found (the σ-odd block exactly; the even block's signs by congruence, "
+                             f"{len(pp['even_block']['eigenvalues'])} smallest, "
+                             f"{pp['even_block']['status']})" if pp.get("even_block")
                         else "found (the σ-odd block exactly, Lanczos within its budget)")
                      + (f"; {r['input_flat']} flat along dark inputs" if r.get("input_flat") else ""),
                      f"{min(r['accuracy']):.4f}",
@@ -225,7 +228,7 @@ def mnist_report_sections(result, png):
                     "pass <code>--data DIR</code> with MNIST's IDX files for that.</p>"),
         ("Figure 3", embed_png(png)),
         ("Paths", html_table(["H", "seed", "teacher acc.", "pair", "barrier max L",
-                              "L at perm. point", "‖∇L‖∞", "kind", "index (σ-odd block, Lanczos)",
+                              "L at perm. point", "‖∇L‖∞", "kind", "index",
                               "near-zero eigenvalues", "min acc. on path", "layer below rescaled",
                               "every step converged",
                               "solver", "Hessians / HVPs", "seconds"], rows)),
