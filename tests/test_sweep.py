@@ -384,6 +384,8 @@ def test_mnist_job_projects_its_inputs():
     scalars0, _ = job.job({**config, "input_rtol": 0.0})
     assert scalars0["dropped_input_directions"] == 0
     assert arrays["loss"].shape == (3,) and scalars["status"] in ("converged", "max_steps")
+    # the permutation point's index: a dense spectrum at this size, so exact
+    assert scalars["permutation_point_index"] >= 0 and scalars["permutation_point_index_exact"] is True
     # the gauge axis reaches the path: the upstream δ₀ is another number than the paper's
     assert config["gauge"] == "auto"
     _, upstream = job.job({**config, "gauge": "upstream"})

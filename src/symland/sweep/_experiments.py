@@ -468,6 +468,8 @@ def _mnist_job(config):
         "permutation_point_accuracy": run["accuracy"][-1],
         "converged_step_fraction": float(np.mean([s == "converged" for s in statuses])),
         "permutation_point_loss": pp["loss"], "permutation_point_kind": pp["kind"],
+        # its Hessian index, and whether exact (False: a lower bound; PermutationPath.permutation_point_index)
+        "permutation_point_index": pp["index"], "permutation_point_index_exact": pp["index_exact"],
         "cosine": run["cosine"], "dropped_input_directions": projection.dropped,
         "status": "converged" if not failing else failing[0],
     }
@@ -480,7 +482,9 @@ def _mnist_job(config):
 
 register(Experiment(
     name="mnist", job=_mnist_job, check=_mnist_check,
-    version=2,  # 2: inputs projected by fig3_data (axis input_rtol); 1 read the raw data
+    # 3: the permutation point's index (the even block by congruence where the path decides it);
+    # 2: inputs projected by fig3_data (axis input_rtol); 1 read the raw data
+    version=3,
     axes={"data": Axis("fashion-mnist", text(), "fashion-mnist, digits, or a folder of IDX files"),
           "H": Axis(10, integer(lo=2), "width of both hidden layers"),
           "seed": Axis(0, seed()),
@@ -502,7 +506,8 @@ register(Experiment(
           "gauge": Axis("auto", choice(("auto", "paper", "balanced", "upstream")),
                         "how δ is measured (symland.pair_distance)")},
     headline=("barrier", "teacher_accuracy", "permutation_point_accuracy", "converged_step_fraction",
-              "permutation_point_loss", "permutation_point_kind"),
+              "permutation_point_loss", "permutation_point_kind", "permutation_point_index",
+              "permutation_point_index_exact"),
     figures=(Scatter(x="H", y="barrier", colour="seed", logy=True),
              Bars(y="converged_step_fraction", by="H")),
     description="one Fig. 3 permutation path on image data (784-H-H-10, Brea et al. 2019, §5)"))
