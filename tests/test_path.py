@@ -208,6 +208,41 @@ def test_checks_from_a_partial_spectrum_decide_only_what_it_shows(path):
     assert set(with_spectrum([-2.0, -1.0], "all", grad_norm=1.0).values()) == {False, None}
 
 
+def test_index_joins_the_odd_block_with_the_even_block_by_congruence(path):
+    """With `even_block` the report holds the odd block only (`partial`): the index adds the even
+    block's negative congruent values, exact when that solve converged with a positive largest value;
+    a negative in the even block alone makes a critical point a strict saddle, and refutes "at most
+    one negative" only with the odd block's help; the record carries all of it."""
+    import dataclasses
+    import json
+
+    from symland import EvenBlockInertia
+    from symland._results import CriticalPointReport
+
+    def joined(odd, even, status="converged", grad_norm=0.0):
+        r = CriticalPointReport.from_spectrum(1e-3, grad_norm, odd, gtol=1e-8, part="partial", n=50,
+                                              zero_tol=1e-9)
+        e = EvenBlockInertia(int(np.sum(np.asarray(even) < 0)), np.asarray(even), np.full(len(even), 1e-12),
+                             status, 40)
+        return dataclasses.replace(path, permutation_point_report=r, even_block=e)
+
+    p = joined([1e-12, 2.0], [-1e-6, 3e-6])
+    assert str(p.permutation_point_report.kind) == "undecided"
+    assert p.permutation_point_index == (1, True) and str(p.permutation_point_kind) == "strict saddle"
+    assert p.checks()["at_most_one_negative"] is True and p.checks()["at_least_n_next_zero"] is True
+    record = json.loads(json.dumps(p.to_dict()))["permutation_point"]
+    assert (record["kind"], record["index"], record["index_exact"]) == ("strict saddle", 1, True)
+    assert record["even_block"] == {"n_negative": 1, "eigenvalues": [-1e-6, 3e-6], "residuals": [1e-12, 1e-12],
+                                    "status": "converged", "hvps": 40}
+    assert joined([-1.0, 2.0], [-1e-6, 3e-6]).checks()["at_most_one_negative"] is False
+    assert joined([-1.0, 2.0], [1e-6, 3e-6]).permutation_point_index == (1, True)
+    assert joined([-1.0, 2.0], [-1e-6, -3e-6]).permutation_point_index == (3, False)  # none positive
+    short = joined([0.5, 2.0], [1e-6, 3e-6], status="max_steps")
+    assert short.permutation_point_index == (0, False) and short.checks()["at_most_one_negative"] is None
+    far = joined([0.5, 2.0], [-1e-6, 3e-6], grad_norm=1.0)
+    assert str(far.permutation_point_kind) == "not critical" and far.checks()["at_most_one_negative"] is None
+
+
 def test_balanced_gauge_removes_the_relu_rescaling():
     """The balanced gauge (default for ReLU) starts at the balanced teacher (same
     function, ‖ϑ_j‖ = |a_j|). It removes the rescaling orbit, but on seed 1, pair

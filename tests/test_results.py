@@ -82,7 +82,10 @@ def test_report_from_spectrum_round_trips_to_dict():
     assert (r.index, r.nullity, r.n_positive, r.kind) == (1, 1, 1, Kind.strict_saddle)
     d = r.to_dict()
     assert d["kind"] == "strict saddle" and d["min_eigenvalue"] == -1.0 and d["part"] == "all"
-    assert r.is_critical and r.complete
+    assert r.is_critical and r.complete and r.decided
+    smallest = lambda eig: CriticalPointReport.from_spectrum(0.5, 0.0, eig, gtol=1e-8, part="smallest", n=9)
+    assert smallest([-1.0, 2.0]).decided and not smallest([-1.0, -0.5]).decided
+    assert not CriticalPointReport.from_spectrum(0.5, 0.0, [-1.0, 2.0], gtol=1e-8, part="partial", n=9).decided
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, "1e-8", 1j])

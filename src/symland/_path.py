@@ -35,7 +35,7 @@ from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, classify_critical_p
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import ACTIVATIONS, MLP, Params, check_finite_params
 from ._plateau import EvenBlockInertia
-from ._results import CriticalPointReport, check_hvp_budget, result_code, result_names
+from ._results import CriticalPointReport, Kind, check_hvp_budget, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
@@ -121,8 +121,16 @@ class PermutationPath:
         """
         r, e = self.permutation_point_report, self.even_block
         if e is None:
-            return r.index, bool(r.part == "all" or (r.part == "smallest" and r.n_positive > 0))
+            return r.index, r.decided
         return r.index + e.n_negative, bool(e.converged and e.eigenvalues[-1] > 0)
+
+    @property
+    def permutation_point_kind(self) -> Kind:
+        """The verdict on θ_{l⇔m}: the report's, except that a critical point with a negative
+        eigenvalue in `even_block` only (the report then holds the odd block alone) is a `strict
+        saddle`."""
+        r = self.permutation_point_report
+        return Kind.strict_saddle if r.is_critical and self.permutation_point_index[0] > 0 else r.kind
 
     @property
     def converged(self) -> np.ndarray:
@@ -191,8 +199,7 @@ class PermutationPath:
             n = int(ravel_pytree(knots[i])[0].size)
             report = classify_critical_point(self.loss_fn, knots[i], gtol=CRITICAL_GTOL, method="auto",
                                              k=min(20, n - 1), max_hvps=LANCZOS_HVP_BUDGET)
-            index, exact = report.index, bool(report.part == "all" or (report.part == "smallest"
-                                                                       and report.n_positive > 0))
+            index, exact = report.index, report.decided
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
                 "index": index, "index_exact": exact, "nullity": report.nullity, "part": report.part,
@@ -218,14 +225,13 @@ class PermutationPath:
         r = self.permutation_point_report
         n_next = int(self.model.widths[self.layer + 1])
         critical = r.is_critical
-        complete = r.part == "all" or (r.part == "smallest" and r.n_positive > 0)
         index, exact = self.permutation_point_index
         decide = lambda holds, refuted: (None if not critical else False if refuted
                                          else True if holds else None)
         return {
             "critical": bool(critical),
             "at_most_one_negative": decide(exact and index <= 1, index > 1),
-            "at_least_n_next_zero": decide(r.nullity >= n_next, complete and r.nullity < n_next),
+            "at_least_n_next_zero": decide(r.nullity >= n_next, r.decided and r.nullity < n_next),
         }
 
     def to_dict(self) -> dict:
@@ -250,6 +256,7 @@ class PermutationPath:
             "upstream_scale": self.upstream_scale.tolist(),
             "all_converged": self.all_converged,
             "permutation_point": {**self.permutation_point_report.to_dict(),
+                                  "kind": str(self.permutation_point_kind),
                                   "index": self.permutation_point_index[0],
                                   "index_exact": self.permutation_point_index[1],
                                   "even_block": None if self.even_block is None else self.even_block.to_dict(),

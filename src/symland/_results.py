@@ -267,6 +267,12 @@ class CriticalPointReport:
         """Whether the spectrum is complete, so that index and nullity are exact."""
         return self.part == "all"
 
+    @property
+    def decided(self) -> bool:
+        """Whether index and nullity are exact: the spectrum is complete, or holds the smallest
+        eigenvalues with a positive one among them, so that none is missing below it."""
+        return self.part == "all" or (self.part == "smallest" and self.n_positive > 0)
+
     def to_dict(self) -> dict:
         return {
             "loss": self.loss, "grad_norm": self.grad_norm, "gtol": self.gtol,
