@@ -370,13 +370,13 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
         r = path.permutation_point_report  # first > steps: the whole path, the permutation point included
         e = path.even_block
         print(f"  permutation point (refined matrix-free, σ-odd block exactly, even block by "
-              f"{'Lanczos' if e is None else 'congruence'}; "
+              f"{'Lanczos' if e is None else 'LOBPCG'}; "
               f"{time.perf_counter() - last:.0f} s after the last δ step): L {r.loss:.4e}, ‖∇L‖∞ {r.grad_norm:.1e} "
               f"(gtol {r.gtol:g}), {r.kind}, index {index_text(path)}, {r.nullity} near-zero of the "
-              f"{r.eigenvalues.size} eigenvalues found ({r.part}: "
-              f"{np.array2string(r.eigenvalues, precision=2, max_line_width=10**4)})"
-              + ("" if e is None else f"; even block ({e.status}, {e.hvps} HVPs): {e.n_negative} negative of "
-                 f"{e.eigenvalues.size}, {np.array2string(e.eigenvalues, precision=2, max_line_width=10**4)}")
+              f"{r.eigenvalues.size} eigenvalues found at zero tolerance {r.zero_tol:.1e} ({r.part})"
+              + ("" if e is None else f"; even block ({e.status}, {e.hvps} HVPs, {e.n_flat} exactly flat "
+                 f"directions): {np.array2string(e.eigenvalues, precision=3, max_line_width=10**4)}, residuals "
+                 f"{np.array2string(e.residuals, precision=1, max_line_width=10**4)}")
               + f"; §4.2 checks {path.checks()}")
     except _Enough:
         pass

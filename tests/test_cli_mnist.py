@@ -53,13 +53,14 @@ def test_mnist_on_digits(tmp_path, capsys):
     pp.update(part="partial", index=1, index_exact=False, nullity=0, n_eigenvalues=1)
     html = "".join(body for _, body in mnist_report_sections(result, out / "mnist.png"))
     assert "≥ 1" in html and "0 of 1 found (the σ-odd block exactly, Lanczos within its budget)" in html
-    # The even block decided by congruence (as on Fig. 3): an exact index, and the table says how.
-    pp.update(index=9, index_exact=True, even_block={"n_negative": 0, "eigenvalues": [1e-7, 2e-7],
-                                                     "residuals": [1e-10, 1e-10], "status": "converged",
-                                                     "hvps": 40})
+    # The even block's smallest by LOBPCG (as on Fig. 3): an exact index, and the table says how.
+    pp.update(part="smallest", index=9, index_exact=True, nullity=219, n_eigenvalues=247,
+              even_block={"eigenvalues": [1e-9, 2e-9], "residuals": [1e-10, 1e-10], "status": "converged",
+                          "hvps": 40, "n_flat": 210})
     html = "".join(body for _, body in mnist_report_sections(result, out / "mnist.png"))
     assert ">9<" in html and "≥ 9" not in html
-    assert "the even block&#x27;s signs by congruence, 2 smallest, converged" in html
+    assert ("219 of 247 found (the σ-odd block exactly; the even block&#x27;s 2 smallest by preconditioned "
+            "LOBPCG, converged, and its 210 exactly flat directions)") in html
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -1102,52 +1102,48 @@ def layer2_toy():
     return model, teacher, x, model.apply(teacher, x), deltas[None, :]
 
 
-def test_matrix_free_paths_decides_the_even_block_by_congruence(layer2_toy):
-    """even_block="congruence": the report holds the exact σ-odd block, the path the even block's
-    congruent eigenvalues (those of `even_block_inertia` at the same point), and
-    `permutation_point_index` their sum of negatives, which is the dense Hessian's index; on this
-    point one of the negatives lies in the even block, so the sum matters. A solve that stopped short
-    makes it a lower bound, and the record says so."""
-    import dataclasses
+def test_matrix_free_paths_finds_the_even_block_by_lobpcg(layer2_toy):
+    """even_block="lobpcg": the report joins the exact σ-odd block with the even block's smallest
+    eigenvalues (those of `even_block_spectrum` at the same point, kept as the path's `even_block`);
+    its index is the dense Hessian's, one of its negatives in the even block; the record says it."""
     import json
 
     model, teacher, x, y, deltas = layer2_toy
     path, = matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, loss="mse", max_steps=300,
-                              solver="trust-gn", even_block="congruence")
+                              solver="trust-gn", even_block="lobpcg")
     loss = lambda q: s.mse(model, q, x, y)
     r, e = path.permutation_point_report, path.even_block
-    assert r.part == "partial"
-    np.testing.assert_allclose(r.eigenvalues, s.odd_block_spectrum(loss, path.permutation_point, 2, 1, 2),
-                               rtol=1e-10, atol=1e-14)
-    again = s.even_block_inertia(model, path.permutation_point, x, y, 2, 1, 2, k=e.eigenvalues.size)
+    odd = s.odd_block_spectrum(loss, path.permutation_point, 2, 1, 2)
+    assert r.part == "smallest" and e.converged and e.n_flat == 0
+    again = s.even_block_spectrum(model, path.permutation_point, x, y, 2, 1, 2, k=e.eigenvalues.size)
     np.testing.assert_allclose(e.eigenvalues, again.eigenvalues, rtol=1e-8)
+    assert set(np.round(r.eigenvalues, 14)) == set(np.round(np.concatenate([odd[odd <= e.eigenvalues[-1]],
+                                                                            e.eigenvalues]), 14))
     full = np.asarray(s.hessian_spectrum(loss, path.permutation_point, method="dense"))
-    assert e.converged and e.n_negative >= 1 and r.index >= 1
-    assert path.permutation_point_index == (int(np.sum(full < -r.zero_tol)), True) == (r.index + e.n_negative,
-                                                                                         True)
+    assert np.max(np.min(np.abs(full[None, :] - e.eigenvalues[:, None]), axis=1)) <= 1e-9  # eigenvalues of ∇²L
+    assert np.sum(e.eigenvalues < -r.zero_tol) >= 1 and r.decided
+    assert path.permutation_point_index == (int(np.sum(full < -r.zero_tol)), True)
+    assert r.nullity == int(np.sum(np.abs(full) <= r.zero_tol))
     record = json.loads(json.dumps(path.to_dict()))["permutation_point"]
-    assert record["index"] == r.index + e.n_negative and record["index_exact"] is True
-    assert record["even_block"]["n_negative"] == e.n_negative
-    short = dataclasses.replace(path, even_block=dataclasses.replace(e, status="max_steps"))
-    assert short.permutation_point_index == (r.index + e.n_negative, False)
-    assert short.to_dict()["permutation_point"]["index_exact"] is False
+    assert record["index"] == r.index and record["index_exact"] is True and record["part"] == "smallest"
+    assert record["even_block"]["eigenvalues"] == e.eigenvalues.tolist()
 
 
 def test_matrix_free_paths_even_block_auto(layer2_toy, monkeypatch):
-    """even_block="auto" uses congruence above DENSE_THRESHOLD at a critical point only: here (10,
+    """even_block="auto" uses LOBPCG above DENSE_THRESHOLD at a critical point only: here (10,
     so that 39 parameters count as large) with a lax gradient tolerance that makes the point
     critical, and not with the default one; "lanczos" never."""
     import symland._critical as critical
     import symland._plateau as plateau
 
     model, teacher, x, y, deltas = layer2_toy
-    calls, real = [], plateau.even_block_inertia
+    calls, real = [], plateau.even_block_spectrum
 
     def counted(*a, **kw):
         calls.append(kw["k"])
         return real(*a, **kw)
 
-    monkeypatch.setattr(plateau, "even_block_inertia", counted)
+    monkeypatch.setattr(plateau, "even_block_spectrum", counted)
     monkeypatch.setattr(critical, "DENSE_THRESHOLD", 10)
     kw = dict(loss="mse", max_steps=40, solver="trust-gn")
     plain, = matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, even_block="auto", **kw)
@@ -1160,7 +1156,7 @@ def test_matrix_free_paths_even_block_auto(layer2_toy, monkeypatch):
     assert auto.permutation_point_index[0] == lanczos.permutation_point_index[0]
 
 
-@pytest.mark.parametrize("even_block, layer", [("bogus", 2), (None, 2), ("congruence", 1)])
+@pytest.mark.parametrize("even_block, layer", [("bogus", 2), (None, 2), ("congruence", 2), ("lobpcg", 1)])
 def test_matrix_free_paths_refuses_bad_even_block(even_block, layer, monkeypatch):
     import symland._newton_krylov as nk
 

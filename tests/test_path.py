@@ -208,39 +208,34 @@ def test_checks_from_a_partial_spectrum_decide_only_what_it_shows(path):
     assert set(with_spectrum([-2.0, -1.0], "all", grad_norm=1.0).values()) == {False, None}
 
 
-def test_index_joins_the_odd_block_with_the_even_block_by_congruence(path):
-    """With `even_block` the report holds the odd block only (`partial`): the index adds the even
-    block's negative congruent values, exact when that solve converged with a positive largest value;
-    a negative in the even block alone makes a critical point a strict saddle, and refutes "at most
-    one negative" only with the odd block's help; the record carries all of it."""
+def test_permutation_point_index_and_its_record(path):
+    """`permutation_point_index` is the report's index with whether it is decided; the record carries
+    both and, where the even block came from `even_block_spectrum`, that solve."""
     import dataclasses
     import json
 
-    from symland import EvenBlockInertia
+    from symland import EvenBlockSpectrum
     from symland._results import CriticalPointReport
 
-    def joined(odd, even, status="converged", grad_norm=0.0):
-        r = CriticalPointReport.from_spectrum(1e-3, grad_norm, odd, gtol=1e-8, part="partial", n=50,
-                                              zero_tol=1e-9)
-        e = EvenBlockInertia(int(np.sum(np.asarray(even) < 0)), np.asarray(even), np.full(len(even), 1e-12),
-                             status, 40)
-        return dataclasses.replace(path, permutation_point_report=r, even_block=e)
-
-    p = joined([1e-12, 2.0], [-1e-6, 3e-6])
-    assert str(p.permutation_point_report.kind) == "undecided"
-    assert p.permutation_point_index == (1, True) and str(p.permutation_point_kind) == "strict saddle"
-    assert p.checks()["at_most_one_negative"] is True and p.checks()["at_least_n_next_zero"] is True
+    assert path.permutation_point_index == (path.permutation_point_report.index, True)  # dense: complete
+    record = path.to_dict()["permutation_point"]
+    assert record["index_exact"] is True and record["even_block"] is None
+    r = CriticalPointReport.from_spectrum(1e-3, 0.0, [-1.0, 2.0], gtol=1e-8, part="partial", n=50, zero_tol=1e-9)
+    e = EvenBlockSpectrum(np.array([2.0]), np.array([1e-12]), "max_steps", 40, 3)
+    p = dataclasses.replace(path, permutation_point_report=r, even_block=e)
+    assert p.permutation_point_index == (1, False)
     record = json.loads(json.dumps(p.to_dict()))["permutation_point"]
-    assert (record["kind"], record["index"], record["index_exact"]) == ("strict saddle", 1, True)
-    assert record["even_block"] == {"n_negative": 1, "eigenvalues": [-1e-6, 3e-6], "residuals": [1e-12, 1e-12],
-                                    "status": "converged", "hvps": 40}
-    assert joined([-1.0, 2.0], [-1e-6, 3e-6]).checks()["at_most_one_negative"] is False
-    assert joined([-1.0, 2.0], [1e-6, 3e-6]).permutation_point_index == (1, True)
-    assert joined([-1.0, 2.0], [-1e-6, -3e-6]).permutation_point_index == (3, False)  # none positive
-    short = joined([0.5, 2.0], [1e-6, 3e-6], status="max_steps")
-    assert short.permutation_point_index == (0, False) and short.checks()["at_most_one_negative"] is None
-    far = joined([0.5, 2.0], [-1e-6, 3e-6], grad_norm=1.0)
-    assert str(far.permutation_point_kind) == "not critical" and far.checks()["at_most_one_negative"] is None
+    assert (record["index"], record["index_exact"]) == (1, False)
+    assert record["even_block"] == {"eigenvalues": [2.0], "residuals": [1e-12], "status": "max_steps", "hvps": 40,
+                                    "n_flat": 3}
+    # the flat zeros of dark inputs do not count for §4.2 (i)'s "at least n_{k+1} zero" (n_{k+1} = 1 here)
+    zeros = CriticalPointReport.from_spectrum(1e-3, 0.0, [0.0, 0.0, 0.0, 2.0], gtol=1e-8, part="smallest", n=50,
+                                              zero_tol=1e-9)
+    flat = EvenBlockSpectrum(np.array([2.0]), np.array([1e-12]), "converged", 40, 3)
+    assert dataclasses.replace(path, permutation_point_report=zeros, even_block=flat).checks()[
+        "at_least_n_next_zero"] is False
+    assert dataclasses.replace(path, permutation_point_report=zeros, even_block=dataclasses.replace(
+        flat, n_flat=2)).checks()["at_least_n_next_zero"] is True
 
 
 def test_balanced_gauge_removes_the_relu_rescaling():

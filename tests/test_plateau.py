@@ -167,14 +167,12 @@ def test_permutation_point_spectrum_refuses_a_point_that_is_not_one(scalar_point
 
 
 def _even_toy(noise):
-    """A σ_{0⇔2}-fixed point of a 3-4-3-2 softplus network (layer 2), its data and the dense inertia and
-    deflated δ = 0 free Hessian (solver coordinates) that `even_block_inertia` works with."""
+    """A σ_{0⇔2}-fixed point of a 3-4-3-2 softplus network (layer 2), its data, the dense spectrum of
+    ∇²L, its odd block, and its even block (dense, on an orthonormal basis of the even subspace)."""
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
     import symland as s
-    from symland._newton_krylov import path_problem
-    from symland._path import effective_params
     from symland._transition_network import neuron_blocks
 
     model = s.MLP((3, 4, 3, 2), "softplus")
@@ -186,44 +184,99 @@ def _even_toy(noise):
     y = model.apply(p, x) + noise * jnp.sin(x[:, :2])
     loss = lambda q: s.mse(model, q, x, y)
     theta, unravel = ravel_pytree(p)
-    full = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda t: loss(unravel(t)))(theta)))
+    H = np.asarray(jax.hessian(lambda t: loss(unravel(t)))(theta))
     odd = s.odd_block_spectrum(loss, p, 2, l, m)
-    # the deflated free Hessian, independently: dense, u = e_0 (any direction), B by hand
-    free = [p[0], (W2.at[m].set(jnp.eye(4)[0]), b2.at[m].set(0.0)), p[2]]
-    v, unv = ravel_pytree(free)
-    problem = path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
-    Hs = np.asarray(jax.hessian(lambda sv: s.mse(model, effective_params(
-        unv(problem.to_v(sv)), 2, l, m, 0.0, None), x, y))(problem.to_s(v)))
     il, im = neuron_blocks(unravel, theta.size, 2)[[l, m]]
-    B = np.zeros((theta.size, 7))
-    B[im[:5], np.arange(5)] = 1.0
-    B[il[5:], [5, 6]], B[im[5:], [5, 6]] = 2 ** -0.5, -2 ** -0.5
-    Q = np.linalg.svd(np.eye(theta.size) - B @ B.T)[0][:, :theta.size - 7]
-    return model, p, x, y, (full, odd), np.linalg.eigvalsh(Q.T @ Hs @ Q)
+    Q = np.zeros((theta.size, il.size))  # the odd directions, by hand
+    Q[il, np.arange(il.size)], Q[im, np.arange(il.size)] = 2 ** -0.5, -2 ** -0.5
+    E = np.linalg.svd(np.eye(theta.size) - Q @ Q.T)[0][:, :theta.size - il.size]
+    return model, p, x, y, (np.linalg.eigvalsh(H), odd), np.linalg.eigvalsh(E.T @ H @ E)
 
 
-def test_even_block_inertia_is_the_congruent_spectrum_and_the_even_index():
-    """Near a fit (small residuals), its Ritz values are the smallest eigenvalues of the deflated δ = 0
-    free Hessian, computed densely, and their count of negatives with the odd block's is the index of
-    ∇²L (Sylvester); two iterations are not enough, and the status says so."""
+@pytest.mark.parametrize("noise", [0.0003, 0.003])
+def test_even_block_spectrum_is_the_dense_even_block(noise):
+    """Its eigenvalues are the even block's smallest, computed densely (here all negative: the point
+    is σ-fixed but no minimum of the merged network), and the two blocks' spectra make up ∇²L's; two
+    iterations are not enough, and the status says so."""
     import symland as s
 
-    model, p, x, y, (full, odd), deflated = _even_toy(0.003)
-    tol = 1e-10
-    assert int(np.sum(full < -tol)) == int(np.sum(odd < -tol)) + int(np.sum(deflated < -tol))
-    r = s.even_block_inertia(model, p, x, y, 2, 0, 2, k=4, max_iter=300)
-    assert r.converged and r.hvps > 0
-    np.testing.assert_allclose(r.eigenvalues, deflated[:4], rtol=1e-6)
-    assert np.all(r.eigenvalues >= deflated[:4] - 1e-12)  # Ritz values bound the eigenvalues from above
-    assert r.n_negative == int(np.sum(deflated[:4] < 0)) == 4
-    few = s.even_block_inertia(model, p, x, y, 2, 0, 2, k=4, max_iter=2)  # stopped short: says so
+    model, p, x, y, (full, odd), even = _even_toy(noise)
+    np.testing.assert_allclose(np.sort(np.concatenate([odd, even])), full, rtol=0, atol=1e-12 * np.abs(full).max())
+    r = s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=4, max_iter=300)
+    assert r.hvps > 0 and r.n_flat == 0 and r.converged
+    np.testing.assert_allclose(r.eigenvalues, even[:4], rtol=1e-6, atol=1e-12)
+    assert np.all(r.eigenvalues >= even[:4] - 1e-12)  # Ritz values bound the eigenvalues from above
+    few = s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=4, max_iter=2)  # stopped short: says so
     assert few.status == "max_steps" and few.hvps < r.hvps
+
+
+@pytest.mark.parametrize("k, decided", [(8, True), (4, False)])
+def test_permutation_point_report_joins_the_even_block_spectrum(k, decided):
+    """`classify_permutation_point(even=EvenBlockSpectrum)`: the odd block exactly and the even block's
+    k smallest (here the dense ones, so that only the joining is tested) make one report; with a
+    positive among them it is `smallest` and its index and nullity are the dense Hessian's; without,
+    lower bounds; an unconverged solve makes it `partial`."""
+    import symland as s
+    from symland._plateau import classify_permutation_point
+
+    model, p, x, y, (full, odd), even = _even_toy(0.0003)
+    loss = lambda q: s.mse(model, q, x, y)
+    spectrum = s.EvenBlockSpectrum(even[:k], np.zeros(k), "converged", 0, 0)
+    r = classify_permutation_point(loss, p, 2, 0, 2, even=spectrum, gtol=1.0)  # σ-fixed, not critical
+    assert r.part == "smallest" and r.decided == decided and str(r.kind) == "strict saddle"
+    dense = (int(np.sum(full < -r.zero_tol)), int(np.sum(np.abs(full) <= r.zero_tol)))
+    if decided:
+        assert (r.index, r.nullity) == dense
+        assert r.zero_tol == pytest.approx(s.zero_tolerance(full), rel=1e-10)
+    else:
+        assert r.index <= dense[0] and r.nullity <= dense[1]
+        assert np.all(r.eigenvalues <= even[k - 1])  # odd values above the k-th even one are cut
+    short = classify_permutation_point(loss, p, 2, 0, 2, even=s.EvenBlockSpectrum(even[:k], np.zeros(k),
+                                                                                 "max_steps", 0, 0))
+    assert short.part == "partial" and not short.decided
+
+
+def test_even_block_spectrum_counts_the_flat_directions_of_dark_inputs():
+    """An input that is always zero makes every first-layer row exactly flat along it: n₁ = 4 zero
+    eigenvalues of the even block that LOBPCG leaves out and `n_flat` counts. Its values are the
+    smallest of the even block off those directions (dense), and the joined report holds the zeros."""
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    import symland as s
+    from symland._plateau import classify_permutation_point
+    from symland._transition_network import neuron_blocks
+
+    model, p, _, _, _, _ = _even_toy(0.0003)
+    x = jax.random.normal(jax.random.PRNGKey(0), (60, 3)).at[:, 2].set(0.0)
+    y = model.apply(p, x) + 0.0003 * jnp.sin(x[:, :2])
+    loss = lambda q: s.mse(model, q, x, y)
+    theta, unravel = ravel_pytree(p)
+    H = np.asarray(jax.hessian(lambda t: loss(unravel(t)))(theta))
+    il, im = neuron_blocks(unravel, theta.size, 2)[[0, 2]]
+    Q = np.zeros((theta.size, il.size + 4))  # the odd directions and the 4 dark ones, W₁[j, 2]
+    Q[il, np.arange(il.size)], Q[im, np.arange(il.size)] = 2 ** -0.5, -2 ** -0.5
+    Q[[3 * j + 2 for j in range(4)], il.size + np.arange(4)] = 1.0
+    assert np.abs(H @ Q[:, il.size:]).max() == 0.0  # exactly flat
+    E = np.linalg.svd(np.eye(theta.size) - Q @ Q.T)[0][:, :theta.size - Q.shape[1]]
+    rest = np.linalg.eigvalsh(E.T @ H @ E)
+    r = s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=5, max_iter=300)
+    assert r.converged and r.n_flat == 4
+    np.testing.assert_allclose(r.eigenvalues, rest[:5], rtol=1e-6, atol=1e-12)
+    rep = classify_permutation_point(loss, p, 2, 0, 2, even=r, gtol=1.0)  # σ-fixed, not critical
+    assert np.all(rest[:5] < 0) and rep.nullity == 0 and not rep.decided  # zeros above the 5 found: cut
+    k = int(np.argmax(rest > 1e-9)) + 1  # up to the first positive one, the flat zeros join the report
+    full = np.linalg.eigvalsh(H)
+    rep = classify_permutation_point(loss, p, 2, 0, 2, even=s.EvenBlockSpectrum(rest[:k], np.zeros(k), "converged",
+                                                                               0, 4), gtol=1.0)
+    assert rep.decided and np.sum(rep.eigenvalues == 0.0) == 4
+    assert (rep.index, rep.nullity) == (int(np.sum(full < -rep.zero_tol)), int(np.sum(np.abs(full) <= rep.zero_tol)))
 
 
 @pytest.mark.parametrize("kw, name", [({"layer": 1}, "layer"), ({"k": 7}, "k"), ({"k": 0}, "k"),
                                       ({"loss": "l1"}, "loss"), ({"k": 3, "max_iter": 0}, "max_iter"),
                                       ({"m": 1}, "params")])
-def test_even_block_inertia_refuses_bad_arguments(kw, name):
+def test_even_block_spectrum_refuses_bad_arguments(kw, name):
     import symland as s
 
     model, p, x, y, _, _ = _even_toy(0.003)
@@ -231,14 +284,14 @@ def test_even_block_inertia_refuses_bad_arguments(kw, name):
     args.update({k: v for k, v in kw.items() if k in args})
     rest = {k: v for k, v in kw.items() if k not in args}
     with pytest.raises(ValueError, match=f"^{name}:"):
-        s.even_block_inertia(model, p, x, y, args["layer"], args["l"], args["m"], **rest)
+        s.even_block_spectrum(model, p, x, y, args["layer"], args["l"], args["m"], **rest)
 
 
-def test_even_block_inertia_refuses_bad_data():
+def test_even_block_spectrum_refuses_bad_data():
     import symland as s
 
     model, p, x, y, _, _ = _even_toy(0.003)
     with pytest.raises(ValueError, match="^x:"):
-        s.even_block_inertia(model, p, x[:, :2], y, 2, 0, 2, k=3)
+        s.even_block_spectrum(model, p, x[:, :2], y, 2, 0, 2, k=3)
     with pytest.raises(ValueError, match="^y:"):
-        s.even_block_inertia(model, p, x, y[:-1], 2, 0, 2, k=3)
+        s.even_block_spectrum(model, p, x, y[:-1], 2, 0, 2, k=3)

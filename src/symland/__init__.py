@@ -94,11 +94,11 @@ from ._saddle import (
 )
 from ._channel import Channel, ChannelLimit, channel_limit, channel_of
 from ._plateau import (
-    EvenBlockInertia,
+    EvenBlockSpectrum,
     PlateauReport,
     check_permutation_point,
     classify_permutation_point,
-    even_block_inertia,
+    even_block_spectrum,
     identical_neuron_groups,
     is_permutation_point,
     odd_block_spectrum,
@@ -232,11 +232,11 @@ __all__ = [
     "add_zero_type_neurons",
     "connect_permuted_minima",
     "permuted_embedding",
-    "EvenBlockInertia",
+    "EvenBlockSpectrum",
     "PlateauReport",
     "check_permutation_point",
     "classify_permutation_point",
-    "even_block_inertia",
+    "even_block_spectrum",
     "identical_neuron_groups",
     "is_permutation_point",
     "odd_block_spectrum",

@@ -617,6 +617,14 @@ def _input_moments(x):
     return np.linalg.eigh(xt.T @ xt / x.shape[0])
 
 
+def dark_input_directions(x) -> np.ndarray:
+    """The input directions without energy: eigenvectors of C = x̃ᵀx̃/T, x̃ = (x, 1), whose eigenvalue
+    is at most `DARK_RTOL` × the largest, as columns. Along each, every first-layer row sees nothing of
+    the data, so the loss is exactly flat there (n₁ directions of θ per column)."""
+    lam_x, Q_x = _input_moments(x)
+    return Q_x[:, lam_x <= DARK_RTOL * lam_x.max()]
+
+
 def input_whitening(x, ridge: float = WHITENING_RIDGE):
     """(P, P⁻¹) with P = (C + ridge·λ_max I)^(−1/2), C = x̃ᵀx̃/T, x̃ = (x, 1): the preconditioner.
 
@@ -1151,8 +1159,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     # feeds it such components. The trust region, cheap there in M̃'s norm, then walked along them: on the
     # Fig. 3 path 64–75 % of ‖ΔW₁‖² per step at steps 14–17 (docs/mnist.md). apply returns Π M̃⁻¹ Π r,
     # symmetric and exact on the directions that matter.
-    lam_x, Q_x = _input_moments(x)
-    dark = jnp.asarray(Q_x[:, lam_x <= DARK_RTOL * lam_x.max()])
+    dark = jnp.asarray(dark_input_directions(x))
 
     def off_dark(z):  # z in row-block order: layer 1's rows (W₁[j, :], b₁[j]) first, contiguous
         if dark.shape[1]:
@@ -1437,18 +1444,21 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     the even block by Lanczos, each run
     within `spectrum_hvps` HVPs (default `LANCZOS_HVP_BUDGET`; a run that
     does not converge leaves `part="partial"`). No dense Hessian
-    is formed. `even_block="congruence"` decides the even block's smallest
-    signs by `even_block_inertia` instead of Lanczos (`EVEN_BLOCK_K` of
-    them; layer ≥ 2 with biases): the report then holds the odd block
-    (`classify_permutation_point(even=False)`), the path's `even_block`
-    the congruent eigenvalues, and `permutation_point_index` the sum.
-    `"lanczos"`: as above. `"auto"` (default): congruence above
+    is formed. `even_block="lobpcg"` finds the even block's `EVEN_BLOCK_K`
+    smallest eigenvalues by `even_block_spectrum` instead (LOBPCG on ∇²L
+    constrained to the even subspace, preconditioned through the fixed-δ
+    problem's exact Gauss–Newton factors; layer ≥ 2 with biases), and the
+    report joins them with the odd block
+    (`classify_permutation_point(even=…)`); the path's `even_block` keeps
+    them. `"lanczos"`: as above. `"auto"` (default): LOBPCG above
     `DENSE_THRESHOLD` parameters where it applies and the point is
-    critical, Lanczos otherwise (a dense even block is exact; away from a
-    critical point the index means little). On the Fig. 3 path Lanczos
-    converges none of the even block's eigenvalues within its budget
-    (index ≥ 9), while congruence finds 16 positive ones in 222 HVPs
-    (index 9; BENCHMARKS.md, "The even block of the Fig. 3 permutation
+    critical (‖∇L‖∞ ≤ `CRITICAL_GTOL`), Lanczos otherwise (a dense even
+    block is exact; away from a critical point the index means little).
+    On the Fig. 3 path Lanczos converges none of the even block's
+    eigenvalues within its budget (index ≥ 9, zeros unknown), while LOBPCG
+    finds its 16 smallest, all positive, in 146 HVPs: index 9, and 8 of
+    them below the zero tolerance (BENCHMARKS.md, "The even block of the
+    Fig. 3 permutation
     point"). (Where a minimum-energy path between θ* and σ(θ*) exists, its
     barrier belongs beside this report; it is not computed here.)
 
@@ -1512,7 +1522,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
 
     from . import _critical as critical_module
     from ._critical import LANCZOS_HVP_BUDGET
-    from ._plateau import EVEN_BLOCK_K, classify_permutation_point, even_block_inertia
+    from ._plateau import EVEN_BLOCK_K, classify_permutation_point, even_block_spectrum
     from ._symmetry import swap_neurons
     from ._loss import mse, nmse
     from ._path import (CRITICAL_GTOL, ESCAPE_FACTOR, UPSTREAM_FACTOR, PermutationPath,
@@ -1528,12 +1538,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                          f"so it needs layer ≥ 2, got layer {layer}")
     if not isinstance(tangent, bool):
         raise ValueError(f"tangent: must be True or False, got {tangent!r}")
-    if even_block not in ("auto", "lanczos", "congruence"):
-        raise ValueError(f"even_block: must be 'auto', 'lanczos' or 'congruence', got {even_block!r}")
+    if even_block not in ("auto", "lanczos", "lobpcg"):
+        raise ValueError(f"even_block: must be 'auto', 'lanczos' or 'lobpcg', got {even_block!r}")
     n_even = model.n_params - (model.widths[layer - 1] + int(model.bias) + model.widths[layer + 1])
-    congruence_applies = layer >= 2 and model.bias and n_even >= 5  # even_block_inertia's needs (k ≥ 1)
-    if even_block == "congruence" and not congruence_applies:
-        raise ValueError("even_block: 'congruence' needs hidden layer ≥ 2, biases and at least 5 σ-even "
+    lobpcg_applies = layer >= 2 and model.bias and n_even >= 5  # even_block_spectrum's needs (k ≥ 1)
+    if even_block == "lobpcg" and not lobpcg_applies:
+        raise ValueError("even_block: 'lobpcg' needs hidden layer ≥ 2, biases and at least 5 σ-even "
                          f"coordinates, got layer {layer}, bias {model.bias}, {n_even} coordinates")
     if split == "auto":
         ratio = SPLIT_RATIO if solver == "trust-gn" else None
@@ -1695,21 +1705,19 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         # Newton–MINRES steps from a σ-fixed point are σ-even: averaging with σθ removes their rounding only
         point = unravel(jnp.asarray(polished.x))
         point = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), point, swap_neurons(point, layer, l, m))
-        # The σ-odd block exactly; the even block by congruence, or dense up to DENSE_THRESHOLD and its
-        # smallest by Lanczos above (docstring)
+        # The σ-odd block exactly; the even block's smallest by LOBPCG, or dense up to DENSE_THRESHOLD and
+        # its smallest by Lanczos above (docstring)
         budget = LANCZOS_HVP_BUDGET if spectrum_hvps is None else spectrum_hvps
-        inertia = None
-        if even_block == "congruence" or (even_block == "auto" and congruence_applies
-                                          and theta_star.size > critical_module.DENSE_THRESHOLD):
-            report = classify_permutation_point(loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL,
-                                                max_hvps=budget, even=False)
-            if report.is_critical or even_block == "congruence":
-                inertia = even_block_inertia(model, point, x, y, layer, l, m, loss=loss,
-                                             k=min(EVEN_BLOCK_K, n_even // 5))
-        if inertia is None:
-            report = classify_permutation_point(
-                loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",
-                k=int(min(spectrum_k, theta_star.size - 1)), max_hvps=budget)
+        spectrum = None
+        if even_block == "lobpcg" or (
+                even_block == "auto" and lobpcg_applies and theta_star.size > critical_module.DENSE_THRESHOLD
+                and float(jnp.max(jnp.abs(full.value_grads(ravel_pytree(point)[0], x, y)[2]))) <= CRITICAL_GTOL):
+            spectrum = even_block_spectrum(model, point, x, y, layer, l, m, loss=loss,
+                                           k=min(EVEN_BLOCK_K, n_even // 5))
+        report = classify_permutation_point(
+            loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",
+            k=int(min(spectrum_k, theta_star.size - 1)), max_hvps=budget,
+            even=True if spectrum is None else spectrum)
         status = step_status(np.array([RESULT_NAMES.index(n) for n in rec["status"]]),
                              rec["kink"], rec["out_w"], out_w0, model.activation, rec["up"])
         paths.append(PermutationPath(
@@ -1721,7 +1729,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             min_abs_preactivation=np.asarray(rec["kink"]), output_weight_max=np.asarray(rec["out_w"]),
             gtol=float(gtol), max_newton_steps=int(max_steps), loss_fn=loss_fn,
             method="matrix-free", solver=solver, factorisations=n_factorised, gauge=label,
-            even_block=inertia))
+            even_block=spectrum))
     bar.close()
     return paths
 

@@ -34,8 +34,8 @@ from ._critical import (DENSE_THRESHOLD, LANCZOS_HVP_BUDGET, classify_critical_p
                         two_layer_mse_hessian)
 from ._loss import LOSSES, check_data, mse, nmse
 from ._network import ACTIVATIONS, MLP, Params, check_finite_params
-from ._plateau import EvenBlockInertia
-from ._results import CriticalPointReport, Kind, check_hvp_budget, result_code, result_names
+from ._plateau import EvenBlockSpectrum
+from ._results import CriticalPointReport, check_hvp_budget, result_code, result_names
 from ._solver import check_solver_args, hessian_eigh, minimise_flat
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_distance, swap_neurons
 
@@ -74,10 +74,10 @@ class PermutationPath:
     `symland._newton_krylov.PATH_SOLVERS`), `factorisations` (Gauss–Newton
     preconditioners factorised; `trust-gn` only), `gauge` (how `delta` is
     measured, `pair_distance`: None for the paper's δ, `balanced`, `upstream`),
-    `even_block` (an `EvenBlockInertia` when the σ-even block of the
-    permutation point's Hessian was decided by congruence instead of
-    Lanczos, `matrix_free_paths(even_block=…)`; the report then holds the
-    σ-odd block only, and `permutation_point_index` joins the two).
+    `even_block` (an `EvenBlockSpectrum` when the smallest eigenvalues of
+    the σ-even block of the permutation point's Hessian came from
+    `even_block_spectrum` instead of Lanczos, `matrix_free_paths(even_block=…)`;
+    the report holds them with the exact σ-odd block).
     """
 
     model: MLP
@@ -103,34 +103,21 @@ class PermutationPath:
     solver: str = "newton"
     factorisations: int = 0
     gauge: str | None = None
-    even_block: EvenBlockInertia | None = None
+    even_block: EvenBlockSpectrum | None = None
 
     @property
     def permutation_point_index(self) -> tuple[int, bool]:
         """(index, exact): the Hessian index of θ_{l⇔m} and whether it is exact or a lower bound.
 
-        From `permutation_point_report` alone, exact when its spectrum is
-        complete (`all`, or `smallest` with a positive eigenvalue among
-        them: nothing is missing below it). With `even_block` the report
-        holds the exact σ-odd block, whose negatives (below its `zero_tol`)
-        are added to the even block's negative congruent eigenvalues (signs
-        only; a congruence keeps no sizes, `even_block_inertia`): exact when
-        that solve converged and its largest value is positive. On the
-        Fig. 3 permutation point this is (9, True) where the report alone
-        gives index ≥ 9 (docs/mnist.md).
+        The report's index, exact when its spectrum decides it
+        (`CriticalPointReport.decided`: complete, or the smallest
+        eigenvalues with a positive one among them). On the Fig. 3
+        permutation point the even block's smallest eigenvalues come from
+        `even_block_spectrum` (`even_block`), and this is (9, True) where
+        Lanczos left index ≥ 9 (docs/mnist.md).
         """
-        r, e = self.permutation_point_report, self.even_block
-        if e is None:
-            return r.index, r.decided
-        return r.index + e.n_negative, bool(e.converged and e.eigenvalues[-1] > 0)
-
-    @property
-    def permutation_point_kind(self) -> Kind:
-        """The verdict on θ_{l⇔m}: the report's, except that a critical point with a negative
-        eigenvalue in `even_block` only (the report then holds the odd block alone) is a `strict
-        saddle`."""
         r = self.permutation_point_report
-        return Kind.strict_saddle if r.is_critical and self.permutation_point_index[0] > 0 else r.kind
+        return r.index, r.decided
 
     @property
     def converged(self) -> np.ndarray:
@@ -217,21 +204,24 @@ class PermutationPath:
         `partial`, or `smallest` with none of them positive) index and
         nullity are lower bounds: a claim they refute is False, one they
         cannot decide None (the Fig. 3 point: index ≥ 9 from its σ-odd block
-        refutes the first; its 1 zero of the 21 found decides nothing). The
-        index is `permutation_point_index` (with `even_block`, the even
-        block's signs by congruence; its zeros stay uncounted, so nullity
-        stays a lower bound there).
+        refutes the first; its 1 zero of the 21 found decides nothing; with
+        the even block's smallest eigenvalues from `even_block_spectrum` both
+        are decided). The zeros that `even_block.n_flat` counts (first-layer
+        directions along inputs without energy) are left out of the second
+        claim: they come from the data, not from the symmetry (on Fig. 3, 210
+        of them beside 9 others at the report's zero tolerance).
         """
         r = self.permutation_point_report
         n_next = int(self.model.widths[self.layer + 1])
         critical = r.is_critical
         index, exact = self.permutation_point_index
+        nullity = r.nullity - (0 if self.even_block is None else self.even_block.n_flat)
         decide = lambda holds, refuted: (None if not critical else False if refuted
                                          else True if holds else None)
         return {
             "critical": bool(critical),
             "at_most_one_negative": decide(exact and index <= 1, index > 1),
-            "at_least_n_next_zero": decide(r.nullity >= n_next, r.decided and r.nullity < n_next),
+            "at_least_n_next_zero": decide(nullity >= n_next, r.decided and nullity < n_next),
         }
 
     def to_dict(self) -> dict:
@@ -256,7 +246,6 @@ class PermutationPath:
             "upstream_scale": self.upstream_scale.tolist(),
             "all_converged": self.all_converged,
             "permutation_point": {**self.permutation_point_report.to_dict(),
-                                  "kind": str(self.permutation_point_kind),
                                   "index": self.permutation_point_index[0],
                                   "index_exact": self.permutation_point_index[1],
                                   "even_block": None if self.even_block is None else self.even_block.to_dict(),

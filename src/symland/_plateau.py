@@ -328,7 +328,7 @@ def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
 def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: int, *,
                                gtol: float = 1e-8, method: str = "auto", k: int = 20,
                                max_hvps: int | None = None, atol: float = 1e-8,
-                               even: bool = True) -> CriticalPointReport:
+                               even=True) -> CriticalPointReport:
     """`classify_critical_point` for a permutation point θ_{l⇔m}, its σ-odd block solved exactly.
 
     ∇²L(θ_{l⇔m}) splits into its σ_{l⇔m}-odd block, whose p eigenvalues
@@ -345,10 +345,15 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
     Lanczos ended. So a negative odd eigenvalue decides `strict saddle`
     even where Lanczos converged nothing, as on the Fig. 3 permutation
     point (docs/mnist.md). `zero_tol` is `zero_tolerance` of the union at
-    the full dimension n; `grad_norm` is the full ‖∇L‖∞. `even=False`
-    leaves the even block out (for one decided elsewhere,
-    `even_block_inertia`): the report then holds the odd block's p
-    eigenvalues, `part="partial"`.
+    the full dimension n; `grad_norm` is the full ‖∇L‖∞. `even` may also
+    be an `EvenBlockSpectrum` of the same point (`even_block_spectrum`,
+    where Lanczos fails): its k smallest eigenvalues and its `n_flat`
+    exact zeros then stand for the even block, `part="smallest"` if it
+    converged (the odd values and zeros above its largest cut, as above)
+    and `partial` if not; or `False`: the odd block alone, `partial`.
+    Without a dense even block the zero tolerance scales with the largest
+    eigenvalue of ∇²L, from Lanczos within `max_hvps`, as
+    `classify_critical_point` does.
 
     **Returns:** a `CriticalPointReport`. `ValueError` naming `params`
     unless θ is a permutation point of layer k within `atol`.
@@ -366,10 +371,10 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
     """
     from ._critical import classify_critical_point
 
-    if not isinstance(even, bool):
-        raise ValueError(f"even: must be True or False, got {even!r}")
+    if not isinstance(even, (bool, EvenBlockSpectrum)):
+        raise ValueError(f"even: must be True, False or an EvenBlockSpectrum, got {even!r}")
     odd = odd_block_spectrum(loss_fn, params, layer, l, m, atol=atol)
-    if not even:  # the tolerance still scales with ‖H‖₂: the largest eigenvalue, as classify_critical_point
+    if even is not True:  # the tolerance still scales with ‖H‖₂: the largest eigenvalue, as classify_critical_point
         from ._critical import SpectrumNotConverged
 
         loss, grad_norm = _grad_norm(loss_fn, params)
@@ -379,8 +384,14 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
                                    k=1, which="largest", max_hvps=max_hvps)[-1:]
         except SpectrumNotConverged as err:  # then ‖H‖₂ is only bounded below by what is known
             top = err.eigenvalues
-        return CriticalPointReport.from_spectrum(loss, grad_norm, odd, gtol=gtol, part="partial", n=n,
-                                                 zero_tol=zero_tolerance(odd, n=n, scale=np.max(np.abs(
+        eig, part = odd, "partial"
+        if even is not False:
+            eig, part = np.concatenate([odd, np.zeros(even.n_flat)]), "smallest" if even.converged else "partial"
+            if part == "smallest":  # nothing is missing below the largest even value found
+                eig = eig[eig <= even.eigenvalues[-1]]
+            eig = np.concatenate([eig, even.eigenvalues])
+        return CriticalPointReport.from_spectrum(loss, grad_norm, eig, gtol=gtol, part=part, n=n,
+                                                 zero_tol=zero_tolerance(eig, n=n, scale=np.max(np.abs(
                                                      top), initial=0.0)))
     flat, unravel = ravel_pytree(params)
     il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
@@ -403,89 +414,91 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
 
 
 @dataclasses.dataclass(frozen=True)
-class EvenBlockInertia:
-    """The signs of the σ-even block's smallest eigenvalues at a permutation point (`even_block_inertia`).
+class EvenBlockSpectrum:
+    """The smallest eigenvalues of the σ-even Hessian block at a permutation point (`even_block_spectrum`).
 
-    **Fields:** `n_negative` (how many of the `eigenvalues` are negative),
-    `eigenvalues` (the k smallest of a matrix congruent to the even block
-    off its exactly flat directions, ascending: their signs are the even
-    block's, their sizes are not), `residuals` (‖Hv − λv‖ of each unit Ritz
-    vector: an eigenvalue lies within it), `status` (a `RESULTS` name:
-    `converged` when every residual is below |λ|, so that each value's
-    sign is certain, otherwise `max_steps`) and `hvps`. Ritz values bound
-    the eigenvalues from above (the i-th smallest eigenvalue is at most the
-    i-th Ritz value, Courant–Fischer), so `n_negative` is a lower bound on
-    the even block's index whatever the status; it is the index when the
-    k smallest were found and the largest of them is positive.
+    **Fields:** `eigenvalues` (the k smallest of the even block off its
+    exactly flat directions, ascending: eigenvalues of ∇²L), `residuals`
+    (‖Hv − λv‖ of each unit Ritz vector: an eigenvalue lies within it of
+    λ), `status` (a `RESULTS` name: `converged` when every residual is
+    below |λ|, so that each sign is certain, otherwise `max_steps`),
+    `hvps`, and `n_flat`: the even directions left out because the loss is
+    exactly flat along them, the first-layer rows along the input
+    directions without energy (n₁ per such direction, `DARK_RTOL`), each a
+    zero eigenvalue of ∇²L whatever the point. Ritz values bound the
+    eigenvalues from above (the i-th smallest eigenvalue off those
+    directions is at most the i-th Ritz value, Courant–Fischer), so the
+    count of negative values is a lower bound on the even block's index
+    whatever the status. `classify_permutation_point(even=…)` joins them
+    with the exact odd block into one report.
     """
 
-    n_negative: int
     eigenvalues: np.ndarray
     residuals: np.ndarray
     status: str
     hvps: int
+    n_flat: int
 
     @property
     def converged(self) -> bool:
         return self.status == "converged"
 
     def to_dict(self) -> dict:
-        return {"n_negative": self.n_negative, "eigenvalues": self.eigenvalues.tolist(),
-                "residuals": self.residuals.tolist(), "status": self.status, "hvps": self.hvps}
+        return {"eigenvalues": self.eigenvalues.tolist(), "residuals": self.residuals.tolist(),
+                "status": self.status, "hvps": self.hvps, "n_flat": self.n_flat}
 
 
 EVEN_BLOCK_BATCH = 8
-"""Columns per batched product in `even_block_inertia` (`jax.vmap`): each product reads the data
-and the preconditioner's factor once for 8 vectors instead of once per vector."""
+"""Columns per batched product in `even_block_spectrum` (`jax.vmap`): each product reads the data
+and the preconditioner's factor once for 8 vectors instead of once per vector (on a σ-fixed Fig. 3
+point 8 HVPs took 0.126 s batched against 0.202 s, 8 preconditioner applications 0.052 s against
+0.158 s; BENCHMARKS.md)."""
 
 EVEN_BLOCK_K = 16
-"""How many of the even block's smallest eigenvalues `even_block_inertia` finds by default (Fig. 3:
-222 HVPs for 16; 24 gave the same 16 and eight more, all positive; BENCHMARKS.md)."""
+"""How many of the even block's smallest eigenvalues `even_block_spectrum` finds by default."""
 
 
-def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, *, loss: str = "mse",
-                       k: int = EVEN_BLOCK_K, max_iter: int = 200, seed: int = 0,
-                       atol: float = 1e-8) -> EvenBlockInertia:
-    """The signs of the k smallest eigenvalues of ∇²L's σ_{l⇔m}-even block, matrix-free, by congruence.
+def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int, *, loss: str = "mse",
+                        k: int = EVEN_BLOCK_K, max_iter: int = 200, seed: int = 0,
+                        atol: float = 1e-8) -> EvenBlockSpectrum:
+    """The k smallest eigenvalues of ∇²L's σ_{l⇔m}-even block, matrix-free, preconditioned exactly.
 
     Where Lanczos on the even block converges nothing (the Fig. 3
-    permutation point: `classify_permutation_point` then reports the index
-    as a lower bound), this decides it through a matrix with the same
-    inertia that an exact preconditioner is at hand for. At δ = 0 the free
-    parameters v of the fixed-δ problem (Brea et al. 2019, §4.1;
-    `symland._path.free_parameters`: row m of layer k replaced by a
-    direction u, which δ = 0 multiplies by zero) map linearly onto θ,
-    θ = Tv (ϑ_m = ϑ_l, output weights a_l and a_m free), so its Hessian is
-    H_v = Tᵀ∇²L T. At θ_{l⇔m}, σ-fixed, ∇²L is block diagonal in σ-even and
-    σ-odd vectors (`odd_block_spectrum`), and T's range is the even subspace
-    plus the output differences a_l − a_m, along which L is flat when
-    ϑ_m = ϑ_l. So H_v is congruent to the even block ⊕ 0, the zeros being
-    u's n_{k−1} + 1 entries and the n_{k+1} output differences; deflated of
-    those it has the even block's inertia (Sylvester's law of inertia; the
-    solver's whitening of layer 1 is one more congruence). Its `k` smallest
-    eigenvalues are found by LOBPCG (`scipy.sparse.linalg.lobpcg`, at most
-    `max_iter` iterations, a random start from `seed`) preconditioned by
-    the fixed-δ problem's exact Gauss–Newton factors (`path_problem`,
-    `gauss_newton_preconditioner`, λ = `GN_DAMPING_NEAR`), which also keeps
-    the iteration off the input directions without energy, where the loss
-    is exactly flat (`DARK_RTOL`). It suits points near a minimum of the
-    merged network, where the residuals are small and the Gauss–Newton
-    matrix is close to the Hessian; far from one (large residuals, a
-    strongly indefinite H_v) LOBPCG may stop short, and says so
-    (`max_steps`). On the Fig. 3 permutation point the 16
-    smallest came out positive in 22 iterations and 222 HVPs
-    (BENCHMARKS.md, "The even block of the Fig. 3 permutation point"), so
-    its index is that of its odd block, 9. As with any iterative
-    eigensolver, the smallest could in principle be missed by the start;
+    permutation point: `classify_permutation_point` with Lanczos then
+    reports its index as a lower bound and its near-zero count as
+    unknown), this finds them by LOBPCG (`scipy.sparse.linalg.lobpcg`, at
+    most `max_iter` iterations, a random start from `seed`) on ∇²L itself,
+    constrained to the even subspace (orthogonal to the p σ-odd directions
+    of `odd_block_spectrum`), with a preconditioner that Lanczos cannot
+    use. At δ = 0 the free parameters s of the fixed-δ problem (Brea et
+    al. 2019, §4.1; `path_problem`, whitened first layer; row m of layer k
+    holds a direction u that δ = 0 multiplies by zero) map linearly onto θ,
+    θ = As (ϑ_m = ϑ_l, output weights a_l and a_m free), and A maps the
+    s-space off its exactly flat directions (u, and the output differences
+    a_l − a_m) one-to-one onto the even subspace E. So the even block's
+    inverse is A(Aᵀ∇²L A)⁻¹Aᵀ on E, and with the fixed-δ problem's exact
+    Gauss–Newton factors M̃ ≈ (Aᵀ∇²L A)⁻¹ (`gauss_newton_preconditioner`,
+    λ = `GN_DAMPING_NEAR`) the preconditioner is Π_E A M̃ Aᵀ Π_E. M̃ also
+    keeps the iteration off the first-layer directions along input
+    directions without energy (`DARK_RTOL`), where the loss is exactly flat:
+    they are `n_flat` zero eigenvalues of the even block, counted, not
+    iterated on. The method suits points near a minimum of the merged
+    network, where the residuals are small and the Gauss–Newton matrix is
+    close to the Hessian; far from one LOBPCG may stop short, and says so
+    (`max_steps`). On the Fig. 3 permutation point the 16 smallest came
+    out positive, 1.1e−9 to 2.6e−8, eight of them below the report's zero
+    tolerance (BENCHMARKS.md, "The even block of the Fig. 3 permutation
+    point, by its own eigenvalues"). As with any iterative eigensolver,
+    the smallest could in principle be missed by the start;
     `benchmarks/diagnose_permutation_point.py` repeats them with another k.
 
     **Arguments:** `model` (with biases, split layer k ≥ 2, which the
     Gauss–Newton preconditioner needs), a permutation point `params` of
     layer k within `atol` (`check_permutation_point`), the data `x`, `y`
-    and `loss` (`mse` or `nmse`) of L; `k` ≥ 1 with 5k at most the number
-    of deflated coordinates (LOBPCG's own limit).
+    and `loss` (`mse` or `nmse`) of L; `k` ≥ 1 with 5k at most the
+    dimension of the even subspace (LOBPCG's own limit).
 
-    **Returns:** an `EvenBlockInertia`. `ValueError` naming the argument,
+    **Returns:** an `EvenBlockSpectrum`. `ValueError` naming the argument,
     before any computation.
 
     Example (a σ-fixed point fitting its targets up to small residuals;
@@ -496,15 +509,16 @@ def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, 
         >>> a = 0.5 * (W3[:, 0] + W3[:, 2])
         >>> p = [(W1, b1), (W2.at[2].set(W2[0]), b2.at[2].set(b2[0])), (W3.at[:, 0].set(a).at[:, 2].set(a), b3)]
         >>> x = jax.random.normal(jax.random.PRNGKey(0), (60, 3))
-        >>> y = model.apply(p, x) + 0.003 * jnp.sin(x[:, :2])
-        >>> r = s.even_block_inertia(model, p, x, y, 2, 0, 2, k=3)
-        >>> r.status, r.eigenvalues.shape
-        ('converged', (3,))
+        >>> y = model.apply(p, x) + 0.0003 * jnp.sin(x[:, :2])
+        >>> r = s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=3)
+        >>> r.status, r.eigenvalues.shape, r.n_flat
+        ('converged', (3,), 0)
     """
     from scipy.sparse.linalg import LinearOperator, lobpcg
 
-    from ._loss import LOSSES, check_data
-    from ._newton_krylov import GN_DAMPING_NEAR, path_problem
+    from ._loss import LOSSES, check_data, mse, nmse
+    from ._newton_krylov import GN_DAMPING_NEAR, FlatProblem, dark_input_directions, path_problem
+    from ._path import effective_params
 
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 2:
         raise ValueError(f"layer: the Gauss–Newton preconditioner's free rows lie in layer k ≥ 2, got {layer!r}")
@@ -518,47 +532,51 @@ def even_block_inertia(model, params: Params, x, y, layer: int, l: int, m: int, 
     il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
     n, p = flat.size, il.size
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= (n - p) // 5:
-        raise ValueError(f"k: need an integer in [1, {(n - p) // 5}] (5k at most the {n - p} deflated "
+        raise ValueError(f"k: need an integer in [1, {(n - p) // 5}] (5k at most the {n - p} even "
                          f"coordinates), got {k!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+    Q = np.zeros((n, p))  # the σ-odd directions, orthonormal
+    Q[il, np.arange(p)], Q[im, np.arange(p)] = 2 ** -0.5, -2 ** -0.5
     free = list(params)  # δ = 0 free parameters: row m of layer k holds u (any unit vector)
     W, b = params[layer - 1]
     free[layer - 1] = (W.at[m].set(jnp.ones(W.shape[1]) / np.sqrt(W.shape[1])), b.at[m].set(0.0))
-    v = ravel_pytree(free)[0]
-    n_in = p - params[layer][0].shape[0]  # u's entries; then the outgoing differences
-    B = np.zeros((n, p))
-    B[im[:n_in], np.arange(n_in)] = 1.0
-    B[il[n_in:], np.arange(n_in, p)] = 2 ** -0.5
-    B[im[n_in:], np.arange(n_in, p)] = -2 ** -0.5
+    v, unravel_free = ravel_pytree(free)
     problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton")
     args = (0.0, l, m, x, y)
     factors = problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
-    hvp = problem.hvp_at(problem.to_s(v), *args)  # layers ≥ 2 are the same in s and v, so B is too
+    s0 = problem.to_s(v)
+    # A: s ↦ θ at δ = 0, linear (u enters multiplied by zero); Aᵀ by transposition
+    A = jax.linearize(lambda s: ravel_pytree(effective_params(
+        unravel_free(problem.to_v(s)), layer, l, m, 0.0, None))[0], s0)[1]
+    At = jax.linear_transpose(A, s0)
+    loss_of = mse if loss == "mse" else nmse
+    hvp = FlatProblem(lambda t, x, y: loss_of(model, unravel(t), x, y)).hvp_at(flat, x, y)
     count = [0]
-    deflate = lambda X: X - B @ (B.T @ X)
+    even = lambda X: X - Q @ (Q.T @ X)
 
     def columns(f, X):  # f on each column, EVEN_BLOCK_BATCH at a time (padded: one compilation)
-        X = deflate(np.asarray(X).reshape(n, -1))
+        X = even(np.asarray(X).reshape(n, -1))
         c = X.shape[1]
         pad = np.zeros((n, -c % EVEN_BLOCK_BATCH))
         fX = jax.vmap(f, in_axes=1, out_axes=1)
         out = [np.asarray(fX(jnp.asarray(chunk))) for chunk in
                np.split(np.concatenate([X, pad], axis=1), (c + pad.shape[1]) // EVEN_BLOCK_BATCH, axis=1)]
-        return deflate(np.concatenate(out, axis=1)[:, :c])
+        return even(np.concatenate(out, axis=1)[:, :c])
 
     def H(X):
         count[0] += np.asarray(X).reshape(n, -1).shape[1]
         return columns(hvp, X)
 
-    M = lambda X: columns(lambda r: problem.apply_preconditioner(factors, r), X)
+    M = lambda X: columns(lambda r: A(problem.apply_preconditioner(factors, At(r)[0])), X)
     op = lambda f: LinearOperator((n, n), matvec=f, matmat=f, dtype=np.float64)
     X0 = M(np.random.default_rng(seed).standard_normal((n, k)))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lobpcg warns when it stops short; the residuals say so below
-        vals, vecs = lobpcg(op(H), X0, M=op(M), largest=False, tol=1e-9, maxiter=int(max_iter))
+        vals, vecs = lobpcg(op(H), X0, M=op(M), Y=Q, largest=False, tol=1e-9, maxiter=int(max_iter))
     order = np.argsort(vals)
     vals, vecs = vals[order], vecs[:, order]
     res = np.linalg.norm(H(vecs) - vecs * vals, axis=0) / np.linalg.norm(vecs, axis=0)
     status = "converged" if bool(np.all(res < np.abs(vals))) else "max_steps"
-    return EvenBlockInertia(int(np.sum(vals < 0)), vals, res, status, count[0])
+    n_flat = int(model.widths[1]) * dark_input_directions(x).shape[1]
+    return EvenBlockSpectrum(vals, res, status, count[0], n_flat)

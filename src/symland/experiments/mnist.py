@@ -163,13 +163,15 @@ def mnist_report_sections(result, png):
         rows.append([r["H"], r["seed"], f"{r['teacher']['accuracy']:.4f}",
                      f"{r['pair'][0]}&{r['pair'][1]}" + (f" (cos {r['cosine']:.3f})" if r["cosine"] else ""),
                      f"{r['barrier']:.3e}", f"{pp['loss']:.3e}", f"{pp['grad_norm']:.1e}", pp["kind"],
-                     # a partial spectrum bounds the index from below, unless the even block's signs are known
+                     # a spectrum that may miss eigenvalues below its largest bounds the index from below
                      pp["index"] if pp.get("index_exact", pp["part"] == "all") else f"≥ {pp['index']}",
                      f"{pp['nullity']} of {pp['n_eigenvalues']} "
-                     + ("computed" if pp["part"] != "partial"
-                        else "found (the σ-odd block exactly; the even block's signs by congruence, "
-                             f"{len(pp['even_block']['eigenvalues'])} smallest, "
-                             f"{pp['even_block']['status']})" if pp.get("even_block")
+                     + ("found (the σ-odd block exactly; the even block's "
+                        f"{len(pp['even_block']['eigenvalues'])} smallest by preconditioned LOBPCG, "
+                        f"{pp['even_block']['status']}"
+                        + (f", and its {pp['even_block']['n_flat']} exactly flat directions"
+                           if pp["even_block"]["n_flat"] else "") + ")" if pp.get("even_block")
+                        else "computed" if pp["part"] != "partial"
                         else "found (the σ-odd block exactly, Lanczos within its budget)")
                      + (f"; {r['input_flat']} flat along dark inputs" if r.get("input_flat") else ""),
                      f"{min(r['accuracy']):.4f}",

@@ -482,7 +482,7 @@ def _mnist_job(config):
 
 register(Experiment(
     name="mnist", job=_mnist_job, check=_mnist_check,
-    # 3: the permutation point's index (the even block by congruence where the path decides it);
+    # 3: the permutation point's index (the even block's smallest by LOBPCG where the path finds them);
     # 2: inputs projected by fig3_data (axis input_rtol); 1 read the raw data
     version=3,
     axes={"data": Axis("fashion-mnist", text(), "fashion-mnist, digits, or a folder of IDX files"),
