@@ -236,6 +236,13 @@ def test_permutation_point_index_and_its_record(path):
         "at_least_n_next_zero"] is False
     assert dataclasses.replace(path, permutation_point_report=zeros, even_block=dataclasses.replace(
         flat, n_flat=2)).checks()["at_least_n_next_zero"] is True
+    # every even value found negative: the flat zeros lie above them, out of the report and of the count
+    neg = EvenBlockSpectrum(np.array([-1.0]), np.array([1e-12]), "converged", 40, 3)
+    eig, part = neg.join([1e-12, 0.5])
+    assert (list(eig), part, neg.n_flat_joined) == ([-1.0], "smallest", 0)
+    low = CriticalPointReport.from_spectrum(1e-3, 0.0, eig, gtol=1e-8, part=part, n=50, zero_tol=1e-9)
+    assert dataclasses.replace(path, permutation_point_report=low, even_block=neg).checks() == {
+        "critical": True, "at_most_one_negative": None, "at_least_n_next_zero": None}
 
 
 def test_balanced_gauge_removes_the_relu_rescaling():

@@ -265,6 +265,7 @@ def test_even_block_spectrum_counts_the_flat_directions_of_dark_inputs():
     np.testing.assert_allclose(r.eigenvalues, rest[:5], rtol=1e-6, atol=1e-12)
     rep = classify_permutation_point(loss, p, 2, 0, 2, even=r, gtol=1.0)  # σ-fixed, not critical
     assert np.all(rest[:5] < 0) and rep.nullity == 0 and not rep.decided  # zeros above the 5 found: cut
+    assert r.n_flat_joined == 0
     k = int(np.argmax(rest > 1e-9)) + 1  # up to the first positive one, the flat zeros join the report
     full = np.linalg.eigvalsh(H)
     rep = classify_permutation_point(loss, p, 2, 0, 2, even=s.EvenBlockSpectrum(rest[:k], np.zeros(k), "converged",

@@ -215,7 +215,7 @@ class PermutationPath:
         n_next = int(self.model.widths[self.layer + 1])
         critical = r.is_critical
         index, exact = self.permutation_point_index
-        nullity = r.nullity - (0 if self.even_block is None else self.even_block.n_flat)
+        nullity = r.nullity - (0 if self.even_block is None else self.even_block.n_flat_joined)
         decide = lambda holds, refuted: (None if not critical else False if refuted
                                          else True if holds else None)
         return {

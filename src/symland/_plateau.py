@@ -384,12 +384,7 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
                                    k=1, which="largest", max_hvps=max_hvps)[-1:]
         except SpectrumNotConverged as err:  # then ‖H‖₂ is only bounded below by what is known
             top = err.eigenvalues
-        eig, part = odd, "partial"
-        if even is not False:
-            eig, part = np.concatenate([odd, np.zeros(even.n_flat)]), "smallest" if even.converged else "partial"
-            if part == "smallest":  # nothing is missing below the largest even value found
-                eig = eig[eig <= even.eigenvalues[-1]]
-            eig = np.concatenate([eig, even.eigenvalues])
+        eig, part = (odd, "partial") if even is False else even.join(odd)
         return CriticalPointReport.from_spectrum(loss, grad_norm, eig, gtol=gtol, part=part, n=n,
                                                  zero_tol=zero_tolerance(eig, n=n, scale=np.max(np.abs(
                                                      top), initial=0.0)))
@@ -442,6 +437,22 @@ class EvenBlockSpectrum:
     @property
     def converged(self) -> bool:
         return self.status == "converged"
+
+    @property
+    def n_flat_joined(self) -> int:
+        """How many of the `n_flat` zeros `join` keeps: all, unless the solve converged with every
+        value found negative (the zeros then lie above them and are cut)."""
+        return 0 if self.converged and self.eigenvalues[-1] < 0 else self.n_flat
+
+    def join(self, odd) -> tuple[np.ndarray, str]:
+        """(eigenvalues, part) of ∇²L from these and the exact odd block's `odd`: `smallest` when
+        converged, the odd values above the largest even one cut (nothing is missing below it), with
+        the kept flat zeros (`n_flat_joined`); `partial` otherwise, all of them."""
+        odd = np.asarray(odd, dtype=np.float64)
+        part = "smallest" if self.converged else "partial"
+        if part == "smallest":
+            odd = odd[odd <= self.eigenvalues[-1]]
+        return np.concatenate([odd, np.zeros(self.n_flat_joined), self.eigenvalues]), part
 
     def to_dict(self) -> dict:
         return {"eigenvalues": self.eigenvalues.tolist(), "residuals": self.residuals.tolist(),
