@@ -181,15 +181,14 @@ class PermutationPath:
         i = int(np.argmax(losses))
         if i == len(losses) - 1:  # the permutation point: its spectrum is known already
             report = self.permutation_point_report
-            index, exact = self.permutation_point_index
         else:  # dense up to DENSE_THRESHOLD parameters, else the smallest Lanczos eigenvalues
             n = int(ravel_pytree(knots[i])[0].size)
             report = classify_critical_point(self.loss_fn, knots[i], gtol=CRITICAL_GTOL, method="auto",
                                              k=min(20, n - 1), max_hvps=LANCZOS_HVP_BUDGET)
-            index, exact = report.index, report.decided
         return {"t": ts[i], "loss": float(losses[i]),
                 "delta": float(self.delta[i]) if i < len(self.delta) else None,
-                "index": index, "index_exact": exact, "nullity": report.nullity, "part": report.part,
+                "index": report.index, "index_exact": report.decided, "nullity": report.nullity,
+                "part": report.part,
                 "params": knots[i]}
 
     def checks(self) -> dict:

@@ -283,6 +283,16 @@ def verify_plateau(loss_fn, params: Params, layer: int, groups=None, *, n_sample
         radius=radius)
 
 
+def _odd_directions(params: Params, layer: int, l: int, m: int) -> np.ndarray:
+    """The σ_{l⇔m}-odd directions of θ as orthonormal columns (n × p): each pair of matching entries
+    of neurons l and m of layer k (incoming row, bias, outgoing column), (e_l − e_m)/√2."""
+    flat, unravel = ravel_pytree(params)
+    il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
+    Q = np.zeros((flat.size, il.size))
+    Q[il, np.arange(il.size)], Q[im, np.arange(il.size)] = 2 ** -0.5, -2 ** -0.5
+    return Q
+
+
 def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
                        atol: float = 1e-8) -> np.ndarray:
     """The eigenvalues of ∇²L(θ_{l⇔m}) on the σ_{l⇔m}-odd subspace, exactly, from p HVPs.
@@ -314,12 +324,7 @@ def odd_block_spectrum(loss_fn, params: Params, layer: int, l: int, m: int, *,
         (4,)
     """
     check_permutation_point(params, layer, l, m, atol=atol)
-    flat, unravel = ravel_pytree(params)
-    il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
-    p = il.size
-    Q = np.zeros((p, flat.size))
-    Q[np.arange(p), il] = Q[np.arange(p), im] = 1.0 / np.sqrt(2.0)
-    Q[np.arange(p), im] *= -1.0
+    Q = _odd_directions(params, layer, l, m).T
     HQ = np.asarray(jax.vmap(hessian_vector_product(loss_fn, params))(jnp.asarray(Q)))
     B = Q @ HQ.T
     return np.linalg.eigvalsh(0.5 * (B + B.T))
@@ -547,8 +552,7 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
                          f"coordinates), got {k!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
-    Q = np.zeros((n, p))  # the σ-odd directions, orthonormal
-    Q[il, np.arange(p)], Q[im, np.arange(p)] = 2 ** -0.5, -2 ** -0.5
+    Q = _odd_directions(params, layer, l, m)
     free = list(params)  # δ = 0 free parameters: row m of layer k holds u (any unit vector)
     W, b = params[layer - 1]
     free[layer - 1] = (W.at[m].set(jnp.ones(W.shape[1]) / np.sqrt(W.shape[1])), b.at[m].set(0.0))
