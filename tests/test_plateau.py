@@ -236,6 +236,27 @@ def test_permutation_point_report_joins_the_even_block_spectrum(k, decided):
     assert short.part == "partial" and not short.decided
 
 
+def test_joined_report_is_partial_when_the_scale_of_its_zero_tolerance_is_unknown(monkeypatch):
+    """As in `classify_critical_point`: when Lanczos does not converge ∇²L's largest eigenvalue, the
+    zero tolerance is only bounded below, so the joined report is `partial` even with a converged
+    even block."""
+    import symland as s
+    import symland._critical as critical
+    from symland._plateau import classify_permutation_point
+
+    model, p, x, y, _, even = _even_toy(0.0003)
+    loss = lambda q: s.mse(model, q, x, y)
+    spectrum = s.EvenBlockSpectrum(even[:8], np.zeros(8), "converged", 0, 0)
+    assert classify_permutation_point(loss, p, 2, 0, 2, even=spectrum).part == "smallest"
+
+    def unconverged(loss_fn, params, **kw):
+        raise critical.SpectrumNotConverged(np.array([]), 1, 7)
+
+    monkeypatch.setattr(critical, "hessian_spectrum", unconverged)
+    r = classify_permutation_point(loss, p, 2, 0, 2, even=spectrum)
+    assert r.part == "partial" and not r.decided
+
+
 def test_even_block_spectrum_counts_the_flat_directions_of_dark_inputs():
     """An input that is always zero makes every first-layer row exactly flat along it: n₁ = 4 zero
     eigenvalues of the even block that LOBPCG leaves out and `n_flat` counts. Its values are the

@@ -260,6 +260,19 @@ def hessian_spectrum(loss_fn, params, *, method: str = "auto", k: int = 20,
     return _lanczos(loss_fn, params, int(k), which, tol, shift, max_hvps)
 
 
+def largest_eigenvalue(loss_fn, params, *, method: str = "lanczos", max_hvps: int | None = None):
+    """(top, known): ∇²L's largest eigenvalue as a 1-array, the scale of the zero tolerance where the
+    smallest eigenvalues may not show ‖H‖₂, and whether it is known: Lanczos (`method`, within
+    `max_hvps`) that did not converge leaves what it found (perhaps nothing), so that the tolerance is
+    only bounded below and a report built on it is `partial`. `method="dense"` takes the whole
+    spectrum (small problems)."""
+    try:
+        return np.asarray(hessian_spectrum(loss_fn, params, method=method, k=1, which="largest",
+                                           max_hvps=max_hvps))[-1:], True
+    except SpectrumNotConverged as err:
+        return np.asarray(err.eigenvalues), False
+
+
 def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
                             zero_tol: float | None = None, method: str = "dense",
                             k: int = 20, max_hvps: int | None = None) -> CriticalPointReport:
@@ -304,11 +317,8 @@ def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
         except SpectrumNotConverged as err:
             eig, part = err.eigenvalues, "partial"
         if zero_tol is None:  # the tolerance scales with ‖H‖₂, which the smallest may not show
-            try:
-                top = hessian_spectrum(loss_fn, params, method="lanczos", k=1, which="largest",
-                                       max_hvps=max_hvps)
-            except SpectrumNotConverged as err:  # then ‖H‖₂ is only bounded below by what is known
-                top, part = err.eigenvalues, "partial"
+            top, known = largest_eigenvalue(loss_fn, params, method="lanczos", max_hvps=max_hvps)
+            part = part if known else "partial"
             zero_tol = zero_tolerance(np.concatenate([eig, top]), n=n)
     return CriticalPointReport.from_spectrum(float(loss), grad_norm, eig, gtol=float(gtol),
                                              part=part, n=n, zero_tol=zero_tol)

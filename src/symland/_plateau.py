@@ -380,19 +380,15 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
         raise ValueError(f"even: must be True, False or an EvenBlockSpectrum, got {even!r}")
     odd = odd_block_spectrum(loss_fn, params, layer, l, m, atol=atol)
     if even is not True:  # the tolerance still scales with ‖H‖₂: the largest eigenvalue, as classify_critical_point
-        from ._critical import SpectrumNotConverged
+        from ._critical import largest_eigenvalue
 
         loss, grad_norm = _grad_norm(loss_fn, params)
         n = int(ravel_pytree(params)[0].size)
-        try:
-            top = hessian_spectrum(loss_fn, params, method="lanczos" if n > DENSE_THRESHOLD else "dense",
-                                   k=1, which="largest", max_hvps=max_hvps)[-1:]
-        except SpectrumNotConverged as err:  # then ‖H‖₂ is only bounded below by what is known
-            top = err.eigenvalues
+        top, known = largest_eigenvalue(loss_fn, params, method="lanczos" if n > DENSE_THRESHOLD else "dense",
+                                        max_hvps=max_hvps)
         eig, part = (odd, "partial") if even is False else even.join(odd)
-        return CriticalPointReport.from_spectrum(loss, grad_norm, eig, gtol=gtol, part=part, n=n,
-                                                 zero_tol=zero_tolerance(eig, n=n, scale=np.max(np.abs(
-                                                     top), initial=0.0)))
+        return CriticalPointReport.from_spectrum(loss, grad_norm, eig, gtol=gtol, part=part if known else "partial",
+                                                 n=n, zero_tol=zero_tolerance(np.concatenate([eig, top]), n=n))
     flat, unravel = ravel_pytree(params)
     il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
     keep = np.setdiff1d(np.arange(flat.size), np.concatenate([il, im]))
@@ -545,14 +541,13 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     x, y = check_data(model, x, y)
     flat, unravel = ravel_pytree(params)
-    il, im = neuron_blocks(unravel, flat.size, layer)[[l, m]]
-    n, p = flat.size, il.size
+    Q = _odd_directions(params, layer, l, m)
+    n, p = Q.shape
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= (n - p) // 5:
         raise ValueError(f"k: need an integer in [1, {(n - p) // 5}] (5k at most the {n - p} even "
                          f"coordinates), got {k!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
-    Q = _odd_directions(params, layer, l, m)
     free = list(params)  # δ = 0 free parameters: row m of layer k holds u (any unit vector)
     W, b = params[layer - 1]
     free[layer - 1] = (W.at[m].set(jnp.ones(W.shape[1]) / np.sqrt(W.shape[1])), b.at[m].set(0.0))
