@@ -4,7 +4,7 @@ Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] 
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
      [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both
-      --tangent on|off|both --profile] [--input-rtol 1e-3]
+      --tangent on|off|both --profile] [--only merged --rounds 2] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -395,6 +395,36 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     return seconds
 
 
+def merged_start(x, labels, H, rounds):
+    """The δ = 0 solve of the Fig. 3 pair from θ* with the pair merged (where `matrix_free_paths` starts
+    it after a run-off), as `matrix_free_paths` runs it (trust-gn at `GN_DAMPING_NEAR`, trial points
+    along the rescaling orbits, refactorising after `GN_SWITCH_HVPS`), without and with the
+    preconditioned L-BFGS phase (`LBFGS_ITERATIONS`), alternately `rounds` times; one line per solve,
+    then the ratio of the medians. Each solve builds its own factors (counted)."""
+    import symland._newton_krylov as nk  # noqa: PLC0415
+    from symland._path import free_parameters, rescale_direction  # noqa: PLC0415
+
+    teacher, y, l, m = teacher_and_pair(x, labels, H)
+    norm = float(s.pair_distance(teacher.params, 2, l, m, None))
+    v0 = ravel_pytree(rescale_direction(free_parameters(teacher.params, 2, l, m, None), 2, m, norm))[0]
+    problem = path_problem(teacher.model, 2, "nmse", x, preconditioner="gauss-newton", retract=True)
+    args = (0.0, l, m, x, y)
+    build = lambda v: problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
+    print(f"δ = 0 from the merged θ*, H={H}, pair {l}&{m}: L {float(problem.value_grads(problem.to_s(v0), *args)[0]):.4e}")
+    times = {0: [], nk.LBFGS_ITERATIONS: []}
+    for _ in range(rounds):
+        for n in times:
+            r = nk.minimise_matrix_free(problem, v0, args, gtol=nk.NK_GTOL, max_steps=300, method="trust-pcg",
+                                        max_cg=nk.CG_MAX_ITERATIONS, factors=lambda: build(v0), refactorise=build,
+                                        refactorise_after=nk.GN_SWITCH_HVPS, lbfgs=n)
+            times[n].append(r.seconds)
+            print(f"  lbfgs={n}: {r.status}, L {r.loss:.6e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.lbfgs} L-BFGS and "
+                  f"{r.steps} trust-region iterations, {r.hvps} HVPs, {r.gradients} gradients, "
+                  f"{r.factorisations} factorisation(s), {r.seconds:.1f} s", flush=True)
+    t0, t1 = (float(np.median(t)) for t in times.values())
+    print(f"  median {t0:.1f} s without, {t1:.1f} s with the L-BFGS phase: {t0 / t1:.2f}×")
+
+
 def memory(x, labels, H, max_hvps):
     teacher, y, l, m = teacher_and_pair(x, labels, H, epochs=1)
     t = time.perf_counter()
@@ -414,7 +444,8 @@ def main():
     ap.add_argument("--gd-steps", type=int, default=3)
     ap.add_argument("--gd-seconds", type=float, default=60.0)
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
-    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps", "hvp"))
+    ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps", "hvp", "merged"))
+    ap.add_argument("--rounds", type=int, default=2, help="--only merged: solves of each kind, alternately")
     ap.add_argument("--first", type=int, default=5,
                     help="--only steps: how many δ steps after θ* (more than --steps: the whole path and its permutation point)")
     ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
@@ -472,6 +503,8 @@ def main():
             first, second = pairs[both]
             print(f"{both} {first} / {second}: {seconds[first]:.0f} s / {seconds[second]:.0f} s = "
                   f"{seconds[second] / seconds[first]:.2f}× faster")
+    if a.only == "merged":  # not part of the default run
+        merged_start(xj, labels, a.H, a.rounds)
     if a.only == "hvp":  # not part of the default run
         hvp_products(xj, labels, a.H, a.steps)
     if a.only == "lanczos":  # not part of the default run: it repeats the path

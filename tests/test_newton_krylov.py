@@ -152,7 +152,7 @@ def test_krylov_outcome_to_dict():
     out = KrylovOutcome(np.zeros(3), np.float64(0.5), 1e-12, "converged", 4, 120, 9, 0.25)
     d = out.to_dict()
     assert d == {"status": "converged", "loss": 0.5, "grad_norm": 1e-12, "steps": 4, "hvps": 120,
-                 "gradients": 9, "seconds": 0.25, "factorisations": 0, "substeps": 0}
+                 "gradients": 9, "seconds": 0.25, "factorisations": 0, "substeps": 0, "lbfgs": 0}
     json.dumps(d)
     assert KrylovOutcome(np.zeros(3), 0.5, 1e-12, "converged", 4, 120, 9, 0.25, 2).to_dict()["factorisations"] == 2
 
@@ -749,6 +749,72 @@ def test_matrix_free_step_stops_when_the_layer_below_rescales(monkeypatch):
     np.testing.assert_allclose(starts[-1][1], free_start(teacher, capped.delta[-2]), atol=1e-12)
     assert np.max(np.abs(starts[-1][1] - free_start(capped.params[-2], capped.delta[-2]))) > 1e-6
     assert capped.to_dict()["upstream_scale"] == up.tolist()
+
+
+def test_merged_start_after_a_run_off_begins_with_an_lbfgs_phase(monkeypatch):
+    """trust-gn: the δ = 0 solve from the merged θ* after a run-off asks for `LBFGS_ITERATIONS` of
+    preconditioned L-BFGS first; no other solve asks for any, and without a run-off the δ = 0 solve
+    does not either. (That the phase converges: the next test.)"""
+    import symland._newton_krylov as nk
+
+    model = s.MLP((3, 4, 3, 2), "softplus")
+    teacher = model.init(jax.random.PRNGKey(5))
+    x = jax.random.normal(jax.random.PRNGKey(6), (60, 3))
+    y = model.apply(teacher, x)
+    kw = dict(steps=4, method="matrix-free", loss="nmse", max_newton_steps=50, solver="trust-gn")
+    asked, real = [], nk.minimise_matrix_free
+    monkeypatch.setattr(nk, "minimise_matrix_free",
+                        lambda problem, v0, args, **k: asked.append((float(args[0]), k.get("lbfgs", 0)))
+                        or real(problem, v0, args, **k))
+    free = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, **kw)
+    assert "rescaling" not in free.status and asked[-1][0] == 0.0 and {n for _, n in asked} == {0}
+    asked.clear()
+    monkeypatch.setattr(path_module, "UPSTREAM_FACTOR", 1.0 + 1e-9)
+    capped = s.find_permutation_path(model, teacher, x, y, 2, 0, 1, **kw)
+    assert "rescaling" in capped.status[:-1]
+    assert asked[-1] == (0.0, nk.LBFGS_ITERATIONS) and {n for _, n in asked[:-1]} == {0}
+
+
+def test_lbfgs_phase_is_preconditioned_and_counted(monkeypatch):
+    """`minimise_matrix_free(lbfgs=N)` on ½vᵀAv − bᵀv + Σv⁴ with cond(A) = 1e4: preconditioned by A⁻¹
+    the L-BFGS phase alone reaches gtol (the trust region then takes no step and builds nothing),
+    building its factors at the start and again every `LBFGS_REFACTORISE` iterations, each counted;
+    with the identity as its preconditioner it does not get there in as many iterations."""
+    import symland._newton_krylov as nk
+
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.standard_normal((30, 30)))[0]
+    A = jnp.asarray(Q @ np.diag(np.logspace(0, 4, 30)) @ Q.T)
+    b = jnp.asarray(rng.standard_normal(30))
+    problem = FlatProblem(lambda v: 0.5 * v @ A @ v - b @ v + jnp.sum(v ** 4),
+                          preconditioner=(lambda v, data: None, lambda P, r: P @ r, ()))
+    built = []
+
+    def solve(inverse, n):
+        build = lambda w: built.append(1) or inverse
+        return nk.minimise_matrix_free(problem, jnp.zeros(30), gtol=1e-9, method="trust-pcg",
+                                       factors=lambda: build(None), refactorise=build, lbfgs=n)
+
+    monkeypatch.setattr(nk, "LBFGS_REFACTORISE", 7)
+    r = solve(jnp.linalg.inv(A), 500)
+    assert r.converged and r.steps == 0 and r.hvps == 0 and 7 < r.lbfgs < 100, r
+    assert r.factorisations == len(built) == 1 + (r.lbfgs - 1) // 7
+    assert r.gradients > r.lbfgs and r.to_dict()["lbfgs"] == r.lbfgs
+    plain = solve(jnp.eye(30), r.lbfgs)
+    assert plain.lbfgs == r.lbfgs and plain.steps > 0  # the identity left the trust region work to do
+    none = solve(jnp.linalg.inv(A), 0)
+    assert none.lbfgs == 0 and none.steps > 0
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, True])
+def test_minimise_matrix_free_refuses_bad_lbfgs(n):
+    from symland._newton_krylov import FlatProblem, minimise_matrix_free
+
+    p = FlatProblem(lambda v: jnp.sum((v - 1.0) ** 2))
+    with pytest.raises(ValueError, match="lbfgs"):
+        minimise_matrix_free(p, jnp.zeros(3), method="trust-pcg", lbfgs=n)
+    with pytest.raises(ValueError, match="lbfgs"):  # no factors to precondition the phase with
+        minimise_matrix_free(p, jnp.zeros(3), method="trust-pcg", lbfgs=5)
 
 
 def test_gauss_newton_preconditioner_in_the_upstream_gauge():

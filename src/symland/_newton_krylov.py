@@ -67,6 +67,13 @@ from ._results import EPS, RESULT_NAMES, check_hvp_budget, check_tolerance
 
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region step
+# `minimise_matrix_free(lbfgs=...)`: the L-BFGS phase's memory (pairs kept) and how many of its iterations
+# one set of Gauss–Newton factors serves before they are built again at the iterate. On the Fig. 3 δ = 0
+# solve after the run-off, 300 iterations from the merged θ* reached ‖∇L‖∞ 6e−6 with factors rebuilt every
+# 60, 18.5 s of iterations for L 6.19e−4 with the first factors kept throughout (BENCHMARKS.md, "An
+# L-BFGS phase preconditioned by the Gauss–Newton factors").
+LBFGS_MEMORY = 20
+LBFGS_REFACTORISE = 60
 KRYLOV_METHODS = ("trust-ncg", "trust-krylov", "trust-pcg")  # `minimise_matrix_free`'s methods
 # `matrix_free_paths`'s solvers: those, and trust-pcg with a lagged Gauss–Newton preconditioner
 PATH_SOLVERS = KRYLOV_METHODS + ("trust-gn",)
@@ -96,7 +103,9 @@ class KrylovOutcome:
     within the solve: `factors` given as a function, and
     `minimise_matrix_free(refactorise=...)`), `substeps` (the unrecorded
     continuation sub-steps by which `matrix_free_paths(split=...)` reached
-    this δ step; the other counts include theirs).
+    this δ step; the other counts include theirs), `lbfgs` (iterations of
+    the preconditioned L-BFGS phase before the trust region,
+    `minimise_matrix_free(lbfgs=...)`; 0 without one).
     """
 
     x: np.ndarray
@@ -109,6 +118,7 @@ class KrylovOutcome:
     seconds: float
     factorisations: int = 0
     substeps: int = 0
+    lbfgs: int = 0
 
     @property
     def converged(self) -> bool:
@@ -119,7 +129,7 @@ class KrylovOutcome:
         return {"status": self.status, "loss": float(self.loss), "grad_norm": float(self.grad_norm),
                 "steps": int(self.steps), "hvps": int(self.hvps), "gradients": int(self.gradients),
                 "seconds": float(self.seconds), "factorisations": int(self.factorisations),
-                "substeps": int(self.substeps)}
+                "substeps": int(self.substeps), "lbfgs": int(self.lbfgs)}
 
 
 class _Stop(Exception):
@@ -205,7 +215,8 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
                          initial_radius: float | None = None,
                          method: str = "trust-ncg", max_hvps: int | None = None,
                          max_cg: int = CG_MAX_ITERATIONS, factors=None,
-                         refactorise=None, refactorise_after: int | None = None) -> KrylovOutcome:
+                         refactorise=None, refactorise_after: int | None = None,
+                         lbfgs: int = 0) -> KrylovOutcome:
     """Minimise `problem` from v0 by trust-region Newton on HVPs.
 
     `method="trust-pcg"`: `_trust_region_pcg`, preconditioned by
@@ -246,6 +257,15 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       Fig. 3 δ = 0 solve after the run-off the second call took the solve
       from 3,346 HVPs and 2 factorisations to 2,001 and 3 (BENCHMARKS.md,
       "The permutation point after a run-off").
+    - `lbfgs` (trust-pcg with `factors` and `refactorise` only): at most
+      this many iterations of L-BFGS preconditioned by those factors
+      (`_lbfgs_gn`) before the trust region, which then starts with
+      `refactorise`'s factors at the point reached. For a start far from a
+      minimum in a long, curved valley, where trust-region steps are held
+      short by the model's error: on the Fig. 3 δ = 0 solve from the merged
+      θ* the trust region alone took 64 iterations (BENCHMARKS.md, "An
+      L-BFGS phase preconditioned by the Gauss–Newton factors"). Counted
+      in `lbfgs`, `gradients` and `factorisations`, not in `steps`.
 
     **Returns:** a `KrylovOutcome`.
 
@@ -267,6 +287,11 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
         raise ValueError(f"refactorise_after: must be a positive integer or None, got {refactorise_after!r}")
     if method not in KRYLOV_METHODS:
         raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(KRYLOV_METHODS)}")
+    if isinstance(lbfgs, bool) or not isinstance(lbfgs, (int, np.integer)) or lbfgs < 0:
+        raise ValueError(f"lbfgs: must be a non-negative integer, got {lbfgs!r}")
+    if lbfgs and (method != "trust-pcg" or not callable(factors) or refactorise is None):
+        raise ValueError("lbfgs: the L-BFGS phase is preconditioned by the trust region's factors, so it needs "
+                         "method='trust-pcg', factors given as a function and refactorise")
     t0 = time.perf_counter()
     counts = {"hvps": 0, "gradients": 0, "steps": 0, "factorisations": 0}
     budget = np.inf if max_hvps is None else int(max_hvps)
@@ -321,6 +346,12 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
             raise StopIteration
 
     s0 = np.asarray(problem.to_s(jnp.asarray(v0, dtype=jnp.float64)))
+    phase = 0
+    if lbfgs:
+        s0, phase = _lbfgs_gn(problem, s0, args, evaluate, factors, refactorise, iterations=int(lbfgs),
+                              gtol=gtol, escape=escape, counts=counts)
+        v_phase = problem.to_v(jnp.asarray(s0))
+        factors = lambda: refactorise(v_phase)  # fresh factors where the trust region starts, if it iterates
     if method == "trust-pcg":
         s, status = _trust_region_pcg(problem, s0, args, evaluate, gtol=gtol, max_steps=int(max_steps),
                                       escape=escape, max_hvps=budget, max_cg=int(max_cg),
@@ -329,7 +360,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
         f, _, gn = evaluate(s)  # a cache hit when the loop evaluated s recently
         return KrylovOutcome(np.asarray(problem.to_v(jnp.asarray(s))), f, gn, status,
                              counts["steps"], counts["hvps"], counts["gradients"],
-                             time.perf_counter() - t0, counts["factorisations"])
+                             time.perf_counter() - t0, counts["factorisations"], lbfgs=phase)
     state["best"] = s0
     if not done(s0):
         f0, g0, _ = evaluate(s0)
@@ -427,6 +458,91 @@ def _steihaug_pcg(hvp, g, precond, radius, eta, max_iter):
     return p, np.sqrt(pMp), hvps, "max_iter"
 
 
+def _lbfgs_gn(problem, s0, args, evaluate, factors, refactorise, *, iterations, gtol, escape, counts):
+    """L-BFGS whose initial inverse Hessian is the Gauss–Newton preconditioner; returns (s, iterations).
+
+    The two-loop recursion (Nocedal & Wright 2006, Alg. 7.4) with H₀ =
+    γ M̃⁻¹, γ = sᵀy / yᵀM̃⁻¹y of the newest pair (Alg. 7.5's scaling in M̃'s
+    metric), `LBFGS_MEMORY` pairs, and a Wolfe line search (scipy's
+    `line_search`, c₂ = 0.9). The factors (`factors()`, then
+    `refactorise(v)` at the iterate every `LBFGS_REFACTORISE` iterations,
+    dropping the pairs, which were scaled for the old metric) are counted in
+    `counts["factorisations"]`. Each iteration costs one loss and gradient
+    and two applications of M̃⁻¹, no HVP. Stops at `iterations`, at
+    ‖∇L‖∞ ≤ `gtol`·max(1, L), where `escape(v)` is true, or where the line
+    search fails; the caller's trust region goes on from there.
+
+    Hand-written because scipy's L-BFGS-B and optax's `lbfgs` take no
+    preconditioner (their H₀ is a multiple of the identity), and a change of
+    variables by the Cholesky factor would need its two triangular halves
+    separately, where `gauss_newton_preconditioner` applies M̃⁻¹ as a whole.
+    """
+    from scipy.optimize import line_search
+
+    s = np.asarray(s0)
+    f, g, gn = evaluate(s)
+    pairs, done, M = [], 0, None
+    while done < iterations:
+        if not (np.isfinite(f) and np.all(np.isfinite(g))) or gn <= gtol * max(1.0, abs(f)):
+            break
+        if escape is not None and escape(problem.to_v(jnp.asarray(s))):
+            break
+        if M is None or (done and done % LBFGS_REFACTORISE == 0):
+            M = factors() if M is None else refactorise(problem.to_v(jnp.asarray(s)))
+            counts["factorisations"] += 1
+            pairs = []
+        precond = lambda r: np.array(problem.apply_preconditioner(M, jnp.asarray(r)))
+        q, alphas = g.copy(), []
+        for si, yi, rho in reversed(pairs):
+            a = rho * (si @ q)
+            alphas.append(a)
+            q -= a * yi
+        z = precond(q)
+        if pairs:
+            _, y_last, rho_last = pairs[-1]
+            z *= 1.0 / (rho_last * float(y_last @ precond(y_last)))
+        for (si, yi, rho), a in zip(pairs, reversed(alphas)):
+            z += si * (a - rho * (yi @ z))
+        if not float(g @ z) > 0.0:  # not a descent direction: restart from M̃⁻¹g
+            pairs, z = [], precond(g)
+        with warnings.catch_warnings():  # line_search warns where it fails; that ends the phase
+            warnings.simplefilter("ignore")
+            step = line_search(lambda u: evaluate(u)[0], lambda u: evaluate(u)[1], s, -z, g, f, c2=0.9,
+                               maxiter=20)[0]
+        if step is None:
+            break
+        s_new = s - step * z
+        f_new, g_new, gn = evaluate(s_new)
+        ds, dg = s_new - s, g_new - g
+        if float(dg @ ds) > 0.0:
+            pairs = (pairs + [(ds, dg, 1.0 / float(dg @ ds))])[-LBFGS_MEMORY:]
+        s, f, g = s_new, f_new, g_new
+        done += 1
+    return s, done
+
+
+class _Replayed:
+    """A deterministic linear operator that remembers its products at one point.
+
+    After a rejected trust-region step the next inner solve starts from the
+    same point, gradient and preconditioner with a smaller radius, so its CG
+    iterates are the ones before, bitwise, until the new boundary: their
+    products (HVPs, preconditioner solves) are looked up, not computed again,
+    and the solve's result is the one a recomputation would give. Keyed by
+    the argument's bytes; `computed` counts the products actually computed.
+    """
+
+    def __init__(self, apply):
+        self.apply, self.seen, self.computed = apply, {}, 0
+
+    def __call__(self, t):
+        key = t.tobytes()
+        if key not in self.seen:
+            self.seen[key] = self.apply(t)
+            self.computed += 1
+        return self.seen[key]
+
+
 def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, max_hvps, max_cg,
                       initial_radius, counts, factors=None, refactorise=None, refactorise_after=None):
     """Trust-region Newton with preconditioned Steihaug–Toint CG steps; returns (s, status).
@@ -461,6 +577,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     radius = initial_radius
     lagged = factors
     stale = True  # may the next long inner solve refactorise: first, and after a short one since
+    operators = None  # (hvp, precond) at s with the current factors, replaying their products (`_Replayed`)
     while True:
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return s, "diverged"
@@ -475,24 +592,26 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
         if callable(lagged):  # built on first need (`minimise_matrix_free(factors=...)`)
             lagged = lagged()
             counts["factorisations"] += 1
-        factors = problem.build_preconditioner(s_now, *args) if lagged is None else lagged
-        precond = lambda r: np.asarray(problem.apply_preconditioner(factors, jnp.asarray(r)))
-        hvp_now = problem.hvp_at(s_now, *args)  # the primal passes once, then two data passes per HVP
-        hvp = lambda t: np.asarray(hvp_now(jnp.asarray(t)))
+        if operators is None:  # a new iterate or new factors
+            factors = problem.build_preconditioner(s_now, *args) if lagged is None else lagged
+            hvp_now = problem.hvp_at(s_now, *args)  # the primal passes once, then two data passes per HVP
+            operators = (_Replayed(lambda t, hvp_now=hvp_now: np.asarray(hvp_now(jnp.asarray(t)))),
+                         _Replayed(lambda r, factors=factors: np.asarray(
+                             problem.apply_preconditioner(factors, jnp.asarray(r)))))
+        hvp, precond = operators
+        done = hvp.computed
         if radius is None:  # the Cauchy step length in the M-norm, at most 1
             z = precond(g)
             gz = float(g @ z)
             curv = float(z @ hvp(z))
-            counts["hvps"] += 1
             radius = min(1.0, gz / curv * np.sqrt(gz)) if curv > 0 else 1.0
             radius = max(radius, 1e-12)
         gnorm = np.sqrt(max(float(g @ precond(g)), 0.0))
         eta = min(0.5, np.sqrt(gnorm))
         budget = max(1, min(max_cg, max_hvps - counts["hvps"]))
         p, pnorm, used, reason = _steihaug_pcg(hvp, g, precond, radius, eta, budget)
-        counts["hvps"] += used
         Hp = hvp(p)  # the model's predicted decrease needs pᵀHp (one more HVP, exact)
-        counts["hvps"] += 1
+        counts["hvps"] += hvp.computed - done  # those replayed after a rejected step are not computed again
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
         s_new = s + p
         if problem.retract is not None:  # a curved trial point (`path_problem(retract=True)`)
@@ -513,6 +632,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             radius = min(2.0 * radius, 1e6)
         if rho > 1e-4:
             s, f, g, gn = s_new, f_new, g_new, gn_new
+            operators = None
         elif radius < 1e-14 * max(1.0, np.linalg.norm(s)):
             return s, "stalled"
         long = (reason == "max_iter" and used == max_cg) or (refactorise_after is not None and used >= refactorise_after)
@@ -520,6 +640,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             # The preconditioner no longer resolves the curvature: near a minimum of the fixed-δ
             # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10).
             lagged = refactorise(problem.to_v(jnp.asarray(s)))
+            operators = None
             stale = False
             counts["factorisations"] += 1
             radius = None  # the Cauchy length in the new norm, at the next iteration
@@ -1267,6 +1388,10 @@ PREDICTOR_ORDER = 2
 # With the tangent at θ* (`path_tangent`) step 1 starts at 7.3e-5 instead of 1.7e-3, still never split.
 SPLIT_RATIO = 5.0
 SPLIT_DEPTH = 3
+# L-BFGS iterations before the trust region (`minimise_matrix_free(lbfgs=...)`) of the δ = 0 solve that
+# starts from the merged θ* after a run-off (trust-gn): 300 from the merged θ* of the Fig. 3 pair reached
+# ‖∇L‖∞ 6e−6 (BENCHMARKS.md, "An L-BFGS phase preconditioned by the Gauss–Newton factors").
+LBFGS_ITERATIONS = 300
 # `path_tangent`'s relative residual
 TANGENT_RTOL = 1e-8
 
@@ -1433,7 +1558,12 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
     continuous path from θ*; the recorded δ = 0 step is that solve. On the
     Fig. 3 path the refinement from the run-off point ended at ‖∇L‖∞ 5.4e−3
     (`not critical`); from the merged θ*, δ = 0 converges (BENCHMARKS.md,
-    "The permutation point after a run-off"). At
+    "The permutation point after a run-off"). That start is far from its
+    minimum, so with trust-gn the solve begins with `LBFGS_ITERATIONS` of
+    L-BFGS preconditioned by the Gauss–Newton factors
+    (`minimise_matrix_free(lbfgs=...)`): on the Fig. 3 pair the trust
+    region alone took 64 iterations (BENCHMARKS.md, "An L-BFGS phase
+    preconditioned by the Gauss–Newton factors"). At
     δ = 0 the output weights of l and m are equalised (the permutation
     point), the point is polished by `refine_matrix_free` (within the same
     `max_hvps` budget as a δ step), and
@@ -1630,7 +1760,7 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                 return to_free(points[-1][1], l, m, norm), None
             return starts[i], start_loss[i]
 
-        def solve(delta, v0):
+        def solve(delta, v0, lbfgs=0):
             used = {}  # the λ factor of the last factors this solve built
 
             def build(v, damping):
@@ -1644,7 +1774,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
                                        max_cg=CG_MAX_ITERATIONS,
                                        method=method, factors=(lambda: build(v0, state["damping"])) if gn else None,
                                        refactorise=near,
-                                       refactorise_after=GN_SWITCH_HVPS if gn else None)
+                                       refactorise_after=GN_SWITCH_HVPS if gn else None,
+                                       lbfgs=lbfgs if gn else 0)
             state["damping"] = used.get("damping", state["damping"])
             state["loss"] = sol.loss
             return sol
@@ -1676,7 +1807,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             else:
                 # δ = 0 after a run-off: the pair merged at θ* is the start (docstring)
                 merged = delta == 0 and rec["status"] and rec["status"][-1] == "escape"
-                sol = solve(float(delta), to_free(theta_star if merged else solved[-1][1], l, m, norm))
+                sol = solve(float(delta), to_free(theta_star if merged else solved[-1][1], l, m, norm),
+                            lbfgs=LBFGS_ITERATIONS if merged else 0)
                 if gn and tangent and not rec["loss"] and sol.converged and delta > 0:
                     # θ*: the tangent of the path of minima there, for the first predictions (docstring)
                     sol, dtheta = tangent_at(sol, float(delta))
