@@ -4,7 +4,7 @@ Run: PYTHONPATH=src python benchmarks/bench_mnist.py [--samples 10000] [--H 10] 
      [--max-hvps 60] [--gd-steps 3] [--gd-seconds 60] [--only grad|path|memory|lanczos|solvers|hvp] [--outer 30]
      [--solvers trust-ncg,trust-pcg,trust-gn] [--gn-damping 1e-6] [--fixed-damping]
      [--only steps --first 5 --solver trust-gn --retract on|off|both --split auto|off|both --starts --predictor auto|theta|both
-      --tangent on|off|both --profile] [--only merged --rounds 2] [--input-rtol 1e-3]
+      --tangent on|off|both --profile] [--only merged --rounds 2 --variants 300/60,360/120] [--input-rtol 1e-3]
 Ratios are taken in one run on the same machine. Prints one line per figure.
 The inputs are projected as `symland mnist` projects them (`project_inputs`, `--input-rtol`,
 default `INPUT_RTOL`; 0 keeps the raw data, as every figure in BENCHMARKS.md dated before
@@ -395,12 +395,13 @@ def converged_steps(x, labels, H, steps, first, solver, gauge=None, retract=True
     return seconds
 
 
-def merged_start(x, labels, H, rounds):
+def merged_start(x, labels, H, rounds, variants=()):
     """The δ = 0 solve of the Fig. 3 pair from θ* with the pair merged (where `matrix_free_paths` starts
     it after a run-off), as `matrix_free_paths` runs it (trust-gn at `GN_DAMPING_NEAR`, trial points
     along the rescaling orbits, refactorising after `GN_SWITCH_HVPS`), without and with the
-    preconditioned L-BFGS phase (`LBFGS_ITERATIONS`), alternately `rounds` times; one line per solve,
-    then the ratio of the medians. Each solve builds its own factors (counted)."""
+    preconditioned L-BFGS phase (`LBFGS_ITERATIONS`, `LBFGS_REFACTORISE`), alternately `rounds` times;
+    one line per solve, then the ratio of the medians. Each solve builds its own factors (counted).
+    `variants`: (iterations, refactorise every) pairs of the phase, each solved once after them."""
     import symland._newton_krylov as nk  # noqa: PLC0415
     from symland._path import free_parameters, rescale_direction  # noqa: PLC0415
 
@@ -423,6 +424,18 @@ def merged_start(x, labels, H, rounds):
                   f"{r.factorisations} factorisation(s), {r.seconds:.1f} s", flush=True)
     t0, t1 = (float(np.median(t)) for t in times.values())
     print(f"  median {t0:.1f} s without, {t1:.1f} s with the L-BFGS phase: {t0 / t1:.2f}×")
+    default = nk.LBFGS_REFACTORISE
+    try:
+        for n, every in variants:
+            nk.LBFGS_REFACTORISE = every
+            r = nk.minimise_matrix_free(problem, v0, args, gtol=nk.NK_GTOL, max_steps=300, method="trust-pcg",
+                                        max_cg=nk.CG_MAX_ITERATIONS, factors=lambda: build(v0), refactorise=build,
+                                        refactorise_after=nk.GN_SWITCH_HVPS, lbfgs=n)
+            print(f"  lbfgs={n}, factors every {every}: {r.status}, L {r.loss:.6e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
+                  f"{r.steps} trust-region iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), "
+                  f"{r.seconds:.1f} s", flush=True)
+    finally:
+        nk.LBFGS_REFACTORISE = default
 
 
 def memory(x, labels, H, max_hvps):
@@ -446,6 +459,8 @@ def main():
     ap.add_argument("--max-hvps", type=int, default=FIG3_HVP_BUDGET)
     ap.add_argument("--only", choices=("grad", "path", "memory", "lanczos", "solvers", "steps", "hvp", "merged"))
     ap.add_argument("--rounds", type=int, default=2, help="--only merged: solves of each kind, alternately")
+    ap.add_argument("--variants", default="", help="--only merged: L-BFGS phases N/K (N iterations, factors "
+                    "every K), comma-separated, each solved once after the rounds")
     ap.add_argument("--first", type=int, default=5,
                     help="--only steps: how many δ steps after θ* (more than --steps: the whole path and its permutation point)")
     ap.add_argument("--solver", default="trust-gn", help="--only steps: matrix_free_paths' solver")
@@ -504,7 +519,7 @@ def main():
             print(f"{both} {first} / {second}: {seconds[first]:.0f} s / {seconds[second]:.0f} s = "
                   f"{seconds[second] / seconds[first]:.2f}× faster")
     if a.only == "merged":  # not part of the default run
-        merged_start(xj, labels, a.H, a.rounds)
+        merged_start(xj, labels, a.H, a.rounds, [tuple(map(int, v.split("/"))) for v in a.variants.split(",") if v])
     if a.only == "hvp":  # not part of the default run
         hvp_products(xj, labels, a.H, a.steps)
     if a.only == "lanczos":  # not part of the default run: it repeats the path

@@ -68,12 +68,14 @@ from ._results import EPS, RESULT_NAMES, check_hvp_budget, check_tolerance
 NK_GTOL = 1e-8  # a step converges at ‖∇L‖∞ ≤ NK_GTOL·max(1, L) (issue 10)
 CG_MAX_ITERATIONS = 250  # inner PCG iterations (HVPs) per outer trust-region step
 # `minimise_matrix_free(lbfgs=...)`: the L-BFGS phase's memory (pairs kept) and how many of its iterations
-# one set of Gauss–Newton factors serves before they are built again at the iterate. On the Fig. 3 δ = 0
-# solve after the run-off, 300 iterations from the merged θ* reached ‖∇L‖∞ 6e−6 with factors rebuilt every
-# 60, 18.5 s of iterations for L 6.19e−4 with the first factors kept throughout (BENCHMARKS.md, "An
-# L-BFGS phase preconditioned by the Gauss–Newton factors").
+# one set of Gauss–Newton factors serves before they are built again at the iterate. Factors kept
+# throughout serve badly: in a scratch trial on the Fig. 3 δ = 0 solve from the merged θ*, 300 iterations
+# with the first factors left L at 6.19e−4 (the minimum's is 6.085e−4) and the trust region 1,168 HVPs.
+# Rebuilt every 60, 75, 100 or 120 iterations (`benchmarks/bench_mnist.py --only merged --variants`) they
+# left it 31–338 HVPs; of those, 360 iterations with factors every 120 took the least time (BENCHMARKS.md,
+# "An L-BFGS phase preconditioned by the Gauss–Newton factors").
 LBFGS_MEMORY = 20
-LBFGS_REFACTORISE = 60
+LBFGS_REFACTORISE = 120
 KRYLOV_METHODS = ("trust-ncg", "trust-krylov", "trust-pcg")  # `minimise_matrix_free`'s methods
 # `matrix_free_paths`'s solvers: those, and trust-pcg with a lagged Gauss–Newton preconditioner
 PATH_SOLVERS = KRYLOV_METHODS + ("trust-gn",)
@@ -1389,9 +1391,9 @@ PREDICTOR_ORDER = 2
 SPLIT_RATIO = 5.0
 SPLIT_DEPTH = 3
 # L-BFGS iterations before the trust region (`minimise_matrix_free(lbfgs=...)`) of the δ = 0 solve that
-# starts from the merged θ* after a run-off (trust-gn): 300 from the merged θ* of the Fig. 3 pair reached
-# ‖∇L‖∞ 6e−6 (BENCHMARKS.md, "An L-BFGS phase preconditioned by the Gauss–Newton factors").
-LBFGS_ITERATIONS = 300
+# starts from the merged θ* after a run-off (trust-gn); with `LBFGS_REFACTORISE` (above, and BENCHMARKS.md,
+# "An L-BFGS phase preconditioned by the Gauss–Newton factors").
+LBFGS_ITERATIONS = 360
 # `path_tangent`'s relative residual
 TANGENT_RTOL = 1e-8
 
