@@ -412,12 +412,13 @@ def merged_start(x, labels, H, rounds, variants=()):
     args = (0.0, l, m, x, y)
     build = lambda v: problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
     print(f"δ = 0 from the merged θ*, H={H}, pair {l}&{m}: L {float(problem.value_grads(problem.to_s(v0), *args)[0]):.4e}")
+    solve = lambda n: nk.minimise_matrix_free(problem, v0, args, gtol=nk.NK_GTOL, max_steps=300, method="trust-pcg",
+                                              max_cg=nk.CG_MAX_ITERATIONS, factors=lambda: build(v0),
+                                              refactorise=build, refactorise_after=nk.GN_SWITCH_HVPS, lbfgs=n)
     times = {0: [], nk.LBFGS_ITERATIONS: []}
     for _ in range(rounds):
         for n in times:
-            r = nk.minimise_matrix_free(problem, v0, args, gtol=nk.NK_GTOL, max_steps=300, method="trust-pcg",
-                                        max_cg=nk.CG_MAX_ITERATIONS, factors=lambda: build(v0), refactorise=build,
-                                        refactorise_after=nk.GN_SWITCH_HVPS, lbfgs=n)
+            r = solve(n)
             times[n].append(r.seconds)
             print(f"  lbfgs={n}: {r.status}, L {r.loss:.6e}, ‖∇L‖∞ {r.grad_norm:.1e}, {r.lbfgs} L-BFGS and "
                   f"{r.steps} trust-region iterations, {r.hvps} HVPs, {r.gradients} gradients, "
@@ -428,9 +429,7 @@ def merged_start(x, labels, H, rounds, variants=()):
     try:
         for n, every in variants:
             nk.LBFGS_REFACTORISE = every
-            r = nk.minimise_matrix_free(problem, v0, args, gtol=nk.NK_GTOL, max_steps=300, method="trust-pcg",
-                                        max_cg=nk.CG_MAX_ITERATIONS, factors=lambda: build(v0), refactorise=build,
-                                        refactorise_after=nk.GN_SWITCH_HVPS, lbfgs=n)
+            r = solve(n)
             print(f"  lbfgs={n}, factors every {every}: {r.status}, L {r.loss:.6e}, ‖∇L‖∞ {r.grad_norm:.1e}, "
                   f"{r.steps} trust-region iterations, {r.hvps} HVPs, {r.factorisations} factorisation(s), "
                   f"{r.seconds:.1f} s", flush=True)
