@@ -922,6 +922,11 @@ GN_SWITCH_HVPS = 125
 # Xeon, 2 cores): the panel solve in 12.3 ms with panels of 512 or 1,024 rows, 13.5 ms with 2,048;
 # the library's `apply` 11.7 ms against 24.1 ms for two BLAS `strsv` (BENCHMARKS.md, issue 10).
 GN_PANEL = 1024
+# With `single`, layer 1's block of M̃ (nearly all of n) is factorised in float32 (LAPACK spotrf) and
+# the Schur complement of the other layers' block in float64 (`gauss_newton_preconditioner`). On a Fig. 3
+# matrix (AMD EPYC, 2 cores): spotrf 1.3 s and the Schur complement 0.1–0.4 s against dpotrf's 3.7–3.9 s;
+# the path's steps 0–15 took 899 HVPs against 918 (BENCHMARKS.md, "A mixed-precision factorisation").
+GN_MIXED = True
 
 
 class CholeskyPanels(typing.NamedTuple):
@@ -961,22 +966,28 @@ def cholesky_panels(L, order=None, dtype=np.float64, panel: int | None = None) -
         >>> bool(np.allclose(cholesky_panel_solve(F, r), np.linalg.solve(M, r), rtol=1e-12, atol=0))
         True
     """
-    import scipy.linalg
-
     n = L.shape[0]
     panel = GN_PANEL if panel is None else panel
     if isinstance(panel, bool) or not (isinstance(panel, (int, np.integer)) and panel >= 1):
         raise ValueError(f"panel: must be a positive number of rows, got {panel}")
+    return _panels_of_rows(lambda i0, i1: L[i0:i1, :i1], [*range(0, n, panel), n], order, dtype)
+
+
+def _panels_of_rows(rows, cuts, order, dtype) -> CholeskyPanels:
+    """`CholeskyPanels` from `rows(i0, i1)` = L[i0:i1, :i1] (any float dtype; only its lower triangle is
+    read), one panel per interval of `cuts` (0 = cuts[0] < … < cuts[−1] = n)."""
+    import scipy.linalg
+
     panels, inverses = [], []
-    for i0 in range(0, n, panel):
-        i1 = min(i0 + panel, n)
-        D, info = scipy.linalg.lapack.dtrtri(np.tril(L[i0:i1, i0:i1]), lower=1)
+    for i0, i1 in zip(cuts[:-1], cuts[1:]):
+        block = rows(i0, i1)
+        D, info = scipy.linalg.lapack.dtrtri(np.tril(np.asarray(block[:, i0:i1], dtype=np.float64)), lower=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"cholesky_panels: L is singular (trtri info {info})")
-        panels.append(jnp.asarray(np.ascontiguousarray(L[i0:i1, :i0], dtype=dtype)))
+        panels.append(jnp.asarray(np.ascontiguousarray(block[:, :i0], dtype=dtype)))
         inverses.append(jnp.asarray(D, dtype=dtype))
     return CholeskyPanels(tuple(panels), tuple(inverses),
-                          jnp.arange(n) if order is None else jnp.asarray(order))
+                          jnp.arange(cuts[-1]) if order is None else jnp.asarray(order))
 
 
 @jax.jit
@@ -1114,7 +1125,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
             product = lambda jk: (X(jk[0]) * A_l[:, jk[0], jk[1]][:, None]).T @ X(jk[1])
         else:  # each block x̃ᵀ diag(a_jk) x̃ is symmetric
             product = lambda jk: symmetric_weighted_gram(xt_l, A_l[:, jk[0], jk[1]])
-        B1 = jax.lax.map(lambda jk: product(jk).astype(xt.dtype), jnp.asarray(pairs))
+        B1 = jax.lax.map(product, jnp.asarray(pairs))  # `low`: float32 with `single`
         v1 = v[:n1]
 
         def rest(vr):  # the outputs as a function of layers ≥ 2 (layer 1's outputs fixed)
@@ -1153,7 +1164,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
             B1 = (B1 + XB[j, k][:, :, None] * w[k][:, None, :] + w[j][:, :, None] * XB[k, j][:, None, :]
                   + Cg[j, k][:, None, None] * w[j][:, :, None] * w[k][:, None, :])
             C = C + w[:, :, None] * (c * jnp.einsum("toj,toa->ja", g, Jr))[:, None, :]
-        return B1, C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
+        return B1.astype(low), C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
 
     return pairs, blocks
 
@@ -1192,6 +1203,20 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     bound by memory bandwidth, and float32 reads half the bytes. Below that size the float64 factor
     costs little, and float32 made the 2-5-1 toy path at gtol 1e−10 spend
     5,740 HVPs against 4,162 (`benchmarks/bench_path_solvers.py`).
+    With `single` and `GN_MIXED` (the default), the factorisation itself is
+    mixed: M̃ = [[M₁₁, C], [Cᵀ, M_rr]], layer 1's block M₁₁ (n₁(n₀ + 1) of the
+    n rows, 7,850 of 8,070 at 784-10-10-10) is assembled and factorised in
+    float32 (LAPACK `spotrf`, L₁₁), W = L₁₁⁻¹C (`strtrs`), and the Schur
+    complement M_rr − WᵀW of the other layers is factorised in float64. Then
+    L̃L̃ᵀ = M̃ + diag(E, 0) with E `spotrf`'s backward error: the other
+    layers' rows, where G's small eigenvalues and the rescaling valley lie
+    (float32 `potrf` of the whole M̃ fails there at λ = `GN_DAMPING_NEAR`),
+    stay as exact as before. On a Fig. 3 matrix at that λ the preconditioned
+    spectrum L̃⁻¹M̃L̃⁻ᵀ lies in [0.87, 1.15] (the float64 factor rounded to
+    float32: [0.99995, 1.00005]), and the path's steps 0–15 take 899 HVPs against
+    918, while the factorisation takes a third of `dpotrf`'s time (BENCHMARKS.md,
+    "A mixed-precision factorisation"). Where `spotrf` or the Schur complement's
+    `potrf` fails, the float64 factor of the same blocks is used.
     M̃⁻¹r is applied by `cholesky_panel_solve`: products with L's row panels
     and with the inverses of its diagonal blocks, in XLA on all threads (11.7 ms
     at 8,070 parameters on an Intel Xeon with 2 cores, against 24.1 ms for two
@@ -1242,37 +1267,76 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     # ∇_v ½‖u‖² = u in row m's coordinates: the direction along which only ‖u‖ changes
     radial_v = jax.jit(jax.grad(lambda v, m: 0.5 * (jnp.sum(rows(v)[0][m] ** 2) + rows(v)[1][m] ** 2)))
 
-    def cholesky(blocks_of, v, delta, l, m, x, y, damping):  # → (L in G's memory, potrf's info)
-        B1, C, Gr = blocks_of(jnp.asarray(v), delta, l, m, x, y, xt, P)
+    def radial_e(v, m):  # the unit vector along which only ‖u‖ changes, in row-block order
+        e = np.asarray(to_s(radial_v(jnp.asarray(v), m)))[order]
+        return e / np.linalg.norm(e)
+
+    def cholesky(B1, C, Gr, v, m, damping):  # → (L in G's memory, potrf's info)
         # Only G's upper triangle is written (contiguous row-major copies): Gᵀ, G's memory read in
         # column-major order, then holds the lower triangle, which is all that LAPACK potrf, BLAS syr
         # and cholesky_panels read. No transposed copy, no n × n temporary.
         G = np.zeros((n, n))  # zeros, not empty: no garbage in the unwritten triangle, whoever reads it
         w = n_0 + 1
-        for (j, k), b in zip(pairs, np.asarray(B1)):
+        for (j, k), b in zip(pairs, B1):
             G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
-        del B1
-        G[:n1, n1:] = np.asarray(C).reshape(n1, -1)
-        G[n1:, n1:] = np.asarray(Gr)
+        G[:n1, n1:] = C.reshape(n1, -1)
+        G[n1:, n1:] = Gr
         F = G.T  # Fortran-ordered, lower triangle filled
         scale = np.trace(F) / n
         F[np.diag_indices(n)] += damping * scale
         if radial:  # the loss does not depend on ‖u‖: give that null direction the mean curvature
-            e = np.asarray(to_s(radial_v(jnp.asarray(v), m)))[order]
-            e /= np.linalg.norm(e)
-            F = scipy.linalg.blas.dsyr(scale, e, lower=1, a=F, overwrite_a=1)
+            F = scipy.linalg.blas.dsyr(scale, radial_e(v, m), lower=1, a=F, overwrite_a=1)
         return scipy.linalg.lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
+
+    def cholesky_mixed(B1, C, Gr, v, m, damping):  # → CholeskyPanels, or None where a potrf fails
+        # M̃ = [[M₁₁, C], [Cᵀ, M_rr]] with M₁₁ (layer 1's rows, nearly all of n) factorised in float32
+        # (LAPACK spotrf) and the Schur complement S = M_rr − WᵀW, W = L₁₁⁻¹C, in float64: then
+        # L̃L̃ᵀ = M̃ + diag(E, 0) exactly, E spotrf's backward error (docstring).
+        w = n_0 + 1
+        G11 = np.zeros((n1, n1), np.float32)  # upper triangle written; G11ᵀ holds the lower one
+        for (j, k), b in zip(pairs, B1):
+            G11[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
+        F11, C, Gr = G11.T, C.reshape(n1, -1).copy(), Gr.copy()
+        scale = (np.trace(F11, dtype=np.float64) + np.trace(Gr)) / n
+        F11[np.diag_indices(n1)] += np.float32(damping * scale)
+        Gr[np.diag_indices(n - n1)] += damping * scale
+        if radial:
+            e = radial_e(v, m)
+            e1, er = e[:n1], e[n1:]
+            if np.any(e1):
+                F11 = scipy.linalg.blas.ssyr(scale, e1.astype(np.float32), lower=1, a=F11, overwrite_a=1)
+            C += scale * np.outer(e1, er)
+            Gr += scale * np.outer(er, er)
+        L11, info = scipy.linalg.lapack.spotrf(F11, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            return None
+        W, info = scipy.linalg.lapack.strtrs(L11, C.astype(np.float32), lower=1)
+        if info != 0:
+            return None
+        W = W.astype(np.float64)
+        Ls, info = scipy.linalg.lapack.dpotrf(Gr - W.T @ W, lower=1, clean=1)
+        if info != 0:
+            return None
+        Wt = np.ascontiguousarray(W.T)
+        rows = lambda i0, i1: L11[i0:i1, :i1] if i1 <= n1 else np.concatenate([Wt, Ls], axis=1)
+        return _panels_of_rows(rows, [*range(0, n1, GN_PANEL), n1, n], order, np.float32)
 
     # float64 blocks, compiled only when float32 ones fail (below)
     blocks_64 = functools.cache(lambda: _gauss_newton_blocks(model, layer, kind, gauge=gauge)[1])
 
     def factorise(v, delta, l, m, x, y, *, damping=damping):
-        L, info = cholesky(blocks, v, delta, l, m, x, y, damping)
+        B1, C, Gr = (np.asarray(b) for b in blocks(jnp.asarray(v), delta, l, m, x, y, xt, P))
+        if single and GN_MIXED:
+            factors = cholesky_mixed(B1, C, Gr, v, m, damping)
+            if factors is not None:
+                return factors
+        L, info = cholesky(B1, C, Gr, v, m, damping)
         if info != 0 and single:
             # float32 rounding of the blocks (≈ 1e−7 of their entries) outweighs a λ this small along
             # G's null directions, e.g. inputs with an exact linear dependence: form them in float64
-            del L  # the failed factor's n × n memory, before the float64 blocks fill another
-            L, info = cholesky(blocks_64(), v, delta, l, m, x, y, damping)
+            del L, B1  # the failed factor's n × n memory, before the float64 blocks fill another
+            B1, C, Gr = (np.asarray(b) for b in blocks_64()(jnp.asarray(v), delta, l, m, x, y, xt, P))
+            L, info = cholesky(B1, C, Gr, v, m, damping)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: M̃ is not positive definite (potrf info {info})")
         # potrf left the upper triangle as it was; cholesky_panels reads the lower one only
