@@ -1,6 +1,6 @@
 """Applying the Gauss–Newton preconditioner's factor (issue 10): BLAS (NumPy, trmv, trsv) against XLA.
 
-Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070] [--blocks]
+Run: PYTHONPATH=src python benchmarks/bench_gn_apply.py [--n 8070] [--blocks] [--factorise N [--mixed both]]
 `gauss_newton_preconditioner` applies M̃⁻¹r = L⁻ᵀ(L⁻¹r) with the dense Cholesky factor L of n × n
 (n = 8,070 for 784-10-10-10), here of M̃ = AAᵀ/n + I (A standard normal). Prints the time of LAPACK
 `potrf` (the factorisation) and of `trtri` (L⁻¹), then the best of 5 times for each
@@ -17,8 +17,9 @@ With `--blocks`, only the blocks, with layer 1's symmetric blocks multiplied who
 block triangle (`symmetric_weighted_gram`), interleaved in one run.
 With `--factorise N`, only N factorisations at `GN_DAMPING_NEAR` of the Fig. 3 problem on the inputs
 as `symland mnist` projects them, each at another point, after one that compiles: the median and
-the best, and the mean time of each part (the Gauss–Newton blocks, LAPACK `potrf`, the float32
-panels, the rest). Compare two commits by running this file against each commit's `src` (PYTHONPATH)
+the best, and the mean time of each part (the Gauss–Newton blocks, LAPACK `dpotrf`, `spotrf` and
+`strtrs`, the float32 panels, the rest); with `--mixed both`, the float64 factor (`GN_MIXED` off)
+and the mixed-precision one (on) alternately at each point, and the ratio of their medians. Compare two commits by running this file against each commit's `src` (PYTHONPATH)
 alternately.
 """
 
@@ -78,10 +79,11 @@ def gram_blocks(repeat=3):
           f"{best[default]:.2f} s ({best[1] / best[default]:.2f}×); largest difference {diff:.1e} of the largest entry")
 
 
-def factorisations(n):
+def factorisations(n, mixed=(None,)):
     """`n` factorisations (`path_problem(...).factorise`, damping `GN_DAMPING_NEAR`) of the 784-10-10-10
     fixed-δ problem (split layer 2, pair 2 & 6, δ = 1, 10,000 Fashion-MNIST samples projected as
-    `symland mnist` projects them, random network), each at another point, after one that compiles."""
+    `symland mnist` projects them, random network), each at another point, after one that compiles.
+    `mixed`: the values of `GN_MIXED` to time, alternately at each point (None: the library's)."""
     import time  # noqa: PLC0415
 
     import scipy.linalg.lapack  # noqa: PLC0415
@@ -96,32 +98,45 @@ def factorisations(n):
     y = model.apply(p, x) + 0.1
     parts = {}
     timed = timer(parts)
-    real = (nk._gauss_newton_blocks, scipy.linalg.lapack.dpotrf, nk.cholesky_panels)
+    lapack = scipy.linalg.lapack
+    real = (nk._gauss_newton_blocks, lapack.dpotrf, lapack.spotrf, lapack.strtrs, nk._panels_of_rows, nk.GN_MIXED)
 
     def blocks_timed(*a, **k):
         pairs, blocks = real[0](*a, **k)
         return pairs, timed("Gauss–Newton blocks", blocks)
 
     nk._gauss_newton_blocks = blocks_timed
-    scipy.linalg.lapack.dpotrf = timed("potrf", real[1])
-    nk.cholesky_panels = timed("panels", real[2])
+    lapack.dpotrf, lapack.spotrf = timed("dpotrf", real[1]), timed("spotrf", real[2])
+    lapack.strtrs, nk._panels_of_rows = timed("strtrs", real[3]), timed("panels", real[4])
+    seconds, spent = {m: [] for m in mixed}, {m: {} for m in mixed}
     try:
         problem = path_problem(model, 2, "nmse", x, preconditioner="gauss-newton")
         v = ravel_pytree(p)[0]
         args = (1.0, 2, 6, x, y)
-        problem.factorise(v, *args)
-        parts.clear()  # the compiling call's
-        seconds = []
+        for m in mixed:  # compiles
+            nk.GN_MIXED = real[5] if m is None else m
+            problem.factorise(v, *args)
         for i in range(n):
-            t = time.perf_counter()
-            problem.factorise(v + 0.01 * (i + 1), *args, damping=nk.GN_DAMPING_NEAR)
-            seconds.append(time.perf_counter() - t)
+            for m in mixed:
+                nk.GN_MIXED = real[5] if m is None else m
+                parts.clear()
+                t = time.perf_counter()
+                problem.factorise(v + 0.01 * (i + 1), *args, damping=nk.GN_DAMPING_NEAR)
+                seconds[m].append(time.perf_counter() - t)
+                for k, dt in parts.items():
+                    spent[m][k] = spent[m].get(k, 0.0) + dt
     finally:
-        nk._gauss_newton_blocks, scipy.linalg.lapack.dpotrf, nk.cholesky_panels = real
-    rest = sum(seconds) - sum(parts.values())
-    print(f"{nk.__file__}: {n} factorisations, median {np.median(seconds):.2f} s, best {min(seconds):.2f} s; "
-          "mean per factorisation: " + ", ".join(f"{k} {t / n:.2f} s" for k, t in parts.items())
-          + f", the rest (filling G, damping) {rest / n:.2f} s", flush=True)
+        nk._gauss_newton_blocks, lapack.dpotrf, lapack.spotrf, lapack.strtrs, nk._panels_of_rows, nk.GN_MIXED = real
+    for m in mixed:
+        rest = sum(seconds[m]) - sum(spent[m].values())
+        label = "" if m is None else f" GN_MIXED={m}:"
+        print(f"{nk.__file__}:{label} {n} factorisations, median {np.median(seconds[m]):.2f} s, best "
+              f"{min(seconds[m]):.2f} s; mean per factorisation: "
+              + ", ".join(f"{k} {t / n:.2f} s" for k, t in spent[m].items())
+              + f", the rest (filling G, damping, W's Schur complement) {rest / n:.2f} s", flush=True)
+    if len(mixed) == 2:
+        a, b = (np.median(seconds[m]) for m in mixed)
+        print(f"  median {a:.2f} s / {b:.2f} s = {a / b:.2f}×")
 
 
 def main():
@@ -129,11 +144,13 @@ def main():
     ap.add_argument("--n", type=int, default=8070)
     ap.add_argument("--blocks", action="store_true", help="only the Gauss–Newton blocks, GRAM_PARTS 1 against the default")
     ap.add_argument("--factorise", type=int, metavar="N", help="only N factorisations of the Fig. 3 problem")
+    ap.add_argument("--mixed", choices=("default", "both"), default="default",
+                    help="--factorise: GN_MIXED as in the library, or off and on alternately")
     a = ap.parse_args()
     if a.factorise is not None:
         if a.factorise < 1:
             ap.error("--factorise: must be a positive number of factorisations")
-        factorisations(a.factorise)
+        factorisations(a.factorise, (None,) if a.mixed == "default" else (False, True))
         return
     if a.blocks:
         gram_blocks(5)

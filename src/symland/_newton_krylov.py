@@ -1071,8 +1071,8 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
     J₁[:, m]) and row m's input is x̃ ∂ϑ_m/∂ũ = δ/‖u‖ x̃(I − ûûᵀ)P (u = Pũ
     in the whitened variables), so the matrix is exact for every layer.
     With `single` the layer-1 blocks, which are nearly all of the work
-    (n₁(n₁+1)/2 products of T × (n₀+1) matrices), are multiplied in float32
-    and returned in float64: the matrix is only a preconditioner, and at
+    (n₁(n₁+1)/2 products of T × (n₀+1) matrices), are multiplied and
+    returned in float32 (the other blocks in float64): the matrix is only a preconditioner, and at
     784-10-10-10 on 10,000 samples the blocks then take 5.2 s against 12.6 s
     (`benchmarks/bench_gn_apply.py`, BENCHMARKS.md).
     With an `UpstreamGauge` (`symland._path.upstream_gauge`) and split layer 2,
