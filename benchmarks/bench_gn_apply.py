@@ -19,8 +19,8 @@ With `--factorise N`, only N factorisations at `GN_DAMPING_NEAR` of the Fig. 3 p
 as `symland mnist` projects them, each at another point, after one that compiles: the median and
 the best, and the mean time of each part (the Gauss–Newton blocks, LAPACK `dpotrf`, `spotrf` and
 `strtrs`, the float32 panels, the rest); with `--mixed both`, the float64 factor (`GN_MIXED` off)
-and the mixed-precision one (on) alternately at each point, and the ratio of their medians. Compare two commits by running this file against each commit's `src` (PYTHONPATH)
-alternately.
+and the mixed-precision one (on) alternately at each point, and the ratio of their medians.
+Compare two commits by running this file against each commit's `src` (PYTHONPATH) alternately.
 """
 
 from __future__ import annotations

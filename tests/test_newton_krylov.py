@@ -921,13 +921,13 @@ def test_gauss_newton_preconditioner_keeps_out_of_dark_input_directions(single, 
     directions it is the damped Gauss–Newton inverse (float32 blocks: to their precision; with
     `GN_MIXED`, layer 1's block also factorised in float32: to u₃₂·κ(M̃) ≈ 6e−8 × 1e6). Without Π
     float32 blocks' rounding, not small against λ, leaks into the dark direction."""
-    import symland._newton_krylov as nk
-
-    monkeypatch.setattr(nk, "GN_MIXED", mixed)
     from jax.flatten_util import ravel_pytree
 
+    import symland._newton_krylov as nk
     from symland._newton_krylov import gauss_newton_preconditioner, path_problem
     from symland._path import effective_params
+
+    monkeypatch.setattr(nk, "GN_MIXED", mixed)
 
     model = s.MLP((3, 4, 3, 2), "softplus")
     x = jax.random.normal(jax.random.PRNGKey(0), (40, 3)).at[:, 2].set(0.0)
