@@ -1271,14 +1271,18 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         e = np.asarray(to_s(radial_v(jnp.asarray(v), m)))[order]
         return e / np.linalg.norm(e)
 
+    def with_layer_1(G, B1):  # G with layer 1's blocks written into its upper triangle, row-major
+        w = n_0 + 1
+        for (j, k), b in zip(pairs, B1):
+            G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
+        return G
+
     def cholesky(B1, C, Gr, v, m, damping):  # → (L in G's memory, potrf's info)
         # Only G's upper triangle is written (contiguous row-major copies): Gᵀ, G's memory read in
         # column-major order, then holds the lower triangle, which is all that LAPACK potrf, BLAS syr
         # and cholesky_panels read. No transposed copy, no n × n temporary.
-        G = np.zeros((n, n))  # zeros, not empty: no garbage in the unwritten triangle, whoever reads it
-        w = n_0 + 1
-        for (j, k), b in zip(pairs, B1):
-            G[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
+        # zeros, not empty: no garbage in the unwritten triangle, whoever reads it
+        G = with_layer_1(np.zeros((n, n)), B1)
         G[:n1, n1:] = C.reshape(n1, -1)
         G[n1:, n1:] = Gr
         F = G.T  # Fortran-ordered, lower triangle filled
@@ -1292,10 +1296,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
         # M̃ = [[M₁₁, C], [Cᵀ, M_rr]] with M₁₁ (layer 1's rows, nearly all of n) factorised in float32
         # (LAPACK spotrf) and the Schur complement S = M_rr − WᵀW, W = L₁₁⁻¹C, in float64: then
         # L̃L̃ᵀ = M̃ + diag(E, 0) exactly, E spotrf's backward error (docstring).
-        w = n_0 + 1
-        G11 = np.zeros((n1, n1), np.float32)  # upper triangle written; G11ᵀ holds the lower one
-        for (j, k), b in zip(pairs, B1):
-            G11[j * w:(j + 1) * w, k * w:(k + 1) * w] = b
+        G11 = with_layer_1(np.zeros((n1, n1), np.float32), B1)  # upper triangle; G11ᵀ holds the lower one
         F11, C, Gr = G11.T, C.reshape(n1, -1).copy(), Gr.copy()
         scale = (np.trace(F11, dtype=np.float64) + np.trace(Gr)) / n
         F11[np.diag_indices(n1)] += np.float32(damping * scale)
