@@ -923,9 +923,10 @@ GN_SWITCH_HVPS = 125
 # the library's `apply` 11.7 ms against 24.1 ms for two BLAS `strsv` (BENCHMARKS.md, issue 10).
 GN_PANEL = 1024
 # With `single`, layer 1's block of M̃ (nearly all of n) is factorised in float32 (LAPACK spotrf) and
-# the Schur complement of the other layers' block in float64 (`gauss_newton_preconditioner`). On a Fig. 3
-# matrix (AMD EPYC, 2 cores): spotrf 1.3 s and the Schur complement 0.1–0.4 s against dpotrf's 3.7–3.9 s;
-# the path's steps 0–15 took 899 HVPs against 918 (BENCHMARKS.md, "A mixed-precision factorisation").
+# the Schur complement of the other layers' block in float64 (`gauss_newton_preconditioner`).
+# `benchmarks/bench_gn_apply.py --factorise 4 --mixed both` (AMD EPYC, 2 cores): spotrf 1.24 s, strtrs
+# 0.13 s and the Schur complement's dpotrf 0.02 s against dpotrf's 3.23 s, a factorisation 8.67 s against
+# 10.34 s; the path's steps 0–15 took 899 HVPs against 918 (BENCHMARKS.md, "A mixed-precision factorisation").
 GN_MIXED = True
 
 
@@ -1214,7 +1215,8 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     stay as exact as before. On a Fig. 3 matrix at that λ the preconditioned
     spectrum L̃⁻¹M̃L̃⁻ᵀ lies in [0.87, 1.15] (the float64 factor rounded to
     float32: [0.99995, 1.00005]), and the path's steps 0–15 take 899 HVPs against
-    918, while the factorisation takes a third of `dpotrf`'s time (BENCHMARKS.md,
+    918, while `spotrf`, `strtrs` and the Schur complement's `potrf` take 1.39 s
+    against `dpotrf`'s 3.23 s on an AMD EPYC (BENCHMARKS.md,
     "A mixed-precision factorisation"). Where `spotrf` or the Schur complement's
     `potrf` fails, the float64 factor of the same blocks is used.
     M̃⁻¹r is applied by `cholesky_panel_solve`: products with L's row panels
