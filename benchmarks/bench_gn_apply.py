@@ -13,8 +13,8 @@ samples, random network; linearised, as the solver's) followed by the library's 
 followed by two `strsv` on one BLAS thread (mean of 20 pairs each), and one factorisation of that problem
 (`factorise`, after a first call that compiles) with layer 1's Gauss–Newton blocks multiplied in float32
 (`single`, the default at this size) and in float64, each with the time of the blocks alone.
-With `--blocks`, only the blocks, with layer 1's symmetric blocks multiplied whole and by their upper
-block triangle (`symmetric_weighted_gram`), interleaved in one run.
+With `--blocks`, only layer 1's 55 blocks, by `polarised_grams` (one BLAS syrk each) and by XLA
+products of their upper block triangles (the library before), interleaved in one run.
 With `--factorise N`, only N factorisations at `GN_DAMPING_NEAR` of the Fig. 3 problem on the inputs
 as `symland mnist` projects them, each at another point, after one that compiles: the median and
 the best, and the mean time of each part (the Gauss–Newton blocks, LAPACK `dpotrf`, `spotrf` and
@@ -44,39 +44,59 @@ def best_ms(fn, repeat=5):
     return 1e3 * best_of(fn, repeat)
 
 
+def upper_triangle_grams(X, A, pairs, parts=4):
+    """The library's layer-1 blocks before `polarised_grams`, in XLA: for each pair, Xᵀ diag(a_jk) X
+    from the products of its upper triangle of `parts` column blocks (5/8 of the flops for 4), mirrored."""
+    n = X.shape[1]
+    cuts = [round(i * n / parts) for i in range(parts + 1)]
+
+    def gram(a):
+        XD = X * a[:, None]
+        b = {(i, j): XD[:, cuts[i]:cuts[i + 1]].T @ X[:, cuts[j]:cuts[j + 1]] for i in range(parts) for j in range(i, parts)}
+        return jnp.block([[b[i, j] if i <= j else b[j, i].T for j in range(parts)] for i in range(parts)])
+
+    return jax.lax.map(lambda jk: gram(A[:, jk[0], jk[1]]), jnp.asarray(pairs))
+
+
 def gram_blocks(repeat=3):
-    """The float32 Gauss–Newton blocks of the 784-10-10-10 problem (split layer 2, 10,000 Fashion-MNIST
-    samples) with layer 1's symmetric blocks multiplied whole (`GRAM_PARTS` = 1, the library until
-    `symmetric_weighted_gram`) and by their upper block triangle (the default), interleaved, best of
-    `repeat` each after a call that compiles; and the largest difference between the two."""
+    """Layer 1's float32 Gauss–Newton blocks of the 784-10-10-10 problem (split layer 2, 10,000
+    Fashion-MNIST samples, random network): the 55 weighted Grams Xᵀ diag(a_jk) X by the library's
+    `polarised_grams` (one BLAS syrk each) and by XLA products of their upper block triangles (the
+    library before), interleaved, best of `repeat` each after a call that compiles; and their largest
+    difference, relative to the largest entry of the diagonal blocks."""
     import time  # noqa: PLC0415
 
-    import symland._newton_krylov as nk  # noqa: PLC0415
     from jax.flatten_util import ravel_pytree  # noqa: PLC0415
+
+    from symland._newton_krylov import _output_jacobians, polarised_grams  # noqa: PLC0415
+    from symland._network import ACTIVATIONS  # noqa: PLC0415
 
     x = jnp.asarray(s.load_image_data("fashion-mnist", n_samples=10_000)[0])
     model = s.MLP((784, 10, 10, 10), "softplus")
     p = model.init(jax.random.PRNGKey(0))
-    y = model.apply(p, x) + 0.1
-    v = ravel_pytree(p)[0]
     P, _ = input_whitening(x)
-    xt = jnp.asarray(np.concatenate([np.asarray(x), np.ones((x.shape[0], 1))], axis=1) @ np.asarray(P))
-    args = (v, 1.0, 2, 6, x, y, xt, P)
-    default, fns, out, best = nk.GRAM_PARTS, {}, {}, {}
-    for parts in (1, default):  # GRAM_PARTS is read when the blocks are traced: one compilation each
-        nk.GRAM_PARTS = parts
-        fns[parts] = _gauss_newton_blocks(model, 2, "nmse", True)[1]
-        out[parts] = jax.block_until_ready(fns[parts](*args))
-    nk.GRAM_PARTS = default
+    xt = np.asarray(np.concatenate([np.asarray(x), np.ones((x.shape[0], 1))], axis=1) @ np.asarray(P), np.float32)
+    act = ACTIVATIONS[model.activation]
+    J1 = _output_jacobians(p, x, act, jax.grad(lambda z: jnp.sum(act(z))), 10)[2][0]
+    A = np.asarray(jnp.einsum("toj,tok->tjk", J1, J1) / x.shape[0], np.float32)
+    pairs = np.array([(j, k) for j in range(10) for k in range(j, 10)])
+    xla = jax.jit(upper_triangle_grams)
+    xj, Aj = jnp.asarray(xt), jnp.asarray(A)
+    fns = {"syrk (polarised_grams)": lambda: polarised_grams(xt, A, pairs),
+           "XLA upper block triangles": lambda: np.asarray(xla(xj, Aj, pairs))}
+    out = {k: f() for k, f in fns.items()}
+    best = {}
     for _ in range(repeat):
-        for parts, f in fns.items():
+        for k, f in fns.items():
             t = time.perf_counter()
-            jax.block_until_ready(f(*args))
-            best[parts] = min(best.get(parts, np.inf), time.perf_counter() - t)
-    diff = float(np.max(np.abs(np.asarray(out[1][0]) - np.asarray(out[default][0]))) / np.max(np.abs(np.asarray(out[1][0]))))
-    print(f"Gauss–Newton blocks, 784-10-10-10, 10,000 samples, float32 layer-1 blocks (best of {repeat}, "
-          f"interleaved): whole products {best[1]:.2f} s, upper block triangle of {default} parts "
-          f"{best[default]:.2f} s ({best[1] / best[default]:.2f}×); largest difference {diff:.1e} of the largest entry")
+            f()
+            best[k] = min(best.get(k, np.inf), time.perf_counter() - t)
+    a, b = out.values()
+    scale = max(np.abs(b[i]).max() for i, (j, k) in enumerate(pairs) if j == k)
+    ta, tb = best.values()
+    print(f"layer 1's Gauss–Newton blocks, 784-10-10-10, 10,000 samples, float32 (best of {repeat}, interleaved): "
+          + ", ".join(f"{k} {t:.2f} s" for k, t in best.items())
+          + f" ({tb / ta:.2f}×); largest difference {np.max(np.abs(a - b)) / scale:.1e} of the diagonal blocks' largest entry")
 
 
 def factorisations(n, mixed=(None,)):
@@ -142,7 +162,7 @@ def factorisations(n, mixed=(None,)):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8070)
-    ap.add_argument("--blocks", action="store_true", help="only the Gauss–Newton blocks, GRAM_PARTS 1 against the default")
+    ap.add_argument("--blocks", action="store_true", help="only layer 1's Gauss–Newton blocks, by syrk against XLA products")
     ap.add_argument("--factorise", type=int, metavar="N", help="only N factorisations of the Fig. 3 problem")
     ap.add_argument("--mixed", choices=("default", "both"), default="default",
                     help="--factorise: GN_MIXED as in the library, or off and on alternately")

@@ -1023,36 +1023,59 @@ def cholesky_panel_solve(factors: CholeskyPanels, r):
     return jnp.concatenate(xs)
 
 
-GRAM_PARTS = 4  # column blocks of `symmetric_weighted_gram`
+def polarised_grams(X, A, pairs):
+    """The weighted Grams Xᵀ diag(A[:, j, k]) X for each (j, k) of `pairs`, each by one BLAS `syrk`.
 
-
-def symmetric_weighted_gram(X, a, parts: int | None = None):
-    """Xᵀ diag(a) X from the products of its upper block triangle only, the lower one mirrored.
-
-    X's columns are cut into `parts` (default `GRAM_PARTS`, at most X's
-    width) blocks; the (i, j ≥ i) blocks are `parts`(`parts` + 1)/2 matrix
-    products, (`parts` + 1)/(2 `parts`) of the flops of the full product (5/8
-    for 4). The layer-1 blocks of `_gauss_newton_blocks` are all of this form
-    and are nearly all of a factorisation's work: at 784-10-10-10 on 10,000
-    samples, 55 products of 785 × 10,000 by 10,000 × 785 (`benchmarks/bench_gn_apply.py`
-    times the blocks with `parts` 1 and the default in one run; BENCHMARKS.md).
+    A[t] must be positive semi-definite for every row t (as c J₁ᵀJ₁ per
+    sample is in `_gauss_newton_blocks`). Then the weights a_jj and
+    s_jk = a_jj + a_kk + 2a_jk = (e_j + e_k)ᵀA(e_j + e_k) are ≥ 0, each
+    G(w) = Xᵀ diag(w) X = (√w ⊙ X)ᵀ(√w ⊙ X) is one symmetric rank-k product
+    (`syrk`, which NumPy calls for YᵀY: half the flops of a general product),
+    and by polarisation Xᵀ diag(a_jk) X = (G(s_jk) − α²G(a_jj) − G(a_kk)/α²)/2
+    with s_jk = α²a_jj + a_kk/α² + 2a_jk = (αe_j + e_k/α)ᵀA(αe_j + e_k/α) ≥ 0.
+    So the n(n + 1)/2 blocks of layer 1's Gauss–Newton matrix cost
+    n(n + 1)/2 syrks, 1/2 of their products' flops (the upper block triangle
+    of 4 column blocks, the library before: 5/8). Rounding: the error of an
+    off-diagonal block is a few units of X's precision times
+    α²G(a_jj) + G(a_kk)/α², the scale of the diagonal blocks beside it;
+    α² = (Σ_t a_kk / Σ_t a_jj)^½ makes that ≈ 2(G(a_jj)G(a_kk))^½, which
+    bounds the block itself (a_jk² ≤ a_jj a_kk), where units j and k have
+    different scales (a neuron of layer 1 that has grown 10×). X's dtype
+    (float32 or float64) is the blocks'. **Returns:** an array
+    (len(`pairs`), w, w), w = X's width, each block full and symmetric.
 
     Example:
         >>> import numpy as np
-        >>> X = np.random.default_rng(0).standard_normal((50, 7)); a = np.linspace(-1.0, 2.0, 50)
-        >>> bool(np.allclose(symmetric_weighted_gram(X, a, 3), X.T @ (a[:, None] * X), rtol=1e-12))
+        >>> rng = np.random.default_rng(0)
+        >>> X, J = rng.standard_normal((50, 7)), rng.standard_normal((50, 3, 2))
+        >>> A = np.einsum("toj,tok->tjk", J, J)
+        >>> B = polarised_grams(X, A, [(0, 0), (0, 1), (1, 1)])
+        >>> bool(np.allclose(B[1], X.T @ (A[:, 0, 1][:, None] * X), rtol=1e-12, atol=1e-12))
         True
     """
-    parts = GRAM_PARTS if parts is None else parts
-    if isinstance(parts, bool) or not (isinstance(parts, (int, np.integer)) and parts >= 1):
-        raise ValueError(f"parts: must be a positive number of column blocks, got {parts!r}")
-    n = X.shape[1]
-    parts = min(parts, n)
-    cuts = [round(i * n / parts) for i in range(parts + 1)]
-    XD = X * a[:, None]
-    blocks = {(i, j): XD[:, cuts[i]:cuts[i + 1]].T @ X[:, cuts[j]:cuts[j + 1]]
-              for i in range(parts) for j in range(i, parts)}
-    return jnp.block([[blocks[i, j] if i <= j else blocks[j, i].T for j in range(parts)] for i in range(parts)])
+    X, A = np.asarray(X), np.asarray(A)
+    pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    if X.ndim != 2 or A.ndim != 3 or A.shape[0] != X.shape[0] or A.shape[1] != A.shape[2]:
+        raise ValueError(f"A: must be (T, n, n) for X of (T, w), got A {A.shape} and X {X.shape}")
+    Y = np.empty_like(X)
+
+    def gram(w):  # Xᵀ diag(w) X, w ≥ 0 up to rounding
+        np.multiply(X, np.sqrt(np.maximum(w, 0)).astype(X.dtype)[:, None], out=Y)
+        return Y.T @ Y  # NumPy calls BLAS syrk for a product with its own transpose
+
+    tiny = float(np.finfo(X.dtype).tiny)
+    diagonal = {j: gram(A[:, j, j]) for j in np.unique(pairs)}
+    out = np.empty((len(pairs), X.shape[1], X.shape[1]), X.dtype)
+    for i, (j, k) in enumerate(pairs):
+        if j == k:
+            out[i] = diagonal[j]
+        else:  # α² = (Σ a_kk / Σ a_jj)^½ balances the two units' scales (docstring)
+            a2 = np.sqrt(max(float(np.sum(A[:, k, k])), tiny) / max(float(np.sum(A[:, j, j])), tiny))
+            out[i] = gram(a2 * A[:, j, j] + A[:, k, k] / a2 + 2 * A[:, j, k])
+            out[i] -= a2 * diagonal[j]
+            out[i] -= diagonal[k] / a2
+            out[i] *= 0.5
+    return out
 
 
 def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gauge=None):
@@ -1064,18 +1087,19 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
     then the flat free parameters of layers ≥ 2. Layer 1's Jacobian is
     J₁,μ ⊗ x̃_μ (J₁,μ = ∂f/∂z₁, x̃ = (x, 1)P), so its block (j, j') is
     x̃ᵀ diag(a_jj') x̃ with a_jj',μ = c Σ_o J₁,μ[o, j] J₁,μ[o, j'], one matrix
-    product per pair j ≤ j' instead of one per sample; each such block is
-    symmetric, so (split layer ≥ 2) only its upper block triangle is
-    multiplied (`symmetric_weighted_gram`: 5/8 of the flops; 1.07× and 1.28×
-    faster blocks in two runs, BENCHMARKS.md). When the split layer
+    product per pair j ≤ j' instead of one per sample; with split layer ≥ 2
+    each such block is symmetric and A_μ = (a_jj',μ) positive semi-definite,
+    so they are formed outside XLA by `polarised_grams`, one BLAS `syrk` each
+    (1/2 of the products' flops). When the split layer
     is 1, ϑ_l moves both z_l and z_m (column l of J₁ becomes J₁[:, l] +
     J₁[:, m]) and row m's input is x̃ ∂ϑ_m/∂ũ = δ/‖u‖ x̃(I − ûûᵀ)P (u = Pũ
     in the whitened variables), so the matrix is exact for every layer.
     With `single` the layer-1 blocks, which are nearly all of the work
     (n₁(n₁+1)/2 products of T × (n₀+1) matrices), are multiplied and
     returned in float32 (the other blocks in float64): the matrix is only a preconditioner, and at
-    784-10-10-10 on 10,000 samples the blocks then take 5.2 s against 12.6 s
-    (`benchmarks/bench_gn_apply.py`, BENCHMARKS.md).
+    784-10-10-10 on 10,000 samples the blocks then took 5.2 s against 12.6 s,
+    and by `polarised_grams` 2.68 s against XLA's 3.53 s for the upper block
+    triangles (`benchmarks/bench_gn_apply.py --blocks`, BENCHMARKS.md).
     With an `UpstreamGauge` (`symland._path.upstream_gauge`) and split layer 2,
     row m also depends on the scales d_j = (ϑ_jᵀCϑ_j)^½ of layer 1's neurons
     (ϑ_{m,j} = ϑ_{l,j} + δê_j/d_j, `symland._path.pair_distance`), so layer
@@ -1104,7 +1128,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
     pairs = np.array([(j, k) for j in range(n_1) for k in range(j, n_1)])
 
     @jax.jit
-    def blocks(v, delta, l, m, x, y, xt, P):
+    def jitted(v, delta, l, m, x, y, xt, P):
         T = x.shape[0]
         c = 2.0 / T if kind == "mse" else 2.0 / (T * jnp.mean(y * y))
         theta = effective_params(unravel(v), layer, l, m, delta, gauge)
@@ -1122,11 +1146,11 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
         X = lambda j: jnp.where(j == m, xm_l, xt_l) if layer == 1 else xt_l  # row j's input in ∂z_j
         A = c * jnp.einsum("toj,tok->tjk", J1, J1)
         A_l = A.astype(low)
-        if layer == 1:  # blocks of row m are not symmetric
+        if layer == 1:  # blocks of row m are not symmetric: one product each, here
             product = lambda jk: (X(jk[0]) * A_l[:, jk[0], jk[1]][:, None]).T @ X(jk[1])
-        else:  # each block x̃ᵀ diag(a_jk) x̃ is symmetric
-            product = lambda jk: symmetric_weighted_gram(xt_l, A_l[:, jk[0], jk[1]])
-        B1 = jax.lax.map(product, jnp.asarray(pairs))  # `low`: float32 with `single`
+            B1 = jax.lax.map(product, jnp.asarray(pairs)).astype(low)
+        else:  # each block x̃ᵀ diag(a_jk) x̃ is symmetric: by `polarised_grams` (syrk), from A, outside
+            B1 = A_l
         v1 = v[:n1]
 
         def rest(vr):  # the outputs as a function of layers ≥ 2 (layer 1's outputs fixed)
@@ -1144,7 +1168,8 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
         Jr = jax.jacfwd(rest)(v[n1:])  # (T, n_d, n_rest)
         # in float64 even with `single`: in float32 the error of M̃⁻¹r at λ = 1e−6 on the 3-4-3-2 toy
         # (test_gauss_newton_preconditioner_keeps_out_of_dark_input_directions) rose from < 1e−2 to 3.2e−2
-        # (BENCHMARKS.md, "Where the path's time goes")
+        # (BENCHMARKS.md, "Where the path's time goes"); the cross block C alone in float32, with the
+        # mixed factor, from 1.1e−2 to 3.8e−2 (twenty-fifth session)
         K = jnp.einsum("toj,toa->tja", J1, Jr)
         C = c * jnp.einsum("ti,tja->jia", xt, K)
         if layer == 1:
@@ -1161,11 +1186,21 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
             g = Js[1][:, :, m][:, :, None] * h1[:, None, :]  # ∂f/∂ϑ_{m,j} per sample: (T, n_d, n₁)
             XB = jnp.einsum("ti,tjk->jki", xt, c * jnp.einsum("toj,tok->tjk", J1, g))
             Cg = c * jnp.einsum("toj,tok->jk", g, g)
-            j, k = pairs[:, 0], pairs[:, 1]
-            B1 = (B1 + XB[j, k][:, :, None] * w[k][:, None, :] + w[j][:, :, None] * XB[k, j][:, None, :]
-                  + Cg[j, k][:, None, None] * w[j][:, :, None] * w[k][:, None, :])
             C = C + w[:, :, None] * (c * jnp.einsum("toj,toa->ja", g, Jr))[:, None, :]
-        return B1.astype(low), C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
+            extra = (XB, w, Cg)  # block (j, k) += XB[j, k] w_kᵀ + w_j XB[k, j]ᵀ + Cg[j, k] w_j w_kᵀ
+        else:
+            extra = None
+        return B1, extra, C, c * jnp.einsum("toa,tob->ab", Jr, Jr)
+
+    def blocks(v, delta, l, m, x, y, xt, P):
+        B1, extra, C, Gr = jitted(v, delta, l, m, x, y, xt, P)
+        if layer != 1:  # B1 holds A: the blocks by syrk (`polarised_grams`)
+            B1 = polarised_grams(np.asarray(xt, dtype=np.float32 if single else np.float64), B1, pairs)
+        if extra is not None:
+            XB, w, Cg = (np.asarray(a) for a in extra)
+            for i, (j, k) in enumerate(pairs):
+                B1[i] += np.outer(XB[j, k], w[k]) + np.outer(w[j], XB[k, j]) + Cg[j, k] * np.outer(w[j], w[k])
+        return np.asarray(B1), C, Gr
 
     return pairs, blocks
 
