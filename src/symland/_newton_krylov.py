@@ -1079,7 +1079,11 @@ def polarised_grams(X, A, pairs):
 
 
 def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gauge=None):
-    """A jitted function (v, δ, l, m, x, y, x̃P, P) → the blocks of the exact Gauss–Newton matrix.
+    """A function (v, δ, l, m, x, y, x̃P, P) → the blocks of the exact Gauss–Newton matrix (numpy arrays).
+
+    Jitted but for layer 1's symmetric blocks (split layer ≥ 2), which numpy forms from the
+    weights that XLA returns (`polarised_grams`).
+
 
     G = c JᵀJ (c = 2/T for `mse`, 2/(T⟨y²⟩) for `nmse`; J the Jacobian of
     the outputs with respect to the free parameters in the solver's
@@ -1200,7 +1204,7 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
             XB, w, Cg = (np.asarray(a) for a in extra)
             for i, (j, k) in enumerate(pairs):
                 B1[i] += np.outer(XB[j, k], w[k]) + np.outer(w[j], XB[k, j]) + Cg[j, k] * np.outer(w[j], w[k])
-        return np.asarray(B1), C, Gr
+        return np.asarray(B1), np.asarray(C), np.asarray(Gr)
 
     return pairs, blocks
 
@@ -1363,7 +1367,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
     blocks_64 = functools.cache(lambda: _gauss_newton_blocks(model, layer, kind, gauge=gauge)[1])
 
     def factorise(v, delta, l, m, x, y, *, damping=damping):
-        B1, C, Gr = (np.asarray(b) for b in blocks(jnp.asarray(v), delta, l, m, x, y, xt, P))
+        B1, C, Gr = blocks(jnp.asarray(v), delta, l, m, x, y, xt, P)
         if single and GN_MIXED:
             factors = cholesky_mixed(B1, C, Gr, v, m, damping)
             if factors is not None:
@@ -1373,7 +1377,7 @@ def gauss_newton_preconditioner(model, layer: int, kind: str, x, P, *, damping: 
             # float32 rounding of the blocks (≈ 1e−7 of their entries) outweighs a λ this small along
             # G's null directions, e.g. inputs with an exact linear dependence: form them in float64
             del L, B1  # the failed factor's n × n memory, before the float64 blocks fill another
-            B1, C, Gr = (np.asarray(b) for b in blocks_64()(jnp.asarray(v), delta, l, m, x, y, xt, P))
+            B1, C, Gr = blocks_64()(jnp.asarray(v), delta, l, m, x, y, xt, P)
             L, info = cholesky(B1, C, Gr, v, m, damping)
         if info != 0:
             raise np.linalg.LinAlgError(f"gauss_newton_preconditioner: M̃ is not positive definite (potrf info {info})")
