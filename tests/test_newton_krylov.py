@@ -322,7 +322,7 @@ def test_gauss_newton_preconditioner_is_the_damped_gauss_newton_inverse(layer, l
     # `single` forms layer 1's blocks and keeps L in float32 (the default above DENSE_THRESHOLD parameters;
     # this network is below it, so the default here is float64): the same operator to float32's precision
     # times M̃'s condition number, returned in float64. With split layer 2 the blocks are polarised
-    # (`polarised_grams`), whose rounding is up to about 3 units of the diagonal blocks' scale: 1.4e−4 of
+    # (`polarised_grams`), whose rounding is up to about 3 units of the diagonal blocks' scale: 1.3e−4 of
     # max|M̃⁻¹r| here (8.3e−5 by the direct products), so 3e−4; layer 1's direct products stay within 1e−4
     assert factorise(v, delta, l, m, x, y).dtype == np.float64
     assert len(factorise(v, delta, l, m, x, y).panels) == (1 if panel is None else 6)
