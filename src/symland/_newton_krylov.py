@@ -1084,7 +1084,6 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
     Jitted but for layer 1's symmetric blocks (split layer ≥ 2), which numpy forms from the
     weights that XLA returns (`polarised_grams`).
 
-
     G = c JᵀJ (c = 2/T for `mse`, 2/(T⟨y²⟩) for `nmse`; J the Jacobian of
     the outputs with respect to the free parameters in the solver's
     variables) in row-block order: layer 1's rows (W₁[j, :], b₁[j]) first,
@@ -1198,8 +1197,8 @@ def _gauss_newton_blocks(model, layer: int, kind: str, single: bool = False, gau
 
     def blocks(v, delta, l, m, x, y, xt, P):
         B1, extra, C, Gr = jitted(v, delta, l, m, x, y, xt, P)
-        if layer != 1:  # B1 holds A: the blocks by syrk (`polarised_grams`)
-            B1 = polarised_grams(np.asarray(xt, dtype=np.float32 if single else np.float64), B1, pairs)
+        if layer != 1:  # B1 holds A, in the blocks' dtype: the blocks by syrk (`polarised_grams`)
+            B1 = polarised_grams(np.asarray(xt, dtype=B1.dtype), B1, pairs)
         if extra is not None:
             XB, w, Cg = (np.asarray(a) for a in extra)
             for i, (j, k) in enumerate(pairs):
