@@ -492,14 +492,15 @@ def test_refactorise_once_when_inner_solve_runs_out():
 
 @pytest.mark.parametrize("script, expected", [
     ("LLLLLL", 1),      # a run of long inner solves: factors that never resolved it, one call
-    ("LSLSSL", 3),      # each long solve after a short one: the factors went stale, a call each
+    ("LSLSSLS", 3),     # each long solve after a short one: the factors went stale, a call each
+    ("LSLSSL", 2),      # ... made at the next iteration: none after the last solve, where max_steps ends it
     ("SSSSSS", 0),
     ("LLSLLS", 2),
 ])
 def test_refactorise_again_only_after_a_short_inner_solve(monkeypatch, script, expected):
     """`refactorise` is called at the first long inner solve, and again at each long one that follows a
-    shorter one since the last call, never for two long solves in a row (the inner solver's reports
-    are scripted: L long, S short)."""
+    shorter one since the last call, never for two long solves in a row, each at the next iteration
+    (the inner solver's reports are scripted: L long, S short)."""
     from jax.flatten_util import ravel_pytree
 
     import symland._newton_krylov as nk
@@ -523,6 +524,30 @@ def test_refactorise_again_only_after_a_short_inner_solve(monkeypatch, script, e
                              refactorise=lambda w: calls.append(1) or problem.factorise(w, *args),
                              max_cg=20, max_steps=len(script), gtol=1e-300)
     assert len(solves) == len(script) and len(calls) == expected == r.factorisations
+
+
+def test_no_refactorisation_for_a_point_that_ends_the_solve(monkeypatch):
+    """A long inner solve whose step ends the solve (here: converged) does not refactorise: the factors
+    would be built at a point that needs none (on the Fig. 3 path, step 16's last factorisation was
+    such a one; BENCHMARKS.md, "A refactorisation only where the solve goes on")."""
+    import symland._newton_krylov as nk
+
+    problem = FlatProblem(lambda v: 0.5 * jnp.sum((v - 1.0) ** 2))
+    real, calls = nk._steihaug_pcg, []
+
+    def long_solve(hvp, g, precond, radius, eta, max_iter):  # the exact step, reported as running out
+        p, pnorm, _, _ = real(hvp, g, precond, radius, eta, max_iter)
+        return p, pnorm, max_iter, "max_iter"
+
+    monkeypatch.setattr(nk, "_steihaug_pcg", long_solve)
+    r = minimise_matrix_free(problem, jnp.zeros(1), method="trust-pcg", factors=(),
+                             refactorise=lambda w: calls.append(1) or (), max_cg=5)
+    assert r.converged and r.steps == 1 and r.factorisations == 0 and not calls
+    # the same long solve that does not end it: the next iteration refactorises, at the point reached
+    r = minimise_matrix_free(FlatProblem(lambda v: jnp.sum(jnp.cosh(v - 1.0))), jnp.zeros(1),
+                             method="trust-pcg", factors=(), refactorise=lambda w: calls.append(np.asarray(w)) or (),
+                             max_cg=5)
+    assert r.converged and r.factorisations == len(calls) == 1 and not np.allclose(calls[0], 0.0)
 
 
 def test_factors_given_as_a_function_are_built_on_first_need():

@@ -581,6 +581,7 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     radius = initial_radius
     lagged = factors
     stale = True  # may the next long inner solve refactorise: first, and after a short one since
+    pending = False  # a refactorisation decided, made at the next iteration if the solve goes on
     operators = None  # (hvp, precond) at s with the current factors, replaying their products (`_Replayed`)
     while True:
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
@@ -593,6 +594,11 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             return s, "max_steps"
         counts["steps"] += 1
         s_now = jnp.asarray(s)
+        if pending:  # refactorise at the current iterate (below)
+            lagged = refactorise(problem.to_v(s_now))
+            counts["factorisations"] += 1
+            operators, pending = None, False
+            radius = None  # the Cauchy length in the new norm
         if callable(lagged):  # built on first need (`minimise_matrix_free(factors=...)`)
             lagged = lagged()
             counts["factorisations"] += 1
@@ -643,11 +649,9 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
         if long and stale and refactorise is not None and lagged is not None:
             # The preconditioner no longer resolves the curvature: near a minimum of the fixed-δ
             # problem the damping GN_DAMPING hides its small eigenvalues (BENCHMARKS.md, issue 10).
-            lagged = refactorise(problem.to_v(jnp.asarray(s)))
-            operators = None
+            # Built at the top of the next iteration, after the tests, so not for a point that ends the solve.
+            pending = True
             stale = False
-            counts["factorisations"] += 1
-            radius = None  # the Cauchy length in the new norm, at the next iteration
         elif not long:
             stale = True  # the factors resolved this solve; a later long one means they went stale
 
@@ -1861,6 +1865,8 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             if curved and len(solved) > 1:
                 starts += [to_free(extrapolate_rescaled(points[-k:], s_to, unravel, layer - 1), l, m, norm)
                            for k in degrees]
+            if all(escape(v) for v in starts):  # whichever the loss picks, it is dropped (below): no losses
+                return to_free(points[-1][1], l, m, norm), None
             # the loss picks among several starts, and is the split test's f0; otherwise not evaluated
             start_loss = ([float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
                           if len(starts) > 1 or ratio is not None else [0.0])
