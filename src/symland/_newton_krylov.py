@@ -250,7 +250,8 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
       the first iteration, so that a start which already meets `gtol`
       builds nothing.
     - `refactorise(v) → factors` (trust-pcg with `factors` only): called
-      at the current iterate the first time an inner solve runs out of its
+      at the iterate reached (at the next iteration, so never where the
+      solve then ends) the first time an inner solve runs out of its
       `max_cg` HVPs; its factors replace `factors` (`matrix_free_paths`
       passes the Gauss–Newton matrix with the smaller damping
       `GN_DAMPING_NEAR`). With `refactorise_after`, also the first time an
@@ -566,7 +567,10 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     iteration if `factors` is a function, until the first
     inner solve that runs out of `max_cg` HVPs, or that spends
     `refactorise_after` or more, where `refactorise(v)`, if
-    given, replaces them at the current iterate; and again at each later
+    given, replaces them at the iterate reached, at the top of the next
+    iteration (none where the convergence, escape or budget test ends the
+    solve there: on the Fig. 3 path step 16 built one after its last step
+    before this rule); and again at each later
     such solve that follows a shorter one since, i.e. factors that went
     stale, not ones that never resolved the curvature, so a run of long
     solves costs one factorisation); the trust
@@ -577,8 +581,9 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
     iteration in its first factors' norm: superlinear as g → 0 (Nocedal & Wright 2006,
     Thm. 7.2), and relative, so the same for any scale of the loss. The absolute
     min(0.5, √‖g‖_{M⁻¹}) of the library before asked the Fig. 3 steps, whose loss is of order
-    1e−4, for inner solves to about 1e−2 from their first iteration: steps 0–15 of that path
-    took 899 HVPs against 556 now (BENCHMARKS.md, "A relative forcing term").
+    1e−4, for inner solves to about 1e−2 from their first iteration: that path took 3,194
+    HVPs and 28 factorisations against 2,506 and 27 now (BENCHMARKS.md, "A refactorisation
+    only where the solve goes on").
     The trial point of a step p is s + p, or `problem.retract(s, p)` where
     the problem has one (`path_problem(retract=True)`); the model's
     predicted decrease is that of p either way.
