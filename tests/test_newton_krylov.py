@@ -456,7 +456,7 @@ def test_gauss_newton_mixed_precision_factor(layer, l, m, monkeypatch):
 
 
 def test_refactorise_when_inner_solve_runs_out():
-    """minimise_matrix_free(refactorise=...) calls it at the current iterate the first time an inner
+    """minimise_matrix_free(refactorise=...) calls it at the iterate reached the first time an inner
     solve spends all `max_cg` HVPs (and again only after a shorter solve since: the next test), and
     reports the count; it is not called when no inner solve runs out, nor without `factors`. The
     damping override of `factorise` changes the operator."""
