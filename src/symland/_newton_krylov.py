@@ -1879,13 +1879,14 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
             if curved and len(solved) > 1:
                 starts += [to_free(extrapolate_rescaled(points[-k:], s_to, unravel, layer - 1), l, m, norm)
                            for k in degrees]
-            if all(escape(v) for v in starts):  # whichever the loss picks, it is dropped (below): no losses
+            crossed = [escape(v) for v in starts]  # a prediction past an escape test is dropped (below)
+            if all(crossed):  # whichever the loss would pick: no losses
                 return to_free(points[-1][1], l, m, norm), None
             # the loss picks among several starts, and is the split test's f0; otherwise not evaluated
             start_loss = ([float(problem.value_grads(problem.to_s(v), delta, l, m, x, y)[0]) for v in starts]
                           if len(starts) > 1 or ratio is not None else [0.0])
             i = int(np.argmin(np.where(np.isfinite(start_loss), start_loss, np.inf)))
-            if escape(starts[i]):  # the prediction alone crossed an escape test: start where the last step ended
+            if crossed[i]:  # the prediction alone crossed an escape test: start where the last step ended
                 return to_free(points[-1][1], l, m, norm), None
             return starts[i], start_loss[i]
 
