@@ -315,6 +315,35 @@ def test_even_block_spectrum_refuses_bad_arguments(kw, name):
         s.even_block_spectrum(model, p, x, y, args["layer"], args["l"], args["m"], **rest)
 
 
+def test_even_block_spectrum_reuses_a_given_problem(monkeypatch):
+    """With the caller's fixed-δ problem it builds none of its own (so compiles nothing again), and
+    factorises that problem once, at the point (δ = 0): the eigenvalues are the dense even block's."""
+    import symland as s
+    import symland._newton_krylov as nk
+
+    model, p, x, y, _, even = _even_toy(0.003)
+    problem = nk.path_problem(model, 2, "mse", x, preconditioner="gauss-newton")
+    real, calls, built = problem.factorise, [], []
+    problem.factorise = lambda *a, **kw: calls.append(a[1]) or real(*a, **kw)
+    original = nk.path_problem
+    monkeypatch.setattr(nk, "path_problem", lambda *a, **kw: built.append(a) or original(*a, **kw))
+    r = s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=4, max_iter=300, problem=problem)
+    assert not built and calls == [0.0] and r.converged
+    s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=4, max_iter=300)
+    assert len(built) == 1  # without it, its own
+    np.testing.assert_allclose(r.eigenvalues, even[:4], rtol=1e-5, atol=1e-12)
+
+
+def test_even_block_spectrum_refuses_a_problem_without_factors():
+    import symland as s
+    from symland._newton_krylov import path_problem
+
+    model, p, x, y, _, _ = _even_toy(0.003)
+    ekfac = path_problem(model, 2, "mse", x, preconditioner="ekfac")
+    with pytest.raises(ValueError, match="^problem:"):
+        s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=3, problem=ekfac)
+
+
 def test_even_block_spectrum_refuses_bad_data():
     import symland as s
 

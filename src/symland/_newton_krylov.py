@@ -1974,8 +1974,9 @@ def matrix_free_paths(model, params, x, y, layer: int, pairs, deltas, *, loss: s
         if even_block == "lobpcg" or (
                 even_block == "auto" and lobpcg_applies and theta_star.size > critical_module.DENSE_THRESHOLD
                 and float(jnp.max(jnp.abs(full.value_grads(ravel_pytree(point)[0], x, y)[2]))) <= CRITICAL_GTOL):
+            # the path's own problem where it has the Gauss–Newton factors: not compiled a second time
             spectrum = even_block_spectrum(model, point, x, y, layer, l, m, loss=loss,
-                                           k=min(EVEN_BLOCK_K, n_even // 5))
+                                           k=min(EVEN_BLOCK_K, n_even // 5), problem=problem if gn else None)
         report = classify_permutation_point(
             loss_fn, point, layer, l, m, gtol=CRITICAL_GTOL, method="auto",
             k=int(min(spectrum_k, theta_star.size - 1)), max_hvps=budget,

@@ -472,7 +472,7 @@ EVEN_BLOCK_K = 16
 
 def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int, *, loss: str = "mse",
                         k: int = EVEN_BLOCK_K, max_iter: int = 200, seed: int = 0,
-                        atol: float = 1e-8) -> EvenBlockSpectrum:
+                        atol: float = 1e-8, problem=None) -> EvenBlockSpectrum:
     """The k smallest eigenvalues of ∇²L's σ_{l⇔m}-even block, matrix-free, preconditioned exactly.
 
     Where Lanczos on the even block converges nothing (the Fig. 3
@@ -508,7 +508,14 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
     Gauss–Newton preconditioner needs), a permutation point `params` of
     layer k within `atol` (`check_permutation_point`), the data `x`, `y`
     and `loss` (`mse` or `nmse`) of L; `k` ≥ 1 with 5k at most the
-    dimension of the even subspace (LOBPCG's own limit).
+    dimension of the even subspace (LOBPCG's own limit). `problem`: the
+    fixed-δ problem of this model, layer, loss and data with the Gauss–Newton
+    preconditioner (`path_problem(..., preconditioner="gauss-newton")`;
+    default: built here), so that a caller that has one (`matrix_free_paths`)
+    does not compile a second. The factors are built at `params` either way:
+    on the Fig. 3 permutation point those of the δ = 0 solve's last
+    factorisation, seven trust-region iterations earlier, took LOBPCG 2,111
+    HVPs against 146 (BENCHMARKS.md, issue 10).
 
     **Returns:** an `EvenBlockSpectrum`. `ValueError` naming the argument,
     before any computation.
@@ -548,11 +555,15 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
                          f"coordinates), got {k!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+    if problem is not None and getattr(problem, "factorise", None) is None:
+        raise ValueError("problem: needs the Gauss–Newton preconditioner "
+                         "(path_problem(..., preconditioner='gauss-newton'))")
     free = list(params)  # δ = 0 free parameters: row m of layer k holds u (any unit vector)
     W, b = params[layer - 1]
     free[layer - 1] = (W.at[m].set(jnp.ones(W.shape[1]) / np.sqrt(W.shape[1])), b.at[m].set(0.0))
     v, unravel_free = ravel_pytree(free)
-    problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton")
+    if problem is None:
+        problem = path_problem(model, layer, loss, x, preconditioner="gauss-newton")
     args = (0.0, l, m, x, y)
     factors = problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
     s0 = problem.to_s(v)
