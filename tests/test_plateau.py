@@ -329,7 +329,7 @@ def test_even_block_spectrum_reuses_a_given_problem(monkeypatch):
     monkeypatch.setattr(nk, "path_problem", lambda *a, **kw: built.append(a) or original(*a, **kw))
     r = s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=4, max_iter=300, problem=problem)
     assert not built and calls == [0.0] and r.converged
-    s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=4, max_iter=300)
+    s.even_block_spectrum(model, p, x, y, 2, 0, 2, k=1, max_iter=1)
     assert len(built) == 1  # without it, its own
     np.testing.assert_allclose(r.eigenvalues, even[:4], rtol=1e-5, atol=1e-12)
 
