@@ -512,7 +512,8 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
     fixed-δ problem of this model, layer, loss and data with the Gauss–Newton
     preconditioner (`path_problem(..., preconditioner="gauss-newton")`;
     default: built here), so that a caller that has one (`matrix_free_paths`)
-    does not compile a second. The factors are built at `params` either way:
+    does not compile a second (only the preconditioner comes from it: the
+    products and residuals are of ∇²L itself). The factors are built at `params` either way:
     on the Fig. 3 permutation point those of the δ = 0 solve's last
     factorisation, seven trust-region iterations earlier, took LOBPCG 2,111
     HVPs against 146 (BENCHMARKS.md, issue 10).
