@@ -187,13 +187,17 @@ def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
 
     def refresh(s: _NewtonState) -> _NewtonState:
         lam, Q = hessian_eigh(f, s.x, hessian)
-        return chord(s._replace(lam=lam, Q=Q, hessians=s.hessians + 1))
+        first = s.hessians == 0  # at x0: the damping and the status start from the first Hessian
+        mu = jnp.where(first, mu0(lam), s.mu)
+        status = jnp.where(first, status_of(s.f, s.g, mu, lam, s.step), s.status)
+        return chord(s._replace(lam=lam, Q=Q, mu=mu, status=status, hessians=s.hessians + 1))
 
-    lam0, Q0 = hessian_eigh(f, x0, hessian)
-    mu0 = mu0(lam0)
-    state = chord(_NewtonState(x0, f0, g0, lam0, Q0, mu0, jnp.asarray(0), hist0,
-                               status_of(f0, g0, mu0, lam0, 0), jnp.asarray(1), jnp.asarray(False)))
-    s = jax.lax.while_loop(running, refresh, state)
+    # The first Hessian and chord run are the outer loop's first pass, not a copy of it before the loop:
+    # the Hessian, its eigendecomposition and the inner loop are traced and compiled once.
+    state = _NewtonState(x0, f0, g0, jnp.zeros(x0.shape, x0.dtype), jnp.zeros((x0.size, x0.size), x0.dtype),
+                         jnp.asarray(0.0, x0.dtype), jnp.asarray(0), hist0, jnp.asarray(_RUNNING),
+                         jnp.asarray(0), jnp.asarray(False))
+    s = jax.lax.while_loop(lambda s: running(s) | (s.hessians == 0), refresh, state)
     # The loop's status codes are RESULTS codes (plus the internal _RUNNING).
     status = RESULTS.where(s.status == _CONVERGED, RESULTS.converged,
                            RESULTS.where(s.status == _MAX_STEPS, RESULTS.max_steps,
