@@ -4,10 +4,11 @@ Run: PYTHONPATH=src python benchmarks/bench_compile_time.py [--src A [--src B]] 
 
 Each round runs, for each source tree in turn (alternating, so a machine that drifts affects both),
 a fresh process with JAX's persistent compilation cache off, and sums JAX's
-`backend_compile_duration` events (XLA's own compilation, not tracing) over three workloads:
+`backend_compile_duration` events (XLA's own compilation, not tracing) over four workloads:
 - `find_permutation_path` on the tanh toy (seed 2, pair 2 & 3; dense `minimise_flat` in a scan);
 - `find_permutation_path` on a 3-4-3-2 softplus network (layer 2, `nmse`, 3 steps; `jax.hessian`);
-- `solve_on_subspace` for Fix(S_6) of the Gaussian ReLU problem (vmapped Levenberg–Marquardt).
+- `solve_on_subspace` for Fix(S_6) of the Gaussian ReLU problem (vmapped Levenberg–Marquardt);
+- `least_symmetry_breaking` (Gaussian erf, k = 3, 4 runs: Adam, then `refine_flat` and a spectrum).
 It prints each round's seconds and the medians, and checks that the trees give the same losses
 (their largest relative difference), so a faster compilation is the same computation.
 The test suite compiles these programs cold on CI (tests/conftest.py keeps a cache within one run).
@@ -49,13 +50,17 @@ timed("3-4-3-2 path", lambda: s.find_permutation_path(model, teacher, x, y, 2, 0
 sub = fixed_point_subspace(6, "S_k")
 z0 = np.random.default_rng(0).normal(size=(5, sub.dim)) * 0.5 + 1.0
 timed("Fix(S_6) LM", lambda: solve_on_subspace(sub, z0, activation="relu", steps=50)[0])
+timed("symmetry breaking", lambda: s.least_symmetry_breaking("gaussian-erf", 3, n_runs=4, steps=300,
+                                                             n_samples=500).reports[0].loss)
 print(json.dumps({"times": out, "losses": losses}))
 """
 
 
 def run(src):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
-    res = subprocess.run([sys.executable, "-c", CALL], env=env, check=True, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", CALL], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{src}: the workload failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

@@ -54,3 +54,25 @@ def test_bad_arguments():
         s.minimise(rosenbrock, jnp.zeros(2), gtol=-1.0)
     with pytest.raises(ValueError, match="max_steps"):
         s.refine_critical_point(rosenbrock, jnp.zeros(2), max_steps=0)
+
+
+def test_final_spectrum_is_the_hessian_spectrum_at_the_end_point():
+    """`final_spectrum`: the eigenvalues at the returned x (minimise_flat and refine_flat, under jit and
+    vmap), from a start that needs steps and from one already converged; the iterates and the Hessian
+    count are those of the loop without it."""
+    from symland._solver import minimise_flat, refine_flat
+
+    f = lambda x: jnp.sum((x - 1.0) ** 2) + jnp.sum(x**4) + x[0] * x[1] ** 3 - jnp.sum(jnp.cos(x))
+    x0s = jnp.array([[0.3, -2.0, 1.5], [0.4, 0.1, -0.7]])
+    for solve, kw in ((minimise_flat, {"gtol": 1e-12}), (refine_flat, {"gtol": 1e-13})):
+        plain = jax.jit(jax.vmap(lambda x: solve(f, x, max_steps=60, **kw)))(x0s)
+        got = jax.jit(jax.vmap(lambda x: solve(f, x, max_steps=60, final_spectrum=True, **kw)))(x0s)
+        assert plain.eigenvalues is None
+        np.testing.assert_array_equal(got.x, plain.x)
+        np.testing.assert_array_equal(got.hessians, plain.hessians)
+        assert np.all(np.asarray(plain.hessians) >= 1)
+        for x, lam in zip(got.x, got.eigenvalues):
+            np.testing.assert_allclose(lam, np.linalg.eigvalsh(np.asarray(jax.hessian(f)(x))), rtol=1e-12, atol=1e-12)
+        again = jax.jit(jax.vmap(lambda x: solve(f, x, max_steps=60, final_spectrum=True, **kw)))(got.x)
+        np.testing.assert_array_equal(again.x, got.x)  # converged at its start: the first Hessian is the end's
+        np.testing.assert_allclose(again.eigenvalues, got.eigenvalues, rtol=1e-12, atol=1e-12)

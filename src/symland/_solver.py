@@ -86,6 +86,7 @@ class NewtonOutcome(NamedTuple):
     history: jnp.ndarray
     hessians: jnp.ndarray
     gtol: jnp.ndarray
+    eigenvalues: jnp.ndarray | None = None  # ∇²L's at x, ascending, where asked (`final_spectrum`)
 
 
 class _NewtonState(NamedTuple):
@@ -102,6 +103,7 @@ class _NewtonState(NamedTuple):
     status: RESULTS  # `_RUNNING` while the loop goes on
     hessians: jnp.ndarray
     stale: jnp.ndarray  # the last accepted step contracted ‖∇L‖∞ too little: refresh H
+    final: jnp.ndarray  # the loop has stopped and (λ, Q) are at x
 
 
 def hessian_eigh(f, x, hessian=None):
@@ -127,7 +129,7 @@ def _lam_max(lam):
 
 
 def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
-                      contraction=CONTRACTION, hessian=None) -> NewtonOutcome:
+                      contraction=CONTRACTION, hessian=None, final_spectrum=False) -> NewtonOutcome:
     """Damped Newton iterations built on eigendecompositions of the exact Hessian.
 
     `propose(g, λ, Q, μ) → (p, pred)` gives the step and its predicted
@@ -135,7 +137,10 @@ def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
     decides; `tol_of(f)` is the gradient tolerance; `stalled(μ, λ)` says when
     damping has grown so large that no step can make progress; `hessian(x)`,
     when given, replaces `jax.hessian(f)` (a closed form). Traceable under
-    jit/vmap/scan.
+    jit/vmap/scan. With `final_spectrum`, the outcome also holds the Hessian's
+    eigenvalues at the end point: from the loop's own last Hessian where no
+    step was accepted after it, else from one more pass of the outer loop
+    (not counted in `hessians`), so the Hessian is traced once either way.
 
     The Hessian is the expensive part (on the toy, `jax.hessian` costs 15
     gradients, the closed form of `two_layer_mse_hessian` about 2), so
@@ -190,21 +195,24 @@ def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
         first = s.hessians == 0  # at x0: the damping and the status start from the first Hessian
         mu = jnp.where(first, mu0(lam), s.mu)
         status = jnp.where(first, status_of(s.f, s.g, mu, lam, s.step), s.status)
-        return chord(s._replace(lam=lam, Q=Q, mu=mu, status=status, hessians=s.hessians + 1))
+        end = ~first & ~running(s)  # only with final_spectrum: the spectrum at the stopped end point
+        s = s._replace(lam=lam, Q=Q, mu=mu, status=status, hessians=s.hessians + jnp.where(end, 0, 1))
+        out = chord(s)
+        return out._replace(final=~running(out) & (end | jnp.all(out.x == s.x)))  # an end pass ends it
 
     # The first Hessian and chord run are the outer loop's first pass, not a copy of it before the loop:
     # the Hessian, its eigendecomposition and the inner loop are traced and compiled once.
     state = _NewtonState(x0, f0, g0, jnp.zeros(x0.shape, x0.dtype), jnp.zeros((x0.size, x0.size), x0.dtype),
                          jnp.asarray(0.0, x0.dtype), jnp.asarray(0), hist0, jnp.asarray(_RUNNING),
-                         jnp.asarray(0), jnp.asarray(False))
-    s = jax.lax.while_loop(lambda s: running(s) | (s.hessians == 0), refresh, state)
+                         jnp.asarray(0), jnp.asarray(False), jnp.asarray(False))
+    s = jax.lax.while_loop(lambda s: running(s) | (s.hessians == 0) | (final_spectrum & ~s.final), refresh, state)
     # The loop's status codes are RESULTS codes (plus the internal _RUNNING).
     status = RESULTS.where(s.status == _CONVERGED, RESULTS.converged,
                            RESULTS.where(s.status == _MAX_STEPS, RESULTS.max_steps,
                                          RESULTS.where(s.status == _DIVERGED, RESULTS.diverged,
                                                        RESULTS.stalled)))
     return NewtonOutcome(s.x, s.f, jnp.max(jnp.abs(s.g)), s.step, status, s.history, s.hessians,
-                         jnp.asarray(tol_of(s.f), dtype=jnp.float64))
+                         jnp.asarray(tol_of(s.f), dtype=jnp.float64), s.lam if final_spectrum else None)
 
 
 # Integer codes of the loop's state (traced comparisons are cheaper on ints);
@@ -215,7 +223,7 @@ _RUNNING, _CONVERGED, _MAX_STEPS, _DIVERGED, _STALLED = -1, 0, 1, 2, 3
 # --- damped saddle-free Newton (minimisation) ------------------------------------
 
 
-def minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
+def minimise_flat(f, x0, *, gtol, max_steps, hessian=None, final_spectrum=False):
     """Damped Newton in the |H| metric on a flat vector; traceable (jit/vmap/scan).
 
     Step p(μ) = −Σ_i (q_iᵀg)/(|λ_i| + μ) q_i over the eigenpairs of ∇²L: a
@@ -225,7 +233,8 @@ def minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
     and with μ → μ_min near a minimum the step is Newton's: quadratic
     convergence at every fresh Hessian, and chord steps in between that
     halve ‖∇L‖∞ at least. μ shrinks after good steps and grows after
-    rejected ones.
+    rejected ones. `final_spectrum`: also return ∇²L's eigenvalues at the end
+    point (`eigen_newton_loop`).
     """
     n = x0.shape[0]
 
@@ -258,7 +267,8 @@ def minimise_flat(f, x0, *, gtol, max_steps, hessian=None):
 
     return eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=mu_floor, tol_of=lambda fx: gtol,
-        stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps, hessian=hessian)
+        stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps, hessian=hessian,
+        final_spectrum=final_spectrum)
 
 
 def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> SolverResult:
@@ -296,8 +306,9 @@ def _solver_result(out: NewtonOutcome, unravel) -> SolverResult:
 # --- Levenberg–Marquardt on ∇L = 0 --------------------------------------------
 
 
-def refine_flat(f, x0, *, gtol, max_steps):
-    """LM on g(θ) = ∇L(θ) with Jacobian H; `gtol` is relative to max(1, |L|)."""
+def refine_flat(f, x0, *, gtol, max_steps, final_spectrum=False):
+    """LM on g(θ) = ∇L(θ) with Jacobian H; `gtol` is relative to max(1, |L|); `final_spectrum` as in
+    `eigen_newton_loop`."""
 
     def propose(gx, lam, Q, mu):
         return -Q @ (lam * (Q.T @ gx) / (lam * lam + mu)), jnp.asarray(0.0)
@@ -311,7 +322,8 @@ def refine_flat(f, x0, *, gtol, max_steps):
     return eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=lambda lam: (1e-8 * _lam_max(lam)) ** 2,
         tol_of=lambda fx: gtol * jnp.maximum(1.0, jnp.abs(fx)),
-        stalled=lambda mu, lam: mu > 1e16 * _lam_max(lam) ** 2, max_steps=max_steps)
+        stalled=lambda mu, lam: mu > 1e16 * _lam_max(lam) ** 2, max_steps=max_steps,
+        final_spectrum=final_spectrum)
 
 
 def refine_critical_point(loss_fn, params, *, gtol: float = 1e-13,

@@ -234,8 +234,8 @@ def _descend_refine(f, x0s, steps, lr, refine_steps):
             return (optax.apply_updates(x, u), s), None
 
         (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=steps)
-        r = refine_flat(f, x, gtol=1e-12, max_steps=refine_steps)
-        return r.x, r.loss, r.grad_norm, r.gtol, result_code(r.status), jnp.linalg.eigvalsh(jax.hessian(f)(r.x))
+        r = refine_flat(f, x, gtol=1e-12, max_steps=refine_steps, final_spectrum=True)
+        return r.x, r.loss, r.grad_norm, r.gtol, result_code(r.status), r.eigenvalues
 
     return jax.vmap(one)(x0s)
 

@@ -205,9 +205,9 @@ def network_kernels(pair_loss, closed_form_hessian: bool):
 
     def minimum(x0, data):
         f = lambda x: pair_loss(x, data)
-        out = minimise_flat(f, x0, gtol=MINIMUM_GTOL, max_steps=MINIMUM_STEPS, hessian=hess(data))
-        lam, _ = hessian_eigh(f, out.x, hess(data))
-        return out.x, out.loss, out.grad_norm, result_code(out.status), lam
+        out = minimise_flat(f, x0, gtol=MINIMUM_GTOL, max_steps=MINIMUM_STEPS, hessian=hess(data),
+                            final_spectrum=True)
+        return out.x, out.loss, out.grad_norm, result_code(out.status), out.eigenvalues
 
     def segments(A, B, data):  # the segments [A_i, B_i]: (N, PATH_SEGMENT_SAMPLES) losses
         f = lambda x: pair_loss(x, data)
