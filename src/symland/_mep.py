@@ -273,9 +273,9 @@ class SaddleRefinement(NamedTuple):
 def refine_maxima(f, X, *, gtol, max_steps, hessian=None) -> SaddleRefinement:
     """`refine_flat` and the dense Hessian spectrum at each row of `X` (vmapped)."""
 
-    def one(x0):
-        out = refine_flat(f, x0, gtol=gtol, max_steps=max_steps)
-        lam, _ = hessian_eigh(f, out.x, hessian)
+    def one(x0):  # without a closed form the loop's own Hessian gives the end point's spectrum
+        out = refine_flat(f, x0, gtol=gtol, max_steps=max_steps, final_spectrum=hessian is None)
+        lam = out.eigenvalues if hessian is None else hessian_eigh(f, out.x, hessian)[0]
         return SaddleRefinement(out.x, out.loss, out.grad_norm, result_code(out.status), out.gtol,
                                 lam, out.steps)
 
