@@ -208,9 +208,24 @@ class FlatProblem:
             >>> H(jnp.array([1.0, 0.0]))
             Array([24.,  0.], dtype=float64)
         """
+        return functools.partial(*self.hvp_operator(s, *args))
+
+    def hvp_operator(self, s, *args):
+        """`(apply, operands)` with `apply(operands, t)` = ∇²_s f(s) t: `hvp_at` with its point and data
+        as an argument, so that one `jax.jit(jax.vmap(apply, in_axes=(None, 1)))` serves many blocks of
+        vectors without closing over (and compiling in) the linearisation or the data.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> p = FlatProblem(lambda v, c: jnp.sum(c * v ** 4))
+            >>> apply, operands = p.hvp_operator(jnp.ones(2), 2.0)
+            >>> jax.jit(jax.vmap(apply, in_axes=(None, 1), out_axes=1))(operands, jnp.eye(2))
+            Array([[24.,  0.],
+                   [ 0., 24.]], dtype=float64)
+        """
         if jnp.size(s) <= LINEARISE_THRESHOLD:
-            return lambda t: self.hvp(s, t, *args)
-        return functools.partial(self._apply_linear, self._linearise(s, *args))
+            return (lambda operands, t: self.hvp(operands[0], t, *operands[1])), (s, args)
+        return self._apply_linear, self._linearise(s, *args)
 
 
 def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,

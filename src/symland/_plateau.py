@@ -568,29 +568,43 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
     args = (0.0, l, m, x, y)
     factors = problem.factorise(v, *args, damping=GN_DAMPING_NEAR)
     s0 = problem.to_s(v)
-    # A: s ↦ θ at δ = 0, linear (u enters multiplied by zero); Aᵀ by transposition
-    A = jax.linearize(lambda s: ravel_pytree(effective_params(
-        unravel_free(problem.to_v(s)), layer, l, m, 0.0, None))[0], s0)[1]
-    At = jax.linear_transpose(A, s0)
+    # A: s ↦ θ at δ = 0, linear (u enters multiplied by zero), linearised at s0 as a pytree of its residuals
+    # (jit returns a `Partial`), so that it is an argument of the batched products below; Aᵀ by transposition
+    A = jax.jit(lambda s: jax.linearize(lambda s_: ravel_pytree(effective_params(
+        unravel_free(problem.to_v(s_)), layer, l, m, 0.0, None))[0], s)[1])(s0)
+    s_shape = jax.ShapeDtypeStruct(s0.shape, s0.dtype)
     loss_of = mse if loss == "mse" else nmse
-    hvp = FlatProblem(lambda t, x, y: loss_of(model, unravel(t), x, y)).hvp_at(flat, x, y)
+    apply_H, operands_H = FlatProblem(lambda t, x, y: loss_of(model, unravel(t), x, y)).hvp_operator(flat, x, y)
+
+    def apply_M(operands, r):
+        A_, factors_ = operands
+        return A_(problem.apply_preconditioner(factors_, jax.linear_transpose(A_, s_shape)(r)[0]))
+
     count = [0]
     even = lambda X: X - Q @ (Q.T @ X)
 
-    def columns(f, X):  # f on each column, EVEN_BLOCK_BATCH at a time (padded: one compilation)
-        X = even(np.asarray(X).reshape(n, -1))
-        c = X.shape[1]
-        pad = np.zeros((n, -c % EVEN_BLOCK_BATCH))
-        fX = jax.vmap(f, in_axes=1, out_axes=1)
-        out = [np.asarray(fX(jnp.asarray(chunk))) for chunk in
-               np.split(np.concatenate([X, pad], axis=1), (c + pad.shape[1]) // EVEN_BLOCK_BATCH, axis=1)]
-        return even(np.concatenate(out, axis=1)[:, :c])
+    def columns(apply, operands):
+        """X ↦ Π_E apply(operands, ·) Π_E on each column, EVEN_BLOCK_BATCH at a time: one jitted, vmapped
+        program (padded: one compilation), its operands passed, not compiled in."""
+        fX = jax.jit(jax.vmap(apply, in_axes=(None, 1), out_axes=1))
+
+        def on(X):
+            X = even(np.asarray(X).reshape(n, -1))
+            c = X.shape[1]
+            pad = np.zeros((n, -c % EVEN_BLOCK_BATCH))
+            out = [np.asarray(fX(operands, jnp.asarray(chunk))) for chunk in
+                   np.split(np.concatenate([X, pad], axis=1), (c + pad.shape[1]) // EVEN_BLOCK_BATCH, axis=1)]
+            return even(np.concatenate(out, axis=1)[:, :c])
+
+        return on
+
+    H_columns = columns(apply_H, operands_H)
 
     def H(X):
         count[0] += np.asarray(X).reshape(n, -1).shape[1]
-        return columns(hvp, X)
+        return H_columns(X)
 
-    M = lambda X: columns(lambda r: A(problem.apply_preconditioner(factors, At(r)[0])), X)
+    M = columns(apply_M, (A, factors))
     op = lambda f: LinearOperator((n, n), matvec=f, matmat=f, dtype=np.float64)
     X0 = M(np.random.default_rng(seed).standard_normal((n, k)))
     with np.errstate(all="ignore"), warnings.catch_warnings():
