@@ -320,7 +320,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
     def evaluate(s):
         key = s.tobytes()
         if key not in cache:
-            f, gs, gv = problem.value_grads(jnp.asarray(s), *args)
+            f, gs, gv = problem.value_grads(s, *args)  # numpy into jit: no eager jnp.asarray per call
             counts["gradients"] += 1
             if len(cache) > 4:
                 cache.clear()
@@ -345,7 +345,7 @@ def minimise_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_
         if key not in linear:
             linear.clear()
             linear[key] = problem.hvp_at(jnp.asarray(s), *args)
-        return np.asarray(linear[key](jnp.asarray(t)))
+        return np.asarray(linear[key](t))
 
     def done(s):
         f, _, gn = evaluate(s)
@@ -512,7 +512,7 @@ def _lbfgs_gn(problem, s0, args, evaluate, factors, refactorise, *, iterations, 
             M = factors() if M is None else refactorise(problem.to_v(jnp.asarray(s)))
             counts["factorisations"] += 1
             pairs = []
-        precond = lambda r: np.array(problem.apply_preconditioner(M, jnp.asarray(r)))
+        precond = lambda r: np.array(problem.apply_preconditioner(M, r))
         q, alphas = g.copy(), []
         for si, yi, rho in reversed(pairs):
             a = rho * (si @ q)
@@ -633,9 +633,11 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
         if operators is None:  # a new iterate or new factors
             factors = problem.build_preconditioner(s_now, *args) if lagged is None else lagged
             hvp_now = problem.hvp_at(s_now, *args)  # the primal passes once, then two data passes per HVP
-            operators = (_Replayed(lambda t, hvp_now=hvp_now: np.asarray(hvp_now(jnp.asarray(t)))),
+            # numpy vectors go into the jitted products as they are: an eager jnp.asarray costs more than
+            # a small problem's product
+            operators = (_Replayed(lambda t, hvp_now=hvp_now: np.asarray(hvp_now(t))),
                          _Replayed(lambda r, factors=factors: np.asarray(
-                             problem.apply_preconditioner(factors, jnp.asarray(r)))))
+                             problem.apply_preconditioner(factors, r))))
         hvp, precond = operators
         done = hvp.computed
         if radius is None:  # the Cauchy step length in the M-norm, at most 1
@@ -718,7 +720,7 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
     s = np.asarray(problem.to_s(jnp.asarray(v0, dtype=jnp.float64)))
 
     def evaluate(s):
-        f, gs, gv = problem.value_grads(jnp.asarray(s), *args)
+        f, gs, gv = problem.value_grads(s, *args)
         counts["gradients"] += 1
         return float(f), np.asarray(gs), float(jnp.max(jnp.abs(gv)))
 
@@ -742,7 +744,7 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
             if counts["hvps"] >= budget:
                 raise _Stop
             counts["hvps"] += 1
-            return np.asarray(hvp_now(jnp.asarray(np.ravel(t))))
+            return np.asarray(hvp_now(np.ravel(t)))
 
         try:
             p, _ = minres(LinearOperator((n, n), matvec=mv, dtype=np.float64), -g,
