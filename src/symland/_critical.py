@@ -177,7 +177,7 @@ def _lanczos(loss_fn, params, k, which, tol, shift, max_hvps=None):
 
     def mv(v):
         count[0] += 1
-        return np.asarray(hvp(jnp.asarray(np.ravel(v), dtype=jnp.float64)))
+        return np.asarray(hvp(np.asarray(np.ravel(v), dtype=np.float64)))  # numpy into jit: no eager jnp.asarray
 
     H = LinearOperator((n, n), matvec=mv, dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(n)

@@ -390,7 +390,7 @@ def sublevel_path(loss_of, start, end, level: float, data=None, *, images: int =
     r0 = ((1.0 - t) * a[None] + t * b[None]).ravel()
     vg = _sublevel_objective(loss_of, int(images))
     A, B, lev = jnp.asarray(a), jnp.asarray(b), jnp.asarray(float(level))
-    fun = lambda r: tuple(np.asarray(v, dtype=np.float64) for v in vg(jnp.asarray(r), A, B, lev, data))
+    fun = lambda r: tuple(np.asarray(v, dtype=np.float64) for v in vg(r, A, B, lev, data))  # numpy into jit
     out = minimize(fun, r0, jac=True, method="L-BFGS-B", options={"maxiter": int(steps), "maxfun": 4 * int(steps)})
     return np.concatenate([a[None], out.x.reshape(images, a.size), b[None]])
 
