@@ -142,6 +142,14 @@ def test_whitening_is_an_exact_change_of_variables(monkeypatch):
     args2 = (0.2, 0, 1, jnp.asarray(x), y)
     np.testing.assert_allclose(prob.hvp_at(1.1 * s_var, *args2)(t), prob.hvp(1.1 * s_var, t, *args2),
                                rtol=1e-12, atol=1e-12)
+    # hvp_operator: the same products batched under one jit(vmap), its operands passed, in both branches
+    T = jnp.asarray(np.random.default_rng(3).standard_normal((v.size, 3)))
+    each = np.stack([np.asarray(prob.hvp(s_var, T[:, j], *args)) for j in range(3)], axis=1)
+    for threshold in (0, v.size):  # linearised, then the plain forward-over-reverse product
+        monkeypatch.setattr(nk, "LINEARISE_THRESHOLD", threshold)
+        apply, operands = prob.hvp_operator(s_var, *args)
+        batched = jax.jit(jax.vmap(apply, in_axes=(None, 1), out_axes=1))(operands, T)
+        np.testing.assert_allclose(batched, each, rtol=1e-12, atol=1e-12)
 
 
 def test_krylov_outcome_to_dict():
