@@ -16,12 +16,9 @@ The test suite compiles these programs cold on CI (tests/conftest.py keeps a cac
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
+
+from _trees import compare
 
 CALL = r"""
 import json, time, jax, numpy as np
@@ -56,31 +53,12 @@ print(json.dumps({"times": out, "losses": losses}))
 """
 
 
-def run(src):
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
-    res = subprocess.run([sys.executable, "-c", CALL], env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"{src}: the workload failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", action="append", help="a source tree (default: src); give two to compare")
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args(argv)
-    srcs = args.src or ["src"]
-    if len(srcs) > 2:
-        raise SystemExit("--src: at most two source trees")
-    if args.rounds < 1:
-        raise SystemExit("--rounds: must be ≥ 1")
-    runs = {src: [] for src in srcs}
-    for r in range(args.rounds):
-        for src in srcs:
-            got = run(src)
-            runs[src].append(got)
-            line = ", ".join(f"{k} {w:.1f} s (XLA {c:.1f} s)" for k, (w, c) in got["times"].items())
-            print(f"round {r + 1}, {src}: {line}", flush=True)
+    def report(r, src, got):
+        line = ", ".join(f"{k} {w:.1f} s (XLA {c:.1f} s)" for k, (w, c) in got["times"].items())
+        print(f"round {r}, {src}: {line}", flush=True)
+
+    srcs, runs = compare(CALL, __doc__.splitlines()[0], report, argv)
     print("\nmedian XLA compilation (s) | " + " | ".join(srcs))
     names = list(runs[srcs[0]][0]["times"])
     for name in names + ["all"]:

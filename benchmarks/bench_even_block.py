@@ -12,12 +12,9 @@ difference of the eigenvalues between the trees, so a faster run is the same com
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
+
+from _trees import compare
 
 CALL = r"""
 import json, time, jax, jax.numpy as jnp, numpy as np
@@ -40,31 +37,12 @@ print(json.dumps({"times": times, "eigenvalues": vals, "hvps": r.hvps, "status":
 """
 
 
-def run(src):
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
-    res = subprocess.run([sys.executable, "-c", CALL], env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"{src}: the workload failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", action="append", help="a source tree (default: src); give two to compare")
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args(argv)
-    srcs = args.src or ["src"]
-    if len(srcs) > 2:
-        raise SystemExit("--src: at most two source trees")
-    if args.rounds < 1:
-        raise SystemExit("--rounds: must be ≥ 1")
-    runs = {src: [] for src in srcs}
-    for r in range(args.rounds):
-        for src in srcs:
-            got = run(src)
-            runs[src].append(got)
-            print(f"round {r + 1} {src}: first {got['times'][0]:.2f} s, second {got['times'][1]:.2f} s, "
-                  f"{got['hvps']} HVPs, {got['status']}", flush=True)
+    def report(r, src, got):
+        print(f"round {r} {src}: first {got['times'][0]:.2f} s, second {got['times'][1]:.2f} s, "
+              f"{got['hvps']} HVPs, {got['status']}", flush=True)
+
+    srcs, runs = compare(CALL, __doc__.splitlines()[0], report, argv)
     for src in srcs:
         first = statistics.median(g["times"][0] for g in runs[src])
         second = statistics.median(g["times"][1] for g in runs[src])
