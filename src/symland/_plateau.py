@@ -592,7 +592,7 @@ def even_block_spectrum(model, params: Params, x, y, layer: int, l: int, m: int,
             X = even(np.asarray(X).reshape(n, -1))
             c = X.shape[1]
             pad = np.zeros((n, -c % EVEN_BLOCK_BATCH))
-            out = [np.asarray(fX(operands, jnp.asarray(chunk))) for chunk in
+            out = [np.asarray(fX(operands, chunk)) for chunk in
                    np.split(np.concatenate([X, pad], axis=1), (c + pad.shape[1]) // EVEN_BLOCK_BATCH, axis=1)]
             return even(np.concatenate(out, axis=1)[:, :c])
 

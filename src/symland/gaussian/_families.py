@@ -112,7 +112,7 @@ def _lm_restricted(loss_z, z0, steps):
         return keep(z + p, z), keep(g_new, g), keep(H_new, H), jnp.where(ok, 0.3 * mu, 10.0 * mu + 1e-300)
 
     # The derivatives at z0 come from the loop's own first pass, so they are traced and compiled once:
-    # from H = 0 the step is exactly 0, the (finite) derivatives at z0 are accepted against ‖g‖ = ∞, and
+    # from H = 0 the step is exactly 0, the (finite) derivatives at z0 are accepted against ‖g‖ = 1e300, and
     # μ = 1e−6 follows, the iterates of starting from (z0, ∇L_r(z0), ∇²L_r(z0), 1e−6).
     start = (z0, jnp.full_like(z0, 1e300), jnp.zeros((z0.size, z0.size), z0.dtype), jnp.asarray(1e-6 / 0.3))
     z, g, _, _ = jax.lax.fori_loop(0, steps + 1, body, start)
