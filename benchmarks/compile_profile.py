@@ -10,7 +10,8 @@ Each test (xdist worker processes included) appends one JSON line to COMPILE_PRO
 time and the sums of JAX's `backend_compile_duration` (XLA's compilation; `n` compilations),
 `jaxpr_trace_duration` and `jaxpr_to_mlir_module_duration` events during it. Compilations in
 processes a test starts (CLI subprocesses, Dask workers) are in its wall time only. The summary gives
-the totals and the 25 costliest files, and, with JAX_LOG_COMPILES=1, the 30 costliest programs by name.
+the totals and the 25 costliest files, and, with JAX_LOG_COMPILES=1, the 30 costliest programs by name
+and the 40 costliest (program, test) pairs.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class _CompileLog(logging.Handler):
     def emit(self, record):
         message = record.getMessage()
         if "Finished XLA compilation" in message:
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
             with open(os.path.join(_DIR, f"comp_{os.getpid()}.log"), "a") as f:
-                f.write(message + "\n")
+                f.write(f"{message}\t{test}\n")
 
 
 def pytest_configure(config):
@@ -84,15 +86,22 @@ def summarise(folder):
     for name, (w, c, t) in sorted(files.items(), key=lambda kv: -kv[1][0])[:25]:
         print(f"{w:7.1f} {c:8.1f} {t:8.1f}  {name}")
     programs = collections.defaultdict(lambda: [0.0, 0])
+    by_test = collections.defaultdict(lambda: [0.0, 0])
     for name in glob.glob(os.path.join(folder, "comp_*.log")):
         for line in open(name):
-            head, _, tail = line.rpartition(" in ")
-            programs[head.replace("Finished XLA compilation of ", "")][0] += float(tail.split()[0])
-            programs[head.replace("Finished XLA compilation of ", "")][1] += 1
+            message, _, test = line.rstrip("\n").partition("\t")
+            head, _, tail = message.rpartition(" in ")
+            program, sec = head.replace("Finished XLA compilation of ", ""), float(tail.split()[0])
+            for key, table in ((program, programs), ((program, test or "?"), by_test)):
+                table[key][0] += sec
+                table[key][1] += 1
     if programs:
         print("\n   XLA s  count  program")
         for name, (sec, n) in sorted(programs.items(), key=lambda kv: -kv[1][0])[:30]:
             print(f"{sec:8.2f} {n:6d}  {name}")
+        print("\n   XLA s  count  program  test")
+        for (name, test), (sec, n) in sorted(by_test.items(), key=lambda kv: -kv[1][0])[:40]:
+            print(f"{sec:8.2f} {n:6d}  {name}  {test}")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,7 @@ def test_balanced_gauge_removes_the_relu_rescaling():
 def test_continuation_state_is_a_named_record():
     from symland._path import Continuation, _path_kernels
 
-    start = _path_kernels(PROBLEM.model, 1, "mse", 1e-10, 5)[0]
+    start = _path_kernels(PROBLEM.model, 1, "mse")[0]
     deltas = jnp.asarray(s.delta_schedule(0.5, 3, 1e-2))[None]
     state = start(PROBLEM.teacher, jnp.array([L_]), jnp.array([M_]), deltas)
     assert isinstance(state, Continuation)

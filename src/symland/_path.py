@@ -526,13 +526,16 @@ class Continuation(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
-def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int, gauge=None):
+def _path_kernels(model: MLP, layer: int, kind: str, gauge=None):
     """Jitted, pair-batched (`vmap`) pieces of the path computation.
 
     `start(params, ls, ms, deltas)` makes the continuation state,
-    `advance(params, x, y, ls, ms, state, deltas_chunk)` solves a chunk of δ
-    steps, `finish(params, x, y, ls, ms, theta_last)` builds θ_{l⇔m} and its
-    spectrum.
+    `advance(params, x, y, gtol, max_steps, ls, ms, state, deltas_chunk)`
+    solves a chunk of δ steps, `finish(params, x, y, ls, ms, theta_last)`
+    builds θ_{l⇔m} and its spectrum. `gtol` and `max_steps` are arguments,
+    not constants, so one compiled `advance` serves every tolerance and step
+    budget (it is the costliest program of a dense path: about 8 s to compile
+    on the toy).
     """
     loss_of = mse if kind == "mse" else nmse
 
@@ -541,7 +544,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
         logd0 = jnp.log(deltas[0])
         return Continuation(theta0, theta0, logd0, logd0, deltas[0])
 
-    def advance(params, x, y, l, m, state, deltas):
+    def advance(params, x, y, gtol, max_steps, l, m, state, deltas):
         unravel_theta = ravel_pytree(params)[1]
         logd = jnp.log(jnp.where(deltas > 0, deltas, 1.0))
 
@@ -559,7 +562,7 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
             to_theta = lambda v: ravel_pytree(_effective(unravel(v), layer, l, m, delta, gauge))[0]
             f = lambda v: loss_of(model, unravel_theta(to_theta(v)), x, y)
             sol = minimise_flat(
-                f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps,
+                f, ravel_pytree(z)[0], gtol=gtol, max_steps=max_steps, history_length=1,
                 hessian=_free_hessian(model, kind, to_theta, unravel_theta, x, y))
             eff = _effective(unravel(sol.x), layer, l, m, delta, gauge)
             theta = ravel_pytree(eff)[0]
@@ -586,11 +589,11 @@ def _path_kernels(model: MLP, layer: int, kind: str, gtol: float, max_steps: int
         return pf, pl, jnp.max(jnp.abs(pg)), eig
 
     return (jax.jit(jax.vmap(start, in_axes=(None, 0, 0, 0))),
-            jax.jit(jax.vmap(advance, in_axes=(None, None, None, 0, 0, 0, 0))),
+            jax.jit(jax.vmap(advance, in_axes=(None, None, None, None, None, 0, 0, 0, 0))),
             jax.jit(jax.vmap(finish, in_axes=(None, None, None, 0, 0, 0))))
 
 
-def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress):
+def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress, *, gtol, max_steps):
     """Run the chunked, batched continuation; returns stacked per-step arrays."""
     start, advance, finish = kernels
     n = deltas.shape[1]
@@ -600,7 +603,8 @@ def _solve_paths(kernels, params, x, y, ls, ms, deltas, progress):
     pieces = []
     bar = tqdm(total=n, desc=f"{len(ls)} path(s)", unit="δ", disable=not progress, leave=False)
     for c in range(n_chunks):
-        state, out = advance(params, x, y, ls, ms, state, jnp.asarray(padded[:, c * CHUNK:(c + 1) * CHUNK]))
+        state, out = advance(params, x, y, np.float64(gtol), np.int64(max_steps), ls, ms, state,
+                             jnp.asarray(padded[:, c * CHUNK:(c + 1) * CHUNK]))
         pieces.append([np.asarray(a) for a in out])
         bar.update(min(CHUNK, n - c * CHUNK))
     bar.close()
@@ -819,11 +823,12 @@ def find_permutation_paths(model: MLP, params: Params, x, y, layer: int, pairs, 
                                  solver=solver, gauge=(resolved if isinstance(resolved, UpstreamGauge)
                                                        else "upstream" if gauge == "upstream" else None),
                                  progress=progress)
-    kernels = _path_kernels(model, int(layer), loss, float(gtol), int(max_newton_steps), resolved)
+    kernels = _path_kernels(model, int(layer), loss, resolved)
     ls = jnp.array([p[0] for p in pairs])
     ms = jnp.array([p[1] for p in pairs])
     rec, (pf, pl, pg, eig) = _solve_paths(
-        kernels, params, x, y, ls, ms, delta0[:, None] * unit[None, :], progress)
+        kernels, params, x, y, ls, ms, delta0[:, None] * unit[None, :], progress,
+        gtol=float(gtol), max_steps=int(max_newton_steps))
     unravel = ravel_pytree(params)[1]
     loss_of = mse if loss == "mse" else nmse
     loss_fn = lambda p: loss_of(model, p, x, y)

@@ -129,7 +129,8 @@ def _lam_max(lam):
 
 
 def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
-                      contraction=CONTRACTION, hessian=None, final_spectrum=False) -> NewtonOutcome:
+                      contraction=CONTRACTION, hessian=None, final_spectrum=False,
+                      history_length=None) -> NewtonOutcome:
     """Damped Newton iterations built on eigendecompositions of the exact Hessian.
 
     `propose(g, λ, Q, μ) → (p, pred)` gives the step and its predicted
@@ -141,6 +142,9 @@ def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
     eigenvalues at the end point: from the loop's own last Hessian where no
     step was accepted after it, else from one more pass of the outer loop
     (not counted in `hessians`), so the Hessian is traced once either way.
+    `max_steps` may be traced where `history_length` (a Python int: how many
+    ‖∇L‖∞ values `history` keeps; default `max_steps + 1`) is given, so that
+    one compiled program serves every step budget.
 
     The Hessian is the expensive part (on the toy, `jax.hessian` costs 15
     gradients, the closed form of `two_layer_mse_hessian` about 2), so
@@ -160,7 +164,8 @@ def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
     """
     vg = jax.value_and_grad(f)
     f0, g0 = vg(x0)
-    hist0 = jnp.full((max_steps + 1,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
+    n_hist = max_steps + 1 if history_length is None else history_length
+    hist0 = jnp.full((n_hist,), jnp.nan).at[0].set(jnp.max(jnp.abs(g0)))
 
     def status_of(fx, gx, mu, lam, step):
         gn = jnp.max(jnp.abs(gx))
@@ -179,7 +184,7 @@ def eigen_newton_loop(f, x0, *, propose, judge, mu0, tol_of, stalled, max_steps,
         fx = jnp.where(accept, f_new, s.f)
         gx = jnp.where(accept, g_new, s.g)
         step = s.step + 1
-        history = s.history.at[step].set(jnp.max(jnp.abs(gx)))
+        history = s.history.at[step].set(jnp.max(jnp.abs(gx)), mode="drop")  # past its length: not kept
         return s._replace(x=x, f=fx, g=gx, mu=mu, step=step, history=history,
                           status=status_of(fx, gx, mu, s.lam, step), stale=stale)
 
@@ -223,7 +228,7 @@ _RUNNING, _CONVERGED, _MAX_STEPS, _DIVERGED, _STALLED = -1, 0, 1, 2, 3
 # --- damped saddle-free Newton (minimisation) ------------------------------------
 
 
-def minimise_flat(f, x0, *, gtol, max_steps, hessian=None, final_spectrum=False):
+def minimise_flat(f, x0, *, gtol, max_steps, hessian=None, final_spectrum=False, history_length=None):
     """Damped Newton in the |H| metric on a flat vector; traceable (jit/vmap/scan).
 
     Step p(μ) = −Σ_i (q_iᵀg)/(|λ_i| + μ) q_i over the eigenpairs of ∇²L: a
@@ -234,7 +239,8 @@ def minimise_flat(f, x0, *, gtol, max_steps, hessian=None, final_spectrum=False)
     convergence at every fresh Hessian, and chord steps in between that
     halve ‖∇L‖∞ at least. μ shrinks after good steps and grows after
     rejected ones. `final_spectrum`: also return ∇²L's eigenvalues at the end
-    point (`eigen_newton_loop`).
+    point; `gtol` and `max_steps` may be traced where `history_length` is
+    given (`eigen_newton_loop`).
     """
     n = x0.shape[0]
 
@@ -268,7 +274,7 @@ def minimise_flat(f, x0, *, gtol, max_steps, hessian=None, final_spectrum=False)
     return eigen_newton_loop(
         f, x0, propose=propose, judge=judge, mu0=mu_floor, tol_of=lambda fx: gtol,
         stalled=lambda mu, lam: mu > 1e14 * _lam_max(lam), max_steps=max_steps, hessian=hessian,
-        final_spectrum=final_spectrum)
+        final_spectrum=final_spectrum, history_length=history_length)
 
 
 def minimise(loss_fn, params, *, gtol: float = 1e-10, max_steps: int = 200) -> SolverResult:
