@@ -27,6 +27,27 @@ def test_minimise_reports_max_steps():
     assert r.status_name == "max_steps" and not r.converged
 
 
+def test_minimise_flat_with_traced_tolerance_and_budget_is_the_static_solver():
+    """One compiled program for every gtol and max_steps (the dense path's `advance`): traced, with a
+    one-entry history, the step counts and statuses are those of the static solver, and the end points
+    agree to round-off (XLA fuses the two programs differently: 1 ulp here)."""
+    from symland._results import result_code
+    from symland._solver import minimise_flat
+
+    x0 = jnp.array([-1.2, 1.0])
+    traced = jax.jit(lambda x, g, n: minimise_flat(rosenbrock, x, gtol=g, max_steps=n, history_length=1))
+    for gtol, steps in ((1e-12, 200), (1e-12, 2), (1e-3, 200)):
+        want = jax.jit(lambda x: minimise_flat(rosenbrock, x, gtol=gtol, max_steps=steps))(x0)
+        got = traced(x0, gtol, steps)
+        np.testing.assert_allclose(got.x, want.x, rtol=1e-14, atol=0)
+        assert int(got.steps) == int(want.steps)
+        assert int(result_code(got.status)) == int(result_code(want.status))
+        assert got.history.shape == (1,) and float(got.history[0]) == float(want.history[0])
+    assert traced._cache_size() == 1
+    full = int(traced(x0, 1e-12, 200).steps)
+    assert int(traced(x0, 1e-12, 2).steps) == 2 < int(traced(x0, 1e-3, 200).steps) < full
+
+
 def test_refine_converges_to_saddle():
     f = lambda x: x[0] ** 4 / 4 - x[0] ** 2 / 2 + x[1] ** 2 + 0.1 * x[0] * x[1] ** 2
     r = s.refine_critical_point(f, jnp.array([1e-3, -2e-3]))
