@@ -107,6 +107,31 @@ def test_refine_reaches_a_saddle():
     np.testing.assert_allclose(r.x[:2], 0.0, atol=1e-12)
 
 
+def test_refine_solves_its_newton_systems_inexactly(monkeypatch):
+    """MINRES stops at relative residual min(`REFINE_FORCING`, ‖∇L‖/‖∇L(v0)‖), at least `REFINE_RTOL`: loose
+    far from the point, tight near it (an Eisenstat–Walker forcing term, so the convergence stays quadratic),
+    and the refinement still reaches ‖∇L‖∞ ≤ 1e−12 at a saddle."""
+    import scipy.sparse.linalg as sla
+
+    import symland._newton_krylov as nk
+
+    tols, real = [], sla.minres
+
+    def recorded(A, b, **kw):
+        tols.append((kw["rtol"], float(np.linalg.norm(b))))
+        return real(A, b, **kw)
+
+    monkeypatch.setattr(sla, "minres", recorded)
+    saddle = FlatProblem(lambda v: v[0] ** 2 - v[1] ** 2 + 0.3 * v[0] * v[1] ** 2 + v[2] ** 4 + 0.1 * v[0] ** 3)
+    r = refine_matrix_free(saddle, jnp.array([0.5, -0.4, 0.0]), gtol=1e-12)
+    assert r.status == "converged" and r.grad_norm <= 1e-12
+    g0 = tols[0][1]
+    assert tols[0][0] == nk.REFINE_FORCING and len(tols) >= 3
+    for rtol, g in tols:
+        assert rtol == max(nk.REFINE_RTOL, min(nk.REFINE_FORCING, g / g0))
+    assert tols[-1][0] < 1e-3 * tols[0][0]
+
+
 def test_whitening_is_an_exact_change_of_variables(monkeypatch):
     x = np.random.default_rng(0).standard_normal((50, 4)) * np.array([1.0, 1e-3, 10.0, 0.0])
     P, P_inv = input_whitening(x)

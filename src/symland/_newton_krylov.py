@@ -687,6 +687,10 @@ def _trust_region_pcg(problem, s0, args, evaluate, *, gtol, max_steps, escape, m
             stale = True  # the factors resolved this solve; a later long one means they went stale
 
 
+REFINE_FORCING = 0.1  # the largest relative residual of `refine_matrix_free`'s MINRES solves (its docstring)
+REFINE_RTOL = 1e-12  # and the smallest
+
+
 def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GTOL,
                        max_steps: int = 20, minres_steps: int = 500,
                        max_hvps: int | None = None) -> KrylovOutcome:
@@ -695,7 +699,15 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
     Newton–MINRES on ∇L = 0: p solves H p = −g by MINRES (symmetric,
     indefinite and singular H allowed; for consistent singular systems it
     returns the minimum-norm step), then p, p/2, … until ‖∇L‖₂ drops.
-    Matrix-free counterpart of `symland.refine_critical_point`.
+    Matrix-free counterpart of `symland.refine_critical_point`. The solves
+    are inexact (Eisenstat & Walker 1996): MINRES stops at relative residual
+    η = min(`REFINE_FORCING`, ‖g‖/‖g₀‖), at least `REFINE_RTOL`, which is
+    O(‖g‖) and so keeps Newton's quadratic convergence near a non-degenerate
+    point. Far from one, a solve to 1e−12 buys nothing: at the merged points
+    of unconverged 3-4-3-2 paths (`benchmarks/bench_refine.py`) it spent
+    about 200 HVPs per step on near-singular systems, whose long steps the
+    halving then cut back, where η took 2–5 HVPs per step and ended at a
+    smaller ‖∇L‖∞ (BENCHMARKS.md, "Test-suite time", thirtieth session).
 
     At most `max_hvps` HVPs are spent (default: no limit beyond
     `max_steps`·`minres_steps`); a refinement that runs out reports
@@ -725,6 +737,7 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
         return float(f), np.asarray(gs), float(jnp.max(jnp.abs(gv)))
 
     f, g, gn = evaluate(s)
+    g0 = max(float(np.linalg.norm(g)), np.finfo(np.float64).tiny)
     status, steps = None, 0
     n = s.size
     while status is None:
@@ -748,7 +761,8 @@ def refine_matrix_free(problem: FlatProblem, v0, args=(), *, gtol: float = NK_GT
 
         try:
             p, _ = minres(LinearOperator((n, n), matvec=mv, dtype=np.float64), -g,
-                          rtol=1e-12, maxiter=minres_steps)
+                          rtol=max(REFINE_RTOL, min(REFINE_FORCING, float(np.linalg.norm(g)) / g0)),
+                          maxiter=minres_steps)
         except _Stop:
             status = "max_steps"
             break
