@@ -37,13 +37,15 @@ HESSIAN_BLOCK = 128  # Hessian columns per forward-over-reverse batch
 
 @functools.lru_cache(maxsize=16)
 def _compiled_hessian(loss_fn, treedef, leaf_specs):
-    """jit(∇²) of θ_flat ↦ L(unravel(θ_flat)), cached per loss function and parameter layout,
-    so that repeated spectra of one loss (e.g. along a path) compile once."""
+    """jit(½(H + Hᵀ)), H = ∇² of θ_flat ↦ L(unravel(θ_flat)), cached per loss function and parameter
+    layout, so that repeated spectra of one loss (e.g. along a path) compile once. The symmetrisation
+    is part of the program: op by op it compiled its own three programs per shape."""
     template = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s, d) for s, d in leaf_specs])
     x_template, unravel = ravel_pytree(template)
     n = x_template.size
+    symmetric = lambda H: 0.5 * (H + H.T)
     if n <= HESSIAN_BLOCK:
-        return jax.jit(jax.hessian(lambda x: loss_fn(unravel(x))))
+        return jax.jit(lambda x: symmetric(jax.hessian(lambda z: loss_fn(unravel(z)))(x)))
     grad = jax.grad(lambda x: loss_fn(unravel(x)))
     pad = (-n) % HESSIAN_BLOCK
 
@@ -53,7 +55,7 @@ def _compiled_hessian(loss_fn, treedef, leaf_specs):
         # (n × samples × width) thrash memory; blocks are ≈ 3× faster at n ≈ 2000.
         eye = jnp.concatenate([jnp.eye(n), jnp.zeros((pad, n))]).reshape(-1, HESSIAN_BLOCK, n)
         hvp = lambda t: jax.jvp(grad, (x,), (t,))[1]
-        return jax.lax.map(jax.vmap(hvp), eye).reshape(-1, n)[:n]
+        return symmetric(jax.lax.map(jax.vmap(hvp), eye).reshape(-1, n)[:n])
 
     return jax.jit(blocked)
 
@@ -110,6 +112,32 @@ def two_layer_mse_hessian(model, params, x, y):
     return H[np.ix_(perm, perm)]
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_value_and_grad(loss_fn):
+    return jax.jit(jax.value_and_grad(loss_fn))
+
+
+def loss_and_gradient_norm(loss_fn, params) -> tuple[float, float]:
+    """(L(θ), ‖∇L(θ)‖∞), by one compiled program per loss function.
+
+    Jitted, not op by op: run eagerly, the gradient compiled each primitive on its own (182
+    programs, 10.8 s of XLA in a cold run of the test suite, for `classify_critical_point` alone;
+    BENCHMARKS.md, "Test-suite time", thirty-first session). Cached per loss function as
+    `hessian_matrix` is, so repeated reports of one loss compile once.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> loss_and_gradient_norm(lambda p: jnp.sum(p ** 2), jnp.array([1.0, -3.0]))
+        (10.0, 6.0)
+    """
+    try:
+        fn = _compiled_value_and_grad(loss_fn)
+    except TypeError:  # an unhashable callable: no caching
+        fn = _compiled_value_and_grad.__wrapped__(loss_fn)
+    loss, grad = fn(params)
+    return float(loss), float(jnp.max(jnp.abs(ravel_pytree(grad)[0])))
+
+
 def hessian_matrix(loss_fn, params):
     """The dense Hessian ∇²L(θ) of the flattened parameters (`ravel_pytree` order)."""
     x0, _ = ravel_pytree(params)
@@ -119,8 +147,7 @@ def hessian_matrix(loss_fn, params):
         fn = _compiled_hessian(loss_fn, treedef, specs)
     except TypeError:  # an unhashable callable: no caching
         fn = _compiled_hessian.__wrapped__(loss_fn, treedef, specs)
-    H = fn(x0)
-    return 0.5 * (H + H.T)
+    return fn(x0)
 
 
 def hessian_vector_product(loss_fn, params):
@@ -303,8 +330,7 @@ def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
     """
     check_tolerance(gtol, "gtol")
     check_finite_params(params)
-    loss, grad = jax.value_and_grad(loss_fn)(params)
-    grad_norm = float(jnp.max(jnp.abs(ravel_pytree(grad)[0])))
+    loss, grad_norm = loss_and_gradient_norm(loss_fn, params)
     n = ravel_pytree(params)[0].size
     if method == "auto":
         method = "dense" if n <= DENSE_THRESHOLD else "lanczos"
@@ -320,7 +346,7 @@ def classify_critical_point(loss_fn, params, *, gtol: float = 1e-8,
             top, known = largest_eigenvalue(loss_fn, params, method="lanczos", max_hvps=max_hvps)
             part = part if known else "partial"
             zero_tol = zero_tolerance(np.concatenate([eig, top]), n=n)
-    return CriticalPointReport.from_spectrum(float(loss), grad_norm, eig, gtol=float(gtol),
+    return CriticalPointReport.from_spectrum(loss, grad_norm, eig, gtol=float(gtol),
                                              part=part, n=n, zero_tol=zero_tol)
 
 

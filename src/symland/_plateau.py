@@ -34,16 +34,11 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._critical import DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product
+from ._critical import DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product, loss_and_gradient_norm
 from ._results import CriticalPointReport, zero_tolerance
 from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
 from ._transition_network import neuron_blocks
-
-def _grad_norm(loss_fn, params) -> tuple[float, float]:
-    loss, grad = jax.value_and_grad(loss_fn)(params)
-    return float(loss), float(jnp.max(jnp.abs(ravel_pytree(grad)[0])))
-
 
 def _check_incoming(params, layer, l, m, atol):
     V = np.asarray(neuron_vectors(params, layer))
@@ -72,7 +67,7 @@ def check_permutation_point(params: Params, layer: int, l: int, m: int, *, loss_
             f"params: not a permutation point of layer {layer}: outgoing weights of neurons "
             f"{l} and {m} differ (max |W_{{:,l}} − W_{{:,m}}| = {d_out:.3g} > atol = {atol:.3g})")
     if loss_fn is not None:
-        loss, gn = _grad_norm(loss_fn, params)
+        loss, gn = loss_and_gradient_norm(loss_fn, params)
         tol = gtol * max(1.0, abs(loss))
         if not gn <= tol:
             raise ValueError(
@@ -382,7 +377,7 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
     if even is not True:  # the tolerance still scales with ‖H‖₂: the largest eigenvalue, as classify_critical_point
         from ._critical import largest_eigenvalue
 
-        loss, grad_norm = _grad_norm(loss_fn, params)
+        loss, grad_norm = loss_and_gradient_norm(loss_fn, params)
         n = int(ravel_pytree(params)[0].size)
         top, known = largest_eigenvalue(loss_fn, params, method="lanczos" if n > DENSE_THRESHOLD else "dense",
                                         max_hvps=max_hvps)
@@ -400,7 +395,7 @@ def classify_permutation_point(loss_fn, params: Params, layer: int, l: int, m: i
 
     even = classify_critical_point(lambda w: loss_fn(embed(w)), jnp.zeros(n - odd.size, flat.dtype),
                                    gtol=gtol, method=method, k=k, max_hvps=max_hvps)
-    loss, grad_norm = _grad_norm(loss_fn, params)
+    loss, grad_norm = loss_and_gradient_norm(loss_fn, params)
     if even.part == "smallest":
         odd = odd[odd <= even.eigenvalues[-1]]
     # zero_tolerance is 100·dim·ε·max|λ|: the even block's at dimension n, then the union's
