@@ -184,7 +184,7 @@ def _even_toy(noise):
     y = model.apply(p, x) + noise * jnp.sin(x[:, :2])
     loss = lambda q: s.mse(model, q, x, y)
     theta, unravel = ravel_pytree(p)
-    H = np.asarray(jax.hessian(lambda t: loss(unravel(t)))(theta))
+    H = np.asarray(jax.jit(jax.hessian(lambda t: loss(unravel(t))))(theta))
     odd = s.odd_block_spectrum(loss, p, 2, l, m)
     il, im = neuron_blocks(unravel, theta.size, 2)[[l, m]]
     Q = np.zeros((theta.size, il.size))  # the odd directions, by hand
@@ -279,7 +279,7 @@ def test_even_block_spectrum_counts_the_flat_directions_of_dark_inputs():
     y = model.apply(p, x) + 0.0003 * jnp.sin(x[:, :2])
     loss = lambda q: s.mse(model, q, x, y)
     theta, unravel = ravel_pytree(p)
-    H = np.asarray(jax.hessian(lambda t: loss(unravel(t)))(theta))
+    H = np.asarray(jax.jit(jax.hessian(lambda t: loss(unravel(t))))(theta))
     il, im = neuron_blocks(unravel, theta.size, 2)[[0, 2]]
     Q = np.zeros((theta.size, il.size + 4))  # the odd directions and the 4 dark ones, W₁[j, 2]
     Q[il, np.arange(il.size)], Q[im, np.arange(il.size)] = 2 ** -0.5, -2 ** -0.5
