@@ -1,8 +1,9 @@
 """The documentation runs: README.md's Python API section, docs/*.md and every `>>>` in src.
 
 The doc sessions that compile solvers take tens of seconds of CPU each and
-are marked slow; every session is also checked cheaply without the mark: each
-example compiles and every symland name it imports or reads exists.
+are marked slow, as are the module docstrings in `SLOW_MODULES`; every session
+and every module is also checked cheaply without the mark: each example
+compiles and every symland name it imports or reads exists.
 """
 
 import ast
@@ -20,6 +21,10 @@ import symland
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 CHEAP = {"docs/counting.md", "docs/sweeps.md"}  # exact integer arithmetic; no-JAX selftest jobs
+# Module docstrings whose example runs a whole pipeline: `permutation_saddle` on the tanh toy took 52–62 s
+# of a cold CI-sized run (fixed-δ path, band, refinement; BENCHMARKS.md, "Test-suite time", thirty-first
+# session). tests/test_saddle.py checks the same call on the same toy and pair without the mark.
+SLOW_MODULES = {"symland._saddle"}
 
 
 def _readme_api() -> str:
@@ -51,23 +56,35 @@ def test_every_doc_file_has_a_session():
         assert _session(name).examples, f"{name}: no >>> examples"
 
 
-@pytest.mark.parametrize("name", sorted(SESSIONS))
-def test_doc_examples_compile_and_name_real_api(name):
+def _check_examples(examples, label):
+    """Each example parses, and every symland name it imports or reads as an attribute exists."""
     aliases = {}
-    for ex in _session(name).examples:
+    for ex in examples:
         tree = ast.parse(ex.source)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("symland"):
                 mod = importlib.import_module(node.module)
                 for a in node.names:
-                    assert hasattr(mod, a.name), f"{name}: {node.module} has no {a.name}"
+                    assert hasattr(mod, a.name), f"{label}: {node.module} has no {a.name}"
             elif isinstance(node, ast.Import):
                 for a in node.names:
                     if a.name.startswith("symland"):
                         aliases[a.asname or a.name] = importlib.import_module(a.name)
             elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                   and node.value.id in aliases):
-                assert hasattr(aliases[node.value.id], node.attr), f"{name}: no symland.{node.attr}"
+                assert hasattr(aliases[node.value.id], node.attr), f"{label}: no symland.{node.attr}"
+
+
+@pytest.mark.parametrize("name", sorted(SESSIONS))
+def test_doc_examples_compile_and_name_real_api(name):
+    _check_examples(_session(name).examples, name)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_examples_compile_and_name_real_api(module):
+    mod = importlib.import_module(module)
+    for test in doctest.DocTestFinder().find(mod, module):
+        _check_examples(test.examples, test.name)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in CHEAP else pytest.mark.slow)
@@ -76,7 +93,8 @@ def test_doc_session_runs(name):
     assert _run(_session(name)).tries > 0
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.slow if m in SLOW_MODULES else ())
+                                    for m in MODULES])
 def test_module_docstring_examples(module):
     mod = importlib.import_module(module)
     for test in doctest.DocTestFinder().find(mod, module):

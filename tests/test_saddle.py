@@ -47,8 +47,10 @@ def test_certified_saddle_and_exact_endpoints(results):
 
 def test_consistency_with_the_complete_fixed_delta_path(results):
     """Where the fixed-δ path is complete and θ_{l⇔m} has index 1, the MEP saddle is
-    θ_{l⇔m} (Fig. 4 A) or lies below it."""
+    θ_{l⇔m} (Fig. 4 A) or lies below it. (`permutation_saddle`'s docstring runs this pair alone, in the
+    slow suite: status converged, certified, relation top by the fixed-δ route.)"""
     r = results[0]
+    assert (r.l, r.m, r.status) == (2, 3, "converged")
     assert r.init == "fixed-delta" and r.permutation_point is not None
     assert r.permutation_point.index == 1
     rel = r.relation
