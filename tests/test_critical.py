@@ -196,7 +196,7 @@ def test_hessian_vector_product_linearised_above_the_dense_threshold(monkeypatch
     y = jnp.sin(x[:, :2])
     loss_fn = lambda p: s.mse(model, p, x, y)
     theta, unravel = ravel_pytree(params)
-    H = jax.hessian(lambda th: loss_fn(unravel(th)))(theta)
+    H = jax.jit(jax.hessian(lambda th: loss_fn(unravel(th))))(theta)
     T = jax.random.normal(jax.random.PRNGKey(2), (3, theta.size))
     plain = s.hessian_vector_product(loss_fn, params)
     monkeypatch.setattr(critical, "LINEARISE_THRESHOLD", 0)

@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._critical import DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product, loss_and_gradient_norm
+from ._critical import (DENSE_THRESHOLD, hessian_spectrum, hessian_vector_product,
+                        loss_and_gradient_norm)
 from ._results import CriticalPointReport, zero_tolerance
 from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
