@@ -112,7 +112,7 @@ def two_layer_mse_hessian(model, params, x, y):
     return H[np.ix_(perm, perm)]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)  # holds its losses (and the data they close over) alive: few
 def _compiled_value_and_grad(loss_fn):
     return jax.jit(jax.value_and_grad(loss_fn))
 

@@ -41,6 +41,7 @@ from ._network import Params
 from ._symmetry import check_hidden_layer, check_neuron_pair, neuron_vectors
 from ._transition_network import neuron_blocks
 
+
 def _check_incoming(params, layer, l, m, atol):
     V = np.asarray(neuron_vectors(params, layer))
     d_in = float(np.max(np.abs(V[l] - V[m])))
