@@ -1137,20 +1137,15 @@ PREDICTOR_VARIANTS = {("auto", "trust-gn", True): True, ("auto", "trust-gn", Fal
 
 @pytest.mark.parametrize("variants", [list(PREDICTOR_VARIANTS)[:3],
                                       pytest.param(list(PREDICTOR_VARIANTS)[3:], marks=pytest.mark.slow)])
-def test_matrix_free_paths_predicts_in_rescaling_coordinates_where_asked(monkeypatch, variants):
+def test_matrix_free_paths_predicts_in_rescaling_coordinates_where_asked(layer2_toy, monkeypatch, variants):
     """`predictor`: "theta" never extrapolates in the rescaling coordinates; "rescaling" does (any
     solver); "auto" does where the trust region retracts (trust-gn with `retract`) and not otherwise.
     The candidates are only starts: each variant records the same δ, and every step it ends is
     converged or an honest status."""
     import symland._newton_krylov as nk
-    from symland._path import delta_schedule
     from symland._results import RESULT_NAMES
 
-    model = s.MLP((3, 4, 3, 2), "softplus")
-    x = jax.random.normal(jax.random.PRNGKey(0), (40, 3))
-    teacher = model.init(jax.random.PRNGKey(1))
-    y = model.apply(teacher, x)
-    deltas = float(s.pair_distance(teacher, 2, 1, 2)) * delta_schedule(1.0, 4, 1e-4)
+    model, teacher, x, y, deltas = layer2_toy
     calls, real = [], nk.extrapolate_rescaled
 
     def counted(points, at, unravel, layer):
@@ -1160,7 +1155,7 @@ def test_matrix_free_paths_predicts_in_rescaling_coordinates_where_asked(monkeyp
     monkeypatch.setattr(nk, "extrapolate_rescaled", counted)
     for predictor, solver, retract in variants:
         calls.clear()
-        path, = nk.matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas[None, :], loss="mse",
+        path, = nk.matrix_free_paths(model, teacher, x, y, 2, [(1, 2)], deltas, loss="mse",
                                      max_steps=40, solver=solver, retract=retract, predictor=predictor)
         assert path.delta.size == deltas.size and set(path.status) <= set(RESULT_NAMES)
         if PREDICTOR_VARIANTS[predictor, solver, retract]:
